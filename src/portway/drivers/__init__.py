@@ -1,0 +1,1 @@
+"""Backends: one module per engine behind the protocols in ``base``."""

@@ -1,0 +1,271 @@
+"""The driver contract: what every backend offers portway.
+
+Modelled on Nomad's task-driver plugin API: one small protocol, a fixed
+``Capabilities`` value per driver, and optional features as separate small
+protocols (``LogSource``, ``Executor``, ``StatsSource``, ``EventSource``), so a
+caller learns what a driver supports before calling, not by failing.
+
+We split Nomad's StartTask into ``create`` and ``start``: creating first
+validates the image and configuration of a new revision while the old replica
+still runs, which is what lets a failed rollout leave the previous state
+running. Both are idempotent: ``create`` of a replica that already exists
+returns the existing handle (that is how a restarted controller avoids
+duplicates), ``start`` of a running replica does nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from portway.spec.model import WorkloadSpec
+
+# Owner labels: every object a driver creates carries them. Drivers list and
+# adopt by these labels only; the controller never tracks anything else.
+LABEL_PREFIX = "portway.dev/"
+LABEL_MANAGED = LABEL_PREFIX + "managed"  # always "true"
+LABEL_NAMESPACE = LABEL_PREFIX + "namespace"
+LABEL_WORKLOAD = LABEL_PREFIX + "workload"
+LABEL_REPLICA = LABEL_PREFIX + "replica"  # replica index, decimal
+LABEL_GENERATION = LABEL_PREFIX + "generation"  # template generation, decimal
+LABEL_TEMPLATE = LABEL_PREFIX + "template"  # template hash, for humans and audits
+LABEL_TARGET = LABEL_PREFIX + "target"
+
+
+class Health(StrEnum):
+    UNDETECTED = "undetected"  # no engine answers at the address
+    UNHEALTHY = "unhealthy"  # it answers but cannot run work
+    HEALTHY = "healthy"
+
+
+class ReplicaState(StrEnum):
+    """Shared across all backends; drivers map their engine's states onto it."""
+
+    CREATED = "created"  # exists, never started or not started yet
+    RUNNING = "running"
+    PAUSED = "paused"
+    RESTARTING = "restarting"  # the engine itself is restarting it
+    EXITED = "exited"
+    REMOVING = "removing"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    health: Health
+    detail: str = ""  # why unhealthy/undetected; engine name when healthy
+    version: str = ""
+    runtime_handlers: tuple[str, ...] = ()
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DriverCapabilities:
+    """Fixed per driver (like Nomad's ``Capabilities``)."""
+
+    exec: bool = False
+    logs: bool = False
+    logs_follow: bool = False
+    stats: bool = False
+    events: bool = False
+    ports_tcp: bool = False
+    ports_udp: bool = False
+    volumes_tmpfs: bool = False
+    volumes_named: bool = False
+    volumes_bind: bool = False
+    read_only_rootfs: bool = False
+    cap_add_drop: bool = False
+    no_new_privileges: bool = False
+    run_as_user: bool = False
+    memory_limit: bool = False
+    cpu_limit: bool = False
+    pids_limit: bool = False
+    isolation_tiers: frozenset[str] = frozenset({"standard"})
+
+
+@dataclass(frozen=True)
+class Handle:
+    """Opaque to everyone but the driver that made it; stored so a restarted
+    controller can hand it back to ``recover``."""
+
+    driver: str
+    target: str
+    id: str
+    name: str
+    version: int = 1  # format version of this handle
+
+
+@dataclass(frozen=True)
+class ReplicaRequest:
+    """Everything a driver needs to create one replica."""
+
+    namespace: str
+    workload: str
+    index: int
+    generation: int
+    template_hash: str
+    spec: WorkloadSpec
+
+    @property
+    def name(self) -> str:
+        """Deterministic, so a repeated create finds the first one."""
+        return f"pw-{self.namespace}-{self.workload}-{self.index}-g{self.generation}"
+
+    def labels(self, target: str) -> dict[str, str]:
+        return {
+            LABEL_MANAGED: "true",
+            LABEL_NAMESPACE: self.namespace,
+            LABEL_WORKLOAD: self.workload,
+            LABEL_REPLICA: str(self.index),
+            LABEL_GENERATION: str(self.generation),
+            LABEL_TEMPLATE: self.template_hash,
+            LABEL_TARGET: target,
+        }
+
+    def host_port(self, container_port: int, protocol: str) -> int | None:
+        """Replica i publishes on hostPort + i (None: ephemeral)."""
+        for port in self.spec.ports:
+            if port.container_port == container_port and str(port.protocol) == protocol:
+                return None if port.host_port is None else port.host_port + self.index
+        return None
+
+
+@dataclass(frozen=True)
+class PublishedPort:
+    container_port: int
+    protocol: str
+    host_ip: str
+    host_port: int
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """One observation of one replica, as the engine reports it."""
+
+    handle: Handle
+    labels: Mapping[str, str]
+    state: ReplicaState
+    exit_code: int | None = None
+    oom_killed: bool = False
+    error: str = ""  # engine's message for a failed start, if any
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    ports: tuple[PublishedPort, ...] = ()
+    image: str = ""
+
+    @property
+    def index(self) -> int:
+        return int(self.labels.get(LABEL_REPLICA, "-1"))
+
+    @property
+    def generation(self) -> int:
+        return int(self.labels.get(LABEL_GENERATION, "-1"))
+
+    @property
+    def workload_key(self) -> str:
+        return f"{self.labels.get(LABEL_NAMESPACE, '')}/{self.labels.get(LABEL_WORKLOAD, '')}"
+
+    def host_port_for(self, container_port: int, protocol: str = "tcp") -> PublishedPort | None:
+        for port in self.ports:
+            if port.container_port == container_port and port.protocol == protocol:
+                return port
+        return None
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: bytes  # stdout and stderr interleaved as the engine delivers them
+
+
+@dataclass(frozen=True)
+class LogLine:
+    timestamp: datetime | None
+    stream: str  # "stdout" | "stderr"
+    text: str
+
+
+@dataclass(frozen=True)
+class Stats:
+    cpu_seconds: float  # cumulative CPU time
+    memory_bytes: int
+    memory_limit_bytes: int | None
+    pids: int | None
+
+
+@dataclass(frozen=True)
+class DriverEvent:
+    """A hint that something changed; the controller re-reads state anyway."""
+
+    labels: Mapping[str, str]
+    action: str  # engine's word: "die", "start", "destroy", "oom", ...
+    handle_id: str
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """The core every backend implements. Calls may block; they are made from
+    worker threads, never from the reconcile loop's own thread."""
+
+    name: str  # driver name, e.g. "docker"
+    target: str  # the configured target this instance talks to
+
+    def fingerprint(self) -> Fingerprint: ...
+
+    def capabilities(self) -> DriverCapabilities: ...
+
+    def create(self, request: ReplicaRequest) -> Handle: ...
+
+    def start(self, handle: Handle) -> None: ...
+
+    def inspect(self, handle: Handle) -> ReplicaStatus: ...
+
+    def stop(self, handle: Handle, timeout: float) -> None: ...
+
+    def destroy(self, handle: Handle) -> None: ...
+
+    def recover(self, handle: Handle) -> ReplicaStatus | None:
+        """Re-attach to a replica after a controller restart; None if gone."""
+        ...
+
+    def list_owned(self, selector: Mapping[str, str]) -> list[ReplicaStatus]:
+        """Every replica whose labels include ``selector`` (plus managed=true)."""
+        ...
+
+    def image_present(self, image: str) -> bool: ...
+
+
+@runtime_checkable
+class LogSource(Protocol):
+    def logs(
+        self,
+        handle: Handle,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[LogLine]: ...
+
+
+@runtime_checkable
+class Executor(Protocol):
+    def exec(self, handle: Handle, command: list[str], timeout: float = 30.0) -> ExecResult: ...
+
+
+@runtime_checkable
+class StatsSource(Protocol):
+    def stats(self, handle: Handle) -> Stats: ...
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    def events(self, stop: threading.Event) -> Iterator[DriverEvent]:
+        """Engine events for owned objects until ``stop`` is set or the engine
+        goes away (then the iterator ends; the caller reconnects)."""
+        ...

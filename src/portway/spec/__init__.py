@@ -1,0 +1,1 @@
+"""The portable workload model and its loaders. Pure: reads files, nothing else."""

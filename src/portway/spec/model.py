@@ -1,0 +1,430 @@
+"""The portable workload model, ``portway.dev/v1`` kind ``Workload``.
+
+Field names in files are camelCase, as Kubernetes users expect; Python code
+uses snake_case attributes. Every model forbids unknown fields so a typo is an
+error (the loader suggests the closest valid name), never a silent drop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+API_VERSION = "portway.dev/v1"
+KIND_WORKLOAD = "Workload"
+
+# DNS-1123 label: what Kubernetes accepts for names, and safe inside
+# container names and label values on every backend.
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAME_MAX = 63
+
+# Docker's reference grammar, simplified: [host[:port]/]path[:tag][@digest].
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?"
+IMAGE_RE = re.compile(
+    rf"^{_HOST}{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{{32,}})?$"
+)
+
+_QUANTITY_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGT]i?|[kmgt]i?|[Bb])?$")
+_UNITS = {
+    None: 1,
+    "b": 1,
+    "k": 1000,
+    "m": 1000**2,
+    "g": 1000**3,
+    "t": 1000**4,
+    "ki": 1024,
+    "mi": 1024**2,
+    "gi": 1024**3,
+    "ti": 1024**4,
+}
+
+
+def parse_bytes(value: int | float | str) -> int:
+    """``64Mi`` -> 67108864; plain numbers are bytes. Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 64Mi, 1G or a number of bytes")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return int(value)
+    match = _QUANTITY_RE.match(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a size; expected e.g. 64Mi, 512M, 1Gi or bytes")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[unit.lower() if unit else None])
+
+
+def parse_cpu(value: int | float | str) -> float:
+    """``500m`` -> 0.5 cores; plain numbers are cores. Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError("expected cores such as 0.5 or 500m")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            cores = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a CPU amount; expected e.g. 0.5 or 500m") from None
+    else:
+        cores = float(value)
+    if not cores > 0 or cores > 1024:
+        raise ValueError("cpu must be more than 0 and at most 1024 cores")
+    return cores
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        str_strip_whitespace=False,
+    )
+
+
+def _check_name(value: str, what: str) -> str:
+    if len(value) > NAME_MAX or not NAME_RE.match(value):
+        raise ValueError(
+            f"{what} {value!r} is invalid: use at most {NAME_MAX} lowercase letters, "
+            "digits and '-', starting and ending with a letter or digit"
+        )
+    return value
+
+
+class Metadata(_Model):
+    name: str = Field(description="Workload name, a DNS-1123 label.")
+    namespace: str = Field(default="default", description="Namespace, a DNS-1123 label.")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "name")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        return _check_name(v, "namespace")
+
+
+class Protocol(StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+
+
+class Port(_Model):
+    name: str | None = None
+    container_port: int = Field(ge=1, le=65535)
+    protocol: Protocol = Protocol.TCP
+    host_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description=(
+            "Host port of replica 0; replica i listens on hostPort + i. "
+            "Omitted: an ephemeral port chosen by the engine."
+        ),
+    )
+    host_ip: str = Field(default="127.0.0.1", description="Address the port is published on.")
+
+
+class Resources(_Model):
+    cpu: float | None = Field(default=None, description="Cores, e.g. 0.5 or '500m'.")
+    memory: int | None = Field(default=None, description="Bytes, e.g. '64Mi'.")
+    pids: int | None = Field(default=None, ge=1, description="Maximum number of processes.")
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, v: Any) -> Any:
+        return None if v is None else parse_cpu(v)
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        size = parse_bytes(v)
+        if size < 4 * 1024 * 1024:
+            raise ValueError("memory must be at least 4Mi (engines refuse less)")
+        return size
+
+
+class RestartPolicyName(StrEnum):
+    ALWAYS = "always"
+    ON_FAILURE = "on-failure"
+    NEVER = "never"
+
+
+class Restart(_Model):
+    policy: RestartPolicyName = RestartPolicyName.ALWAYS
+    max_retries: int | None = Field(
+        default=None, ge=0, description="on-failure only: give up after this many restarts."
+    )
+    initial_backoff_seconds: float = Field(default=1.0, ge=0, le=3600)
+    max_backoff_seconds: float = Field(default=300.0, ge=0, le=86400)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Restart:
+        if self.max_retries is not None and self.policy is not RestartPolicyName.ON_FAILURE:
+            raise ValueError("maxRetries applies only to policy 'on-failure'")
+        if self.max_backoff_seconds < self.initial_backoff_seconds:
+            raise ValueError("maxBackoffSeconds must be >= initialBackoffSeconds")
+        return self
+
+
+class ExecAction(_Model):
+    command: list[str] = Field(min_length=1)
+
+
+class HttpAction(_Model):
+    port: int = Field(ge=1, le=65535, description="Container port.")
+    path: str = "/"
+    scheme: Literal["http"] = "http"
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("path must start with '/'")
+        return v
+
+
+class TcpAction(_Model):
+    port: int = Field(ge=1, le=65535, description="Container port.")
+
+
+class Probe(_Model):
+    exec: ExecAction | None = None
+    http: HttpAction | None = None
+    tcp: TcpAction | None = None
+    initial_delay_seconds: float = Field(default=0, ge=0, le=3600)
+    period_seconds: float = Field(default=10, gt=0, le=3600)
+    timeout_seconds: float = Field(default=1, gt=0, le=600)
+    failure_threshold: int = Field(default=3, ge=1)
+    success_threshold: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Probe:
+        given = [n for n in ("exec", "http", "tcp") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a probe needs exactly one of exec, http or tcp"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    def port(self) -> int | None:
+        if self.http is not None:
+            return self.http.port
+        if self.tcp is not None:
+            return self.tcp.port
+        return None
+
+
+class Probes(_Model):
+    liveness: Probe | None = None
+    readiness: Probe | None = None
+
+
+class VolumeType(StrEnum):
+    TMPFS = "tmpfs"
+    NAMED = "named"
+    BIND = "bind"
+
+
+class Volume(_Model):
+    name: str
+    type: VolumeType
+    mount_path: str
+    source: str | None = Field(
+        default=None,
+        description="named: the engine volume name (default: <namespace>-<workload>-<name>); "
+        "bind: an absolute host path.",
+    )
+    read_only: bool = False
+    size_limit: int | None = Field(default=None, description="tmpfs only, bytes or e.g. '16Mi'.")
+
+    @field_validator("size_limit", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> Any:
+        return None if v is None else parse_bytes(v)
+
+    @field_validator("mount_path")
+    @classmethod
+    def _mount(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("mountPath must be an absolute path")
+        return v
+
+    @model_validator(mode="after")
+    def _by_type(self) -> Volume:
+        _check_name(self.name, "volume name")
+        if self.type is VolumeType.BIND and not (self.source and self.source.startswith("/")):
+            raise ValueError("a bind volume needs 'source', an absolute host path")
+        if self.type is VolumeType.TMPFS and self.source is not None:
+            raise ValueError("a tmpfs volume takes no 'source'")
+        if self.size_limit is not None and self.type is not VolumeType.TMPFS:
+            raise ValueError("sizeLimit applies only to tmpfs volumes")
+        return self
+
+
+class Capabilities(_Model):
+    add: list[str] = Field(default_factory=list)
+    drop: list[str] = Field(default_factory=list)
+
+    @field_validator("add", "drop")
+    @classmethod
+    def _caps(cls, v: list[str]) -> list[str]:
+        out = []
+        for cap in v:
+            name = cap.upper().removeprefix("CAP_")
+            if not re.match(r"^[A-Z_]+$", name):
+                raise ValueError(f"{cap!r} is not a Linux capability name")
+            out.append(name)
+        return out
+
+
+class Security(_Model):
+    user: str | None = Field(default=None, description="uid, uid:gid or a user name.")
+    read_only_root_filesystem: bool = False
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+    no_new_privileges: bool = False
+
+
+class Isolation(StrEnum):
+    STANDARD = "standard"
+    SANDBOXED = "sandboxed"
+    MICROVM = "microvm"
+    WASM = "wasm"
+
+
+class Placement(_Model):
+    target_selector: dict[str, str] = Field(
+        default_factory=dict, description="Labels a target must carry."
+    )
+    targets: list[str] = Field(
+        default_factory=list, description="If set, only these targets (by name) are eligible."
+    )
+
+
+class WorkloadSpec(_Model):
+    image: str
+    command: list[str] | None = Field(default=None, description="Replaces the image entrypoint.")
+    args: list[str] | None = Field(default=None, description="Replaces the image CMD.")
+    env: dict[str, str] = Field(default_factory=dict)
+    ports: list[Port] = Field(default_factory=list)
+    replicas: int = Field(default=1, ge=0, le=10000)
+    resources: Resources = Field(default_factory=Resources)
+    restart: Restart = Field(default_factory=Restart)
+    probes: Probes = Field(default_factory=Probes)
+    volumes: list[Volume] = Field(default_factory=list)
+    security: Security = Field(default_factory=Security)
+    isolation: Isolation = Isolation.STANDARD
+    placement: Placement = Field(default_factory=Placement)
+    extensions: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Backend-specific settings, e.g. extensions.docker; listed by the planner.",
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if not IMAGE_RE.match(v) or len(v) > 255:
+            raise ValueError(
+                f"{v!r} is not a valid image reference; expected e.g. "
+                "'portway/busybox:latest' or 'registry:5000/team/app@sha256:<digest>'"
+            )
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", key):
+                raise ValueError(f"environment variable name {key!r} is invalid")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> WorkloadSpec:
+        seen_container: set[tuple[int, str]] = set()
+        for port in self.ports:
+            key = (port.container_port, str(port.protocol))
+            if key in seen_container:
+                raise ValueError(
+                    f"duplicate port: containerPort {port.container_port}/{port.protocol} "
+                    "is listed twice"
+                )
+            seen_container.add(key)
+        ranges: list[tuple[str, str, int, int]] = []
+        for port in self.ports:
+            if port.host_port is None:
+                continue
+            last = port.host_port + max(self.replicas, 1) - 1
+            if last > 65535:
+                raise ValueError(
+                    f"hostPort {port.host_port} with {self.replicas} replicas needs ports up to "
+                    f"{last}, beyond 65535"
+                )
+            for ip, proto, lo, hi in ranges:
+                same_ip = ip == port.host_ip or "0.0.0.0" in (ip, port.host_ip)  # noqa: S104
+                if same_ip and proto == port.protocol and lo <= last and port.host_port <= hi:
+                    raise ValueError(
+                        f"duplicate port: hostPort range {port.host_port}-{last}/{port.protocol} "
+                        f"overlaps {lo}-{hi}/{proto}"
+                    )
+            ranges.append((port.host_ip, str(port.protocol), port.host_port, last))
+        names = [v.name for v in self.volumes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate volume name(s): {', '.join(dupes)}")
+        paths = [v.mount_path for v in self.volumes]
+        dupe_paths = sorted({p for p in paths if paths.count(p) > 1})
+        if dupe_paths:
+            raise ValueError(f"two volumes mount at {', '.join(dupe_paths)}")
+        port_numbers = {p.container_port for p in self.ports if p.protocol is Protocol.TCP}
+        for kind in ("liveness", "readiness"):
+            probe: Probe | None = getattr(self.probes, kind)
+            if probe is None:
+                continue
+            probe_port = probe.port()
+            if probe_port is not None and probe_port not in port_numbers:
+                raise ValueError(
+                    f"the {kind} probe uses port {probe_port}, which is not in ports "
+                    f"(declare it as a tcp containerPort so it can be published on 127.0.0.1)"
+                )
+        return self
+
+    def template_hash(self) -> str:
+        """Digest of everything that defines a replica: all but replicas and placement.
+
+        A change here starts a rolling replacement; scaling does not.
+        """
+        data = self.model_dump(mode="json", exclude={"replicas", "placement"})
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class Workload(_Model):
+    api_version: Literal["portway.dev/v1"] = Field(alias="apiVersion")
+    kind: Literal["Workload"]
+    metadata: Metadata
+    spec: WorkloadSpec
+
+    @property
+    def key(self) -> str:
+        return f"{self.metadata.namespace}/{self.metadata.name}"
+
+
+WorkloadList = Annotated[list[Workload], Field(min_length=1)]
