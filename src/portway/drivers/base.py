@@ -34,6 +34,9 @@ LABEL_REPLICA = LABEL_PREFIX + "replica"  # replica index, decimal
 LABEL_GENERATION = LABEL_PREFIX + "generation"  # template generation, decimal
 LABEL_TEMPLATE = LABEL_PREFIX + "template"  # template hash, for humans and audits
 LABEL_TARGET = LABEL_PREFIX + "target"
+# Which portway installation (state store) owns the object: two stores that
+# share one engine must never adopt or garbage-collect each other's replicas.
+LABEL_CLUSTER = LABEL_PREFIX + "cluster"
 
 
 class Health(StrEnum):
@@ -109,15 +112,19 @@ class ReplicaRequest:
     generation: int
     template_hash: str
     spec: WorkloadSpec
+    cluster: str = ""
 
     @property
     def name(self) -> str:
-        """Deterministic, so a repeated create finds the first one."""
-        return f"pw-{self.namespace}-{self.workload}-{self.index}-g{self.generation}"
+        """Deterministic, so a repeated create finds the first one. The cluster
+        prefix keeps two installations sharing an engine from colliding."""
+        prefix = f"pw{self.cluster[:6]}" if self.cluster else "pw"
+        return f"{prefix}-{self.namespace}-{self.workload}-{self.index}-g{self.generation}"
 
     def labels(self, target: str) -> dict[str, str]:
         return {
             LABEL_MANAGED: "true",
+            LABEL_CLUSTER: self.cluster,
             LABEL_NAMESPACE: self.namespace,
             LABEL_WORKLOAD: self.workload,
             LABEL_REPLICA: str(self.index),

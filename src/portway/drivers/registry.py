@@ -54,8 +54,8 @@ def _factory(name: str) -> DriverFactory:
 
 
 def driver_name_from_address(address: str) -> str:
-    """``docker:///var/run/docker.sock`` -> ``docker``."""
-    scheme = urlparse(address).scheme
+    """``docker:///var/run/docker.sock`` and ``docker+tcp://…`` -> ``docker``."""
+    scheme = urlparse(address).scheme.partition("+")[0]
     if not scheme:
         raise DriverNotFoundError(
             f"target address {address!r} has no scheme; expected e.g. docker:///var/run/docker.sock"

@@ -8,7 +8,9 @@ error (the loader suggests the closest valid name), never a silent drop.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import math
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -32,10 +34,13 @@ NAME_MAX = 63
 
 # Docker's reference grammar, simplified: [host[:port]/]path[:tag][@digest].
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?"
+_HOST_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_HOST = rf"(?:{_HOST_PART}(?:\.{_HOST_PART})*(?::[0-9]+)?/)?"
 IMAGE_RE = re.compile(
     rf"^{_HOST}{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{{32,}})?$"
 )
+
+SIZE_MAX = 2**63 - 1
 
 _QUANTITY_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGT]i?|[kmgt]i?|[Bb])?$")
 _UNITS = {
@@ -54,22 +59,32 @@ _UNITS = {
 
 def parse_bytes(value: int | float | str) -> int:
     """``64Mi`` -> 67108864; plain numbers are bytes. Raises ValueError."""
-    if isinstance(value, bool):
+    # Validators call this with whatever the file held: only ValueError may leave.
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError("expected a size such as 64Mi, 1G or a number of bytes")
     if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("a size must be a finite number")
         if value < 0:
             raise ValueError("a size cannot be negative")
-        return int(value)
-    match = _QUANTITY_RE.match(value.strip())
-    if not match:
-        raise ValueError(f"{value!r} is not a size; expected e.g. 64Mi, 512M, 1Gi or bytes")
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[unit.lower() if unit else None])
+        size = int(value)
+    else:
+        match = _QUANTITY_RE.match(value.strip())
+        if not match:
+            raise ValueError(f"{value!r} is not a size; expected e.g. 64Mi, 512M, 1Gi or bytes")
+        number, unit = match.groups()
+        amount = float(number) * _UNITS[unit.lower() if unit else None]
+        if not math.isfinite(amount):
+            raise ValueError(f"{value!r} is too large")
+        size = int(amount)
+    if size > SIZE_MAX:
+        raise ValueError("a size must be below 8Ei (2**63 bytes)")
+    return size
 
 
 def parse_cpu(value: int | float | str) -> float:
     """``500m`` -> 0.5 cores; plain numbers are cores. Raises ValueError."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError("expected cores such as 0.5 or 500m")
     if isinstance(value, str):
         text = value.strip()
@@ -78,7 +93,10 @@ def parse_cpu(value: int | float | str) -> float:
         except ValueError:
             raise ValueError(f"{value!r} is not a CPU amount; expected e.g. 0.5 or 500m") from None
     else:
-        cores = float(value)
+        try:
+            cores = float(value)
+        except OverflowError:  # an int beyond the float range
+            cores = math.inf
     if not cores > 0 or cores > 1024:
         raise ValueError("cpu must be more than 0 and at most 1024 cores")
     return cores
@@ -103,6 +121,32 @@ def _check_name(value: str, what: str) -> str:
     return value
 
 
+# Kubernetes label syntax: keys are [prefix/]name, values are empty or a name.
+_LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_PREFIX_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        prefix, slash, name = key.rpartition("/")
+        if (
+            len(name) > NAME_MAX
+            or not _LABEL_NAME_RE.match(name)
+            or (slash and (len(prefix) > 253 or not _LABEL_PREFIX_RE.match(prefix)))
+        ):
+            raise ValueError(
+                f"label key {key!r} is invalid: use [prefix/]name where name has at most "
+                f"{NAME_MAX} letters, digits, '-', '_' or '.', starting and ending with a "
+                "letter or digit, and prefix is a DNS subdomain"
+            )
+        if value and (len(value) > NAME_MAX or not _LABEL_NAME_RE.match(value)):
+            raise ValueError(
+                f"label value {value!r} (key {key!r}) is invalid: use at most {NAME_MAX} "
+                "letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+            )
+    return labels
+
+
 class Metadata(_Model):
     name: str = Field(description="Workload name, a DNS-1123 label.")
     namespace: str = Field(default="default", description="Namespace, a DNS-1123 label.")
@@ -117,6 +161,11 @@ class Metadata(_Model):
     @classmethod
     def _namespace(cls, v: str) -> str:
         return _check_name(v, "namespace")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_labels(v)
 
 
 class Protocol(StrEnum):
@@ -138,6 +187,21 @@ class Port(_Model):
         ),
     )
     host_ip: str = Field(default="127.0.0.1", description="Address the port is published on.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        return None if v is None else _check_name(v, "port name")
+
+    @field_validator("host_ip")
+    @classmethod
+    def _host_ip(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError:
+            raise ValueError(
+                f"hostIp {v!r} is not an IP address; expected e.g. 127.0.0.1, 0.0.0.0 or ::1"
+            ) from None
 
 
 class Resources(_Model):
@@ -341,7 +405,7 @@ class WorkloadSpec(_Model):
     @field_validator("image")
     @classmethod
     def _image(cls, v: str) -> str:
-        if not IMAGE_RE.match(v) or len(v) > 255:
+        if len(v) > 255 or not IMAGE_RE.match(v):
             raise ValueError(
                 f"{v!r} is not a valid image reference; expected e.g. "
                 "'portway/busybox:latest' or 'registry:5000/team/app@sha256:<digest>'"
@@ -359,6 +423,10 @@ class WorkloadSpec(_Model):
     @model_validator(mode="after")
     def _cross_checks(self) -> WorkloadSpec:
         seen_container: set[tuple[int, str]] = set()
+        port_names = [p.name for p in self.ports if p.name is not None]
+        dupe_names = sorted({n for n in port_names if port_names.count(n) > 1})
+        if dupe_names:
+            raise ValueError(f"duplicate port name(s): {', '.join(dupe_names)}")
         for port in self.ports:
             key = (port.container_port, str(port.protocol))
             if key in seen_container:

@@ -253,11 +253,11 @@ class Store:
         return self.require(record.kind, record.namespace, record.name)
 
     def update_spec(self, record: Record, spec: Mapping[str, Any]) -> Record:
-        """Replace the desired state; bumps ``generation`` only if it changed."""
-        changed = _dumps(spec) != _dumps(record.spec)
-        return self._cas(
-            record, {"spec": _dumps(spec), "deleting": False}, bump_generation=changed
-        )
+        """Replace the desired state; bumps ``generation`` only if it changed.
+
+        Clearing ``deleting`` (a re-apply cancels a delete) is a change too."""
+        changed = _dumps(spec) != _dumps(record.spec) or record.deleting
+        return self._cas(record, {"spec": _dumps(spec), "deleting": False}, bump_generation=changed)
 
     def update_status(self, record: Record, status: Mapping[str, Any]) -> Record:
         return self._cas(record, {"status": _dumps(status)})
@@ -315,21 +315,24 @@ class Store:
         namespace: str | None = None,
         name: str | None = None,
         limit: int = 100,
-        after_id: int = 0,
+        after_id: int | None = None,
     ) -> builtins.list[Event]:
-        query = select(events).where(events.c.id > after_id)
+        """Events oldest first: the newest ``limit`` ones, or with ``after_id``
+        the first ``limit`` after it, so that paging or following misses none."""
+        query = select(events).where(events.c.id > (after_id or 0))
         if kind is not None:
             query = query.where(events.c.kind == kind)
         if namespace is not None:
             query = query.where(events.c.namespace == namespace)
         if name is not None:
             query = query.where(events.c.name == name)
-        query = query.order_by(events.c.id.desc()).limit(limit)
+        newest_first = after_id is None
+        query = query.order_by(events.c.id.desc() if newest_first else events.c.id).limit(limit)
         with self._tx() as conn:
             rows = conn.execute(query).all()
         return [
             Event(r.id, r.ts, r.kind, r.namespace, r.name, r.type, r.reason, r.message)
-            for r in reversed(rows)
+            for r in (reversed(rows) if newest_first else rows)
         ]
 
     def prune_events(self, keep: int) -> int:
@@ -380,3 +383,26 @@ class Store:
         if row is None or row.expires_at < time.time():
             return None
         return str(row.holder)
+
+    def steal_lease(self, name: str, old_holder: str, new_holder: str, ttl: float) -> bool:
+        """Take a lease from a holder known to be dead, if it still holds it."""
+        with self._tx() as conn:
+            taken = conn.execute(
+                update(leases)
+                .where(leases.c.name == name, leases.c.holder == old_holder)
+                .values(holder=new_holder, expires_at=time.time() + ttl)
+            ).rowcount
+        return bool(taken == 1)
+
+    def generations(self, kind: str) -> dict[str, int]:
+        """``namespace/name`` -> generation for every object of ``kind``.
+
+        A light query (no JSON decoding) that a controller polls to notice
+        spec changes written by other processes within a fraction of a second.
+        """
+        query = select(objects.c.namespace, objects.c.name, objects.c.generation).where(
+            objects.c.kind == kind
+        )
+        with self._tx() as conn:
+            rows = conn.execute(query).all()
+        return {f"{r.namespace}/{r.name}": int(r.generation) for r in rows}

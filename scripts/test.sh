@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Second command of the README (and what CI runs): install, start the engine,
+# build the images, lint, then the whole test suite with CI strictness.
+# Extra arguments go to pytest, e.g. scripts/test.sh -k store -x
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+say() { printf '==> %s\n' "$*"; }
+
+# Tests that need an engine fail instead of skipping (see tests/conftest.py).
+export PORTWAY_REQUIRE_ENGINES=1
+
+failed=()
+step() {
+  local name=$1
+  shift
+  say "$name"
+  "$@" || { failed+=("$name"); return 1; }
+}
+
+step install scripts/install.sh || { echo "test.sh: install failed; stopping" >&2; exit 1; }
+if step engines scripts/engines.sh; then
+  if [[ -f scripts/build-images.sh ]]; then
+    step build-images bash scripts/build-images.sh
+  else
+    echo "test.sh: scripts/build-images.sh is missing" >&2
+    failed+=("build-images (missing)")
+  fi
+else
+  failed+=("build-images (skipped: no engine)")
+fi
+step lint scripts/lint.sh
+
+say "pytest${*:+ $*}"
+.venv/bin/pytest "$@"
+rc=$?
+case $rc in
+  0) ;;
+  5) failed+=("pytest (no tests collected)") ;;
+  *) failed+=("pytest (exit $rc)") ;;
+esac
+
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "test.sh: FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+say "all steps passed"

@@ -1,0 +1,635 @@
+"""``portway``: kubectl/docker-style commands.
+
+Every command goes through the service layer. Errors print one reason per
+line on stderr and exit non-zero (2 for bad input, 3 for not found, 1 else).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from portway.cli import output
+from portway.cli.output import Format, age, dump, parse_format, table
+from portway.errors import InputError, NotFoundError, PortwayError
+
+app = typer.Typer(
+    name="portway",
+    help="Run one portable workload description on many container backends.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+get_app = typer.Typer(help="List workloads, replicas, targets or events.", no_args_is_help=True)
+describe_app = typer.Typer(help="Show details of one object.", no_args_is_help=True)
+app.add_typer(get_app, name="get")
+app.add_typer(describe_app, name="describe")
+
+T = TypeVar("T")
+
+NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the workload.")]
+AllNamespacesOpt = Annotated[
+    bool, typer.Option("--all-namespaces", "-A", help="List across all namespaces.")
+]
+OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="wide, json or yaml.")]
+
+
+def _fail(message: str, code: int) -> None:
+    lines = message.splitlines() or [message]
+    output.err.print(f"error: {lines[0]}", markup=False)
+    for line in lines[1:]:
+        output.err.print(line, markup=False)
+    raise typer.Exit(code)
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except PortwayError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise AssertionError("unreachable")
+
+
+def _app() -> Any:
+    from portway.service.app import App
+
+    return App()
+
+
+def _load(file: Path) -> list[Any]:
+    from portway.service.workloads import Sourced
+    from portway.spec.loader import load_documents
+
+    return [Sourced(w, str(file), doc) for doc, w in load_documents(file)]
+
+
+# --- apply / delete -----------------------------------------------------
+
+
+@app.command()
+def apply(
+    file: Annotated[Path, typer.Option("--filename", "-f", help="Workload YAML file.")],
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Return once the desired state is recorded.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 300.0,
+) -> None:
+    """Create or update the workloads in FILE and wait until they are ready."""
+    _guard(lambda: _apply(file, no_wait, timeout))
+
+
+def _apply(file: Path, no_wait: bool, timeout: float) -> None:
+    from portway.service import workloads as svc
+
+    items = _load(file)
+    service = _app()
+    with svc.controller_running(service) as other:
+        applied = svc.apply(service, items)
+        for result in applied:
+            output.out.print(f"workload/{result.workload.metadata.name} {result.outcome.value}")
+        if no_wait:
+            if other is None:
+                # no controller will pick this up after we exit: do one pass now
+                for result in applied:
+                    _one_pass(service, result.workload.key)
+                output.err.print(
+                    "note: no controller is running; run `portway controller` to keep "
+                    "workloads at their desired state",
+                    markup=False,
+                )
+            return
+        keys = [
+            (r.workload.metadata.namespace, r.workload.metadata.name, r.generation) for r in applied
+        ]
+        results = _wait_with_progress(service, keys, timeout)
+    _report_wait(service, results)
+
+
+def _one_pass(service: Any, key: str) -> None:
+    from portway.controller.runner import Controller
+
+    controller = Controller(service.store, targets=service.targets)
+    controller.targets.check_all()
+    try:
+        controller.reconciler.reconcile(key)
+    except PortwayError as exc:
+        output.err.print(f"warning: {exc}", markup=False)
+    finally:
+        controller.reconciler.close()
+
+
+def _wait_with_progress(service: Any, keys: list[tuple[str, str, int]], timeout: float) -> Any:
+    from rich.live import Live
+
+    from portway.service import workloads as svc
+
+    def render(records: list[Any]) -> Any:
+        from rich.table import Table
+
+        grid = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+        for header in ("WORKLOAD", "READY", "UP-TO-DATE", "PHASE", "MESSAGE"):
+            grid.add_column(header, no_wrap=header != "MESSAGE")
+        for (ns, name, _), record in zip(keys, records, strict=True):
+            status = record.status if record else {}
+            counts = status.get("replicas", {})
+            grid.add_row(
+                f"{ns}/{name}",
+                f"{counts.get('ready', 0)}/{counts.get('desired', '?')}",
+                str(counts.get("updated", 0)),
+                str(status.get("phase", "Pending")),
+                str(status.get("message", "")),
+            )
+        return grid
+
+    if not output.out.is_terminal:
+        return svc.wait_for(service, keys, timeout=timeout)
+    with Live(render([None] * len(keys)), console=output.out, refresh_per_second=8) as live:
+        return svc.wait_for(
+            service, keys, timeout=timeout, on_progress=lambda recs: live.update(render(recs))
+        )
+
+
+def _report_wait(service: Any, results: dict[str, Any]) -> None:
+    from portway.service import workloads as svc
+
+    failed = False
+    for key, result in results.items():
+        namespace, _, name = key.partition("/")
+        if result is svc.WaitResult.READY:
+            endpoints = [
+                e.split(" -> ")[1]
+                for r in svc.replicas_of(service, namespace, name)
+                for e in r.endpoints
+                if e.startswith("tcp ")
+            ]
+            where = f" at {' '.join(endpoints)}" if endpoints else ""
+            output.out.print(f"workload/{name} ready{where}", markup=False)
+        else:
+            failed = True
+            record = service.store.get("Workload", namespace, name)
+            message = record.status.get("message", "") if record else ""
+            output.err.print(
+                f"error: workload/{name} {result.value}" + (f": {message}" if message else ""),
+                markup=False,
+            )
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def delete(
+    target: Annotated[list[str] | None, typer.Argument(help="NAME, or `workload NAME`.")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--filename", "-f", help="Delete what FILE defines.")
+    ] = None,
+    namespace: NamespaceOpt = "default",
+    no_wait: Annotated[bool, typer.Option("--no-wait")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for removal.")] = 120.0,
+) -> None:
+    """Delete workloads (by name or by file) and everything they run."""
+    _guard(lambda: _delete(target or [], file, namespace, no_wait, timeout))
+
+
+def _delete(
+    names: list[str], file: Path | None, namespace: str, no_wait: bool, timeout: float
+) -> None:
+    from portway.service import workloads as svc
+
+    if names and names[0] in ("workload", "workloads", "wl"):
+        names = names[1:]
+    keys: list[tuple[str, str]] = [(namespace, n) for n in names]
+    if file is not None:
+        keys += [(s.workload.metadata.namespace, s.workload.metadata.name) for s in _load(file)]
+    if not keys:
+        raise InputError("name a workload or pass -f FILE")
+    service = _app()
+    with svc.controller_running(service) as other:
+        for ns, name in keys:
+            svc.delete(service, ns, name)
+            output.out.print(f"workload/{name} deleted")
+        if no_wait:
+            if other is None:
+                for ns, name in keys:
+                    _one_pass(service, f"{ns}/{name}")
+            return
+        results = svc.wait_for(
+            service, [(ns, n, 0) for ns, n in keys], timeout=timeout, deleting=True
+        )
+    gone = [k for k, r in results.items() if r is not svc.WaitResult.DELETED]
+    if gone:
+        _fail(f"timed out waiting for removal of {', '.join(gone)}", 1)
+
+
+# --- get ------------------------------------------------------------------
+
+
+@get_app.command("workloads")
+def get_workloads(
+    name: Annotated[str | None, typer.Argument()] = None,
+    namespace: NamespaceOpt = "default",
+    all_namespaces: AllNamespacesOpt = False,
+    output_format: OutputOpt = None,
+) -> None:
+    """List workloads."""
+    _guard(lambda: _get_workloads(name, None if all_namespaces else namespace, output_format))
+
+
+get_app.command("workload", hidden=True)(get_workloads)
+get_app.command("wl", hidden=True)(get_workloads)
+
+
+def _get_workloads(name: str | None, namespace: str | None, fmt_text: str | None) -> None:
+    from portway.controller.records import workload_of
+    from portway.service import workloads as svc
+
+    fmt = parse_format(fmt_text)
+    service = _app()
+    records = svc.list_workloads(service, namespace)
+    if name is not None:
+        records = [r for r in records if r.name == name]
+        if not records:
+            raise NotFoundError(f"workload {namespace}/{name} not found")
+    if fmt in (Format.JSON, Format.YAML):
+        items = [
+            {
+                **dict(r.spec["workload"]),
+                "status": dict(r.status),
+                "generation": r.generation,
+                "version": r.version,
+            }
+            for r in records
+        ]
+        dump(items[0] if name and items else {"items": items}, fmt)
+        return
+    rows = []
+    for r in records:
+        counts = r.status.get("replicas", {})
+        workload = workload_of(r)
+        row = [
+            r.namespace,
+            r.name,
+            f"{counts.get('ready', 0)}/{workload.spec.replicas}",
+            counts.get("updated", 0),
+            "Deleting" if r.deleting else r.status.get("phase", "Pending"),
+            age(r.created_at),
+        ]
+        if fmt is Format.WIDE:
+            row += [workload.spec.image, r.status.get("target", ""), r.status.get("message", "")]
+        rows.append(row)
+    headers = ["NAMESPACE", "NAME", "READY", "UP-TO-DATE", "PHASE", "AGE"]
+    if fmt is Format.WIDE:
+        headers += ["IMAGE", "TARGET", "MESSAGE"]
+    table(headers, rows)
+
+
+@get_app.command("replicas")
+def get_replicas(
+    workload: Annotated[str | None, typer.Argument(help="Only this workload's replicas.")] = None,
+    namespace: NamespaceOpt = "default",
+    all_namespaces: AllNamespacesOpt = False,
+    output_format: OutputOpt = None,
+) -> None:
+    """List replicas: where each runs, its state and endpoints."""
+    _guard(lambda: _get_replicas(workload, None if all_namespaces else namespace, output_format))
+
+
+get_app.command("replica", hidden=True)(get_replicas)
+
+
+def _get_replicas(workload: str | None, namespace: str | None, fmt_text: str | None) -> None:
+    from portway.service import workloads as svc
+
+    fmt = parse_format(fmt_text)
+    service = _app()
+    pairs = [
+        (ns, v)
+        for ns, v in svc.all_replicas(service, namespace)
+        if workload is None or v.workload == workload
+    ]
+    if fmt in (Format.JSON, Format.YAML):
+        dump({"items": [{"namespace": ns, **v.to_status()} for ns, v in pairs]}, fmt)
+        return
+    rows = []
+    for ns, v in pairs:
+        row = [
+            ns,
+            f"{v.workload}-{v.index}",
+            v.state,
+            "yes" if v.ready else "no",
+            v.restart_count,
+            v.target,
+        ]
+        if fmt is Format.WIDE:
+            row += [v.generation, v.container_name, ", ".join(v.endpoints), v.message]
+        rows.append(row)
+    headers = ["NAMESPACE", "REPLICA", "STATE", "READY", "RESTARTS", "TARGET"]
+    if fmt is Format.WIDE:
+        headers += ["GENERATION", "CONTAINER", "ENDPOINTS", "MESSAGE"]
+    table(headers, rows)
+
+
+@get_app.command("targets")
+def get_targets(output_format: OutputOpt = None) -> None:
+    """List targets with their health (checked now)."""
+    _guard(lambda: _get_targets(output_format))
+
+
+get_app.command("target", hidden=True)(get_targets)
+
+
+def _get_targets(fmt_text: str | None) -> None:
+    fmt = parse_format(fmt_text)
+    service = _app()
+    views = []
+    for view in service.target_views():
+        service.targets.check(view)  # fresh health, recorded if it changed
+    views = service.target_views()
+    if fmt in (Format.JSON, Format.YAML):
+        dump(
+            {
+                "items": [
+                    {
+                        "name": v.name,
+                        "driver": v.driver,
+                        "address": v.address,
+                        "labels": dict(v.labels),
+                        "health": v.health,
+                        "detail": v.detail,
+                        "version": v.version,
+                        "runtimeHandlers": list(v.runtime_handlers),
+                        "attributes": dict(v.attributes),
+                    }
+                    for v in views
+                ]
+            },
+            fmt,
+        )
+        return
+    rows = []
+    for v in views:
+        row = [v.name, v.driver, v.health, v.version]
+        if fmt is Format.WIDE:
+            row += [
+                v.address,
+                ",".join(v.runtime_handlers),
+                v.attributes.get("cgroup_version", ""),
+                output.labels_text(v.labels),
+                v.detail,
+            ]
+        rows.append(row)
+    headers = ["NAME", "DRIVER", "HEALTH", "VERSION"]
+    if fmt is Format.WIDE:
+        headers += ["ADDRESS", "RUNTIMES", "CGROUP", "LABELS", "DETAIL"]
+    table(headers, rows)
+    if not views:
+        output.err.print("no targets: is the Docker socket at /var/run/docker.sock?", markup=False)
+
+
+@get_app.command("events")
+def get_events(
+    workload: Annotated[str | None, typer.Argument()] = None,
+    namespace: NamespaceOpt = "default",
+    limit: Annotated[int, typer.Option(help="Newest N events.")] = 50,
+    output_format: OutputOpt = None,
+) -> None:
+    """Recent events (scheduled, started, exited, restarted, removed, failed, ...)."""
+    _guard(lambda: _get_events(workload, namespace, limit, output_format))
+
+
+def _get_events(workload: str | None, namespace: str, limit: int, fmt_text: str | None) -> None:
+    fmt = parse_format(fmt_text)
+    service = _app()
+    events = service.store.events(
+        namespace=namespace if workload else None, name=workload, limit=limit
+    )
+    if fmt in (Format.JSON, Format.YAML):
+        dump({"items": [e.__dict__ for e in events]}, fmt)
+        return
+    table(
+        ["AGE", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        [[age(e.ts), e.type, e.reason, f"{e.kind.lower()}/{e.name}", e.message] for e in events],
+    )
+
+
+# --- describe ---------------------------------------------------------------
+
+
+@describe_app.command("workload")
+def describe_workload(
+    name: Annotated[str, typer.Argument()],
+    namespace: NamespaceOpt = "default",
+) -> None:
+    """Spec, status, replicas and recent events of one workload."""
+    _guard(lambda: _describe(name, namespace))
+
+
+describe_app.command("wl", hidden=True)(describe_workload)
+
+
+def _describe(name: str, namespace: str) -> None:
+    import yaml
+
+    from portway.service import workloads as svc
+
+    service = _app()
+    record, workload = svc.resolve_workload(service, namespace, name)
+    status = record.status
+    counts = status.get("replicas", {})
+    p = output.out.print
+    p(f"Name:          {name}", markup=False)
+    p(f"Namespace:     {namespace}", markup=False)
+    p(f"Labels:        {output.labels_text(workload.metadata.labels)}", markup=False)
+    p(f"Created:       {age(record.created_at)} ago", markup=False)
+    p(
+        f"Generation:    {record.generation} (template {record.spec.get('templateGeneration')}, "
+        f"observed {status.get('observedGeneration', '-')})",
+        markup=False,
+    )
+    p(f"Target:        {status.get('target', '-')}", markup=False)
+    p(
+        f"Phase:         {'Deleting' if record.deleting else status.get('phase', 'Pending')}",
+        markup=False,
+    )
+    p(
+        f"Replicas:      {workload.spec.replicas} desired | {counts.get('updated', 0)} updated | "
+        f"{counts.get('ready', 0)} ready | {counts.get('available', 0)} available",
+        markup=False,
+    )
+    if status.get("message"):
+        p(f"Message:       {status['message']}", markup=False)
+    p("Spec:", markup=False)
+    spec_yaml = yaml.safe_dump(record.spec["workload"]["spec"], sort_keys=False)
+    for line in spec_yaml.splitlines():
+        p(f"  {line}", markup=False)
+    p("Replicas:", markup=False)
+    table(
+        ["  INDEX", "STATE", "READY", "RESTARTS", "LAST EXIT", "CONTAINER", "ENDPOINTS"],
+        [
+            [
+                f"  {v.index}",
+                v.state,
+                "yes" if v.ready else "no",
+                v.restart_count,
+                f"{v.last_reason} ({v.last_exit_code})" if v.last_reason else "-",
+                v.container_name,
+                ", ".join(v.endpoints),
+            ]
+            for v in svc.replicas_of(service, namespace, name)
+        ],
+    )
+    p("Events:", markup=False)
+    events = service.store.events(kind="Workload", namespace=namespace, name=name, limit=25)
+    table(
+        ["  AGE", "TYPE", "REASON", "MESSAGE"],
+        [[f"  {age(e.ts)}", e.type, e.reason, e.message] for e in events],
+    )
+
+
+# --- logs / exec ------------------------------------------------------------
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="Workload name.")],
+    namespace: NamespaceOpt = "default",
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming.")] = False,
+    replica: Annotated[int | None, typer.Option(help="Only this replica index.")] = None,
+    tail: Annotated[int | None, typer.Option(help="Last N lines per replica.")] = None,
+    timestamps: Annotated[bool, typer.Option("--timestamps", "-t")] = False,
+) -> None:
+    """Print the logs of a workload's replicas (prefixed when there are several)."""
+    _guard(lambda: _logs(name, namespace, follow, replica, tail, timestamps))
+
+
+def _logs(
+    name: str, namespace: str, follow: bool, replica: int | None, tail: int | None, stamps: bool
+) -> None:
+    import queue
+
+    from portway.service import operations
+
+    service = _app()
+    streams = operations.log_streams(service, namespace, name, replica, follow=follow, tail=tail)
+    prefix = len(streams) > 1
+    lines: queue.Queue[tuple[int, Any] | None] = queue.Queue(maxsize=10000)
+    stop = threading.Event()
+
+    def pump(index: int, stream: Any) -> None:
+        try:
+            for line in stream(stop):
+                lines.put((index, line))
+        finally:
+            lines.put(None)
+
+    for index, stream in streams:
+        threading.Thread(target=pump, args=(index, stream), daemon=True).start()
+    remaining = len(streams)
+    try:
+        while remaining:
+            item = lines.get()
+            if item is None:
+                remaining -= 1
+                continue
+            index, line = item
+            text = line.text
+            if stamps and line.timestamp is not None:
+                text = f"{line.timestamp.isoformat()} {text}"
+            if prefix:
+                text = f"[{name}-{index}] {text}"
+            target = sys.stderr if line.stream == "stderr" else sys.stdout
+            target.write(text + "\n")
+            target.flush()
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@app.command(
+    name="exec",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def exec_command(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Workload name.")],
+    namespace: NamespaceOpt = "default",
+    replica: Annotated[int, typer.Option(help="Replica index.")] = 0,
+    timeout: Annotated[float, typer.Option(help="Seconds before the command is abandoned.")] = 60.0,
+) -> None:
+    """Run a command in a replica: portway exec NAME -- CMD [ARGS...]."""
+    command = list(ctx.args)
+    _guard(lambda: _exec(name, namespace, replica, command, timeout))
+
+
+def _exec(name: str, namespace: str, replica: int, command: list[str], timeout: float) -> None:
+    from portway.service import operations
+
+    if not command:
+        raise InputError("no command given; usage: portway exec NAME -- CMD [ARGS...]")
+    service = _app()
+    result = operations.exec_in(service, namespace, name, replica, command, timeout)
+    sys.stdout.buffer.write(result.output)
+    sys.stdout.flush()
+    raise typer.Exit(result.exit_code)
+
+
+# --- schema / controller / version ---------------------------------------------
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the workload file format."""
+    import json
+
+    from portway.spec.schema import workload_json_schema
+
+    sys.stdout.write(json.dumps(workload_json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def controller(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the reconcile loop in the foreground until interrupted."""
+    _guard(lambda: _controller(verbose))
+
+
+def _controller(verbose: bool) -> None:
+    from portway.controller.runner import Controller
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    service = _app()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    loop = Controller(service.store, targets=service.targets)
+    output.err.print(f"controller {loop.holder} starting; Ctrl-C stops it", markup=False)
+    loop.run_forever(stop)
+
+
+@app.command()
+def version() -> None:
+    """Print portway's version."""
+    from portway import __version__
+
+    output.out.print(f"portway {__version__}")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    start = time.monotonic()
+    try:
+        app()
+    finally:
+        logging.getLogger(__name__).debug("took %.3fs", time.monotonic() - start)

@@ -1,0 +1,72 @@
+"""Rendering for the CLI: kubectl-like tables, and JSON/YAML for machines."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from portway.errors import InputError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+if not out.is_terminal:
+    # Piped output is read by scripts: never cut a column to fit 80 characters.
+    out = Console(highlight=False, soft_wrap=True, width=100_000)
+
+
+class Format(StrEnum):
+    TABLE = "table"
+    WIDE = "wide"
+    JSON = "json"
+    YAML = "yaml"
+
+
+def parse_format(value: str | None) -> Format:
+    if value is None or value == "":
+        return Format.TABLE
+    try:
+        return Format(value)
+    except ValueError:
+        raise InputError(f"-o {value}: expected one of wide, json, yaml") from None
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    grid = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+    for header in headers:
+        grid.add_column(header, no_wrap=True)
+    for row in rows:
+        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+    out.print(grid)
+
+
+def dump(data: Any, fmt: Format) -> None:
+    if fmt is Format.JSON:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    else:
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+def age(since: float | None, now: float | None = None) -> str:
+    """kubectl-style age: 42s, 5m, 3h, 2d."""
+    if not since:
+        return "-"
+    seconds = int((now or time.time()) - since)
+    if seconds < 120:
+        return f"{max(seconds, 0)}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def labels_text(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>"

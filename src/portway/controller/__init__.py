@@ -1,0 +1,1 @@
+"""The reconcile loop: desired vs observed, level-triggered, crash-safe."""

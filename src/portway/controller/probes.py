@@ -1,0 +1,158 @@
+"""Readiness and liveness probes, judged for the whole life of a replica.
+
+HTTP and TCP probes reach the container through the port its driver
+published on the host (127.0.0.1 by default), never through an engine-private
+network address. Exec probes run through the driver's ``Executor``.
+A probe's state belongs to one run of one container: a restart starts afresh.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from portway.drivers.base import Driver, Executor, ReplicaState, ReplicaStatus
+from portway.errors import PortwayError
+from portway.spec.model import Probe, Probes
+
+
+@dataclass
+class _ProbeState:
+    successes: int = 0
+    failures: int = 0
+    next_due: float = 0.0
+    passing: bool = False
+    last_message: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeVerdict:
+    ready: bool
+    live: bool
+    next_due: float | None  # when a probe should run again (clock seconds)
+    message: str = ""
+
+
+def _probe_host(host_ip: str) -> str:
+    """A wildcard binding is probed on loopback; anything else as given."""
+    try:
+        address = ipaddress.ip_address(host_ip)
+    except ValueError:
+        return "127.0.0.1"
+    if address.is_unspecified:
+        return "::1" if address.version == 6 else "127.0.0.1"
+    return host_ip
+
+
+def run_probe(probe: Probe, status: ReplicaStatus, driver: Driver) -> tuple[bool, str]:
+    """Run one probe once; returns (passed, message)."""
+    timeout = probe.timeout_seconds
+    if probe.exec is not None:
+        if not isinstance(driver, Executor):
+            return False, f"driver {driver.name} cannot exec"
+        try:
+            result = driver.exec(status.handle, probe.exec.command, timeout=timeout)
+        except PortwayError as exc:
+            return False, str(exc)
+        if result.exit_code == 0:
+            return True, "exec probe passed"
+        return False, f"exec probe exited {result.exit_code}"
+    port = probe.port()
+    assert port is not None  # the model guarantees exactly one action
+    published = status.host_port_for(port, "tcp")
+    if published is None:
+        return False, f"container port {port} is not published"
+    host = _probe_host(published.host_ip)
+    if probe.tcp is not None:
+        try:
+            with socket.create_connection((host, published.host_port), timeout=timeout):
+                return True, "tcp probe connected"
+        except OSError as exc:
+            return False, f"tcp probe to {host}:{published.host_port} failed: {exc}"
+    assert probe.http is not None
+    conn = http.client.HTTPConnection(host, published.host_port, timeout=timeout)
+    try:
+        conn.request("GET", probe.http.path, headers={"User-Agent": "portway-probe"})
+        code = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        return False, f"http probe to {host}:{published.host_port} failed: {exc}"
+    finally:
+        conn.close()
+    if 200 <= code < 400:
+        return True, f"http probe returned {code}"
+    return False, f"http probe returned {code}"
+
+
+class Prober:
+    """Remembers probe results per container run; thread-safe."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        runner: Callable[[Probe, ReplicaStatus, Driver], tuple[bool, str]] = run_probe,
+    ) -> None:
+        self._clock = clock
+        self._run = runner
+        self._lock = threading.Lock()
+        self._states: dict[tuple[str, str, str], _ProbeState] = {}
+
+    def evaluate(self, status: ReplicaStatus, probes: Probes, driver: Driver) -> ProbeVerdict:
+        if status.state is not ReplicaState.RUNNING:
+            return ProbeVerdict(ready=False, live=True, next_due=None)
+        run_id = f"{status.handle.id}:{status.started_at.isoformat() if status.started_at else ''}"
+        ready, ready_due, ready_msg = self._judge(
+            run_id, "readiness", probes.readiness, status, driver
+        )
+        live, live_due, live_msg = self._judge(run_id, "liveness", probes.liveness, status, driver)
+        dues = [d for d in (ready_due, live_due) if d is not None]
+        message = "; ".join(m for m in (ready_msg, live_msg) if m)
+        return ProbeVerdict(ready, live, min(dues) if dues else None, message)
+
+    def _judge(
+        self,
+        run_id: str,
+        kind: str,
+        probe: Probe | None,
+        status: ReplicaStatus,
+        driver: Driver,
+    ) -> tuple[bool, float | None, str]:
+        if probe is None:
+            return True, None, ""
+        now = self._clock()
+        key = (run_id, kind, status.handle.id)
+        with self._lock:
+            state = self._states.get(key)
+            if state is None:
+                started = status.started_at.timestamp() if status.started_at else now
+                state = _ProbeState(next_due=max(now, started + probe.initial_delay_seconds))
+                # liveness starts out passing: a replica is live until proven otherwise
+                state.passing = kind == "liveness"
+                self._states[key] = state
+            due = state.next_due
+        if now < due:
+            return state.passing, due, state.last_message
+        passed, message = self._run(probe, status, driver)
+        with self._lock:
+            if passed:
+                state.successes += 1
+                state.failures = 0
+                if state.successes >= probe.success_threshold:
+                    state.passing = True
+            else:
+                state.failures += 1
+                state.successes = 0
+                if state.failures >= probe.failure_threshold:
+                    state.passing = False
+            state.last_message = "" if passed else f"{kind}: {message}"
+            state.next_due = now + probe.period_seconds
+            return state.passing, state.next_due, state.last_message
+
+    def forget_except(self, live_ids: set[str]) -> None:
+        """Drop state for containers that no longer exist."""
+        with self._lock:
+            for key in [k for k in self._states if k[2] not in live_ids]:
+                del self._states[key]

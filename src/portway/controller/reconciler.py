@@ -1,0 +1,452 @@
+"""Reconcile one workload: observe, decide (``plan``), act, record.
+
+Everything the engine says is re-read on every pass (level-triggered); what
+the controller must remember across passes and restarts (restart counts,
+backoff) lives in the store's Replica records, never only in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+from portway.controller.plan import (
+    Action,
+    Create,
+    Desired,
+    Observed,
+    Plan,
+    Remove,
+    ReplicaMemory,
+    Report,
+    Start,
+    Stop,
+    plan_workload,
+)
+from portway.controller.probes import Prober
+from portway.controller.records import (
+    KIND_REPLICA,
+    KIND_WORKLOAD,
+    ReplicaView,
+    TargetView,
+    cluster_id,
+    endpoints_of,
+    replica_name,
+    template_generation_of,
+    template_hash_of,
+    workload_of,
+)
+from portway.controller.targets import TargetPool
+from portway.drivers.base import (
+    LABEL_CLUSTER,
+    LABEL_NAMESPACE,
+    LABEL_WORKLOAD,
+    Driver,
+    ReplicaRequest,
+    ReplicaState,
+    ReplicaStatus,
+)
+from portway.errors import (
+    ConflictError,
+    PermanentDriverError,
+    PortwayError,
+    ReplicaGoneError,
+    TemporaryDriverError,
+)
+from portway.scheduler.placement import Candidate, Placed, choose_target
+from portway.store import Record, Store
+
+log = logging.getLogger(__name__)
+
+#: look again this soon when a target is down; its recovery also wakes us
+UNHEALTHY_RETRY_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    stop_timeout: float = 10.0
+    """Seconds an engine waits after SIGTERM before SIGKILL on a graceful stop."""
+    action_workers: int = 16
+    """Parallel engine calls per reconcile; creating 50 replicas one by one is slow."""
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: Store,
+        targets: TargetPool,
+        prober: Prober,
+        *,
+        settings: Settings | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._targets = targets
+        self._prober = prober
+        self._settings = settings or Settings()
+        self._clock = clock
+        self.cluster = cluster_id(store)
+        self._pool = ThreadPoolExecutor(
+            max_workers=self._settings.action_workers, thread_name_prefix="portway-action"
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    # --- one pass ---------------------------------------------------------
+
+    def reconcile(self, key: str) -> float | None:
+        """One pass over workload ``namespace/name``; returns when to look again."""
+        namespace, _, name = key.partition("/")
+        record = self._store.get(KIND_WORKLOAD, namespace, name)
+        if record is None:
+            return None
+        workload = workload_of(record)
+        views = {v.name: v for v in self._targets.views()}
+        target = self._place(record, views)
+        if target is None:
+            return UNHEALTHY_RETRY_SECONDS * 2
+        view = views[target]
+        if not view.healthy:
+            self._set_status(record, message=f"waiting for target {target}: {view.detail}")
+            return UNHEALTHY_RETRY_SECONDS
+        driver = self._targets.driver(view)
+        try:
+            statuses = driver.list_owned(
+                {LABEL_CLUSTER: self.cluster, LABEL_NAMESPACE: namespace, LABEL_WORKLOAD: name}
+            )
+        except TemporaryDriverError as exc:
+            self._set_status(record, message=str(exc))
+            return exc.delay
+        desired = Desired(
+            namespace=namespace,
+            name=name,
+            spec=workload.spec,
+            generation=template_generation_of(record),
+            template_hash=template_hash_of(record),
+            target=target,
+            deleting=record.deleting,
+        )
+        observed, probe_dues = self._observe(driver, desired, statuses)
+        replicas = {
+            r.name: r for r in self._store.list(KIND_REPLICA, namespace) if _belongs(r, name)
+        }
+        memory = {
+            view_.index: view_.replica_memory()
+            for view_ in (ReplicaView.from_status(r.status) for r in replicas.values())
+        }
+        plan = plan_workload(desired, observed, memory, self._clock())
+        failures = self._execute(plan, desired, driver, view)
+        if plan.finished_deleting:
+            self._finish_delete(record, replicas.values())
+            return None
+        self._save_replicas(desired, observed, plan, replicas, failures)
+        self._save_workload_status(record, desired, plan, failures)
+        wake = plan.requeue_after
+        probe_due = min(probe_dues, default=None)
+        if probe_due is not None:
+            delay = max(probe_due - self._clock(), 0.05)
+            wake = delay if wake is None else min(wake, delay)
+        if failures:
+            raise ReconcileError(failures)
+        return wake
+
+    # --- placement --------------------------------------------------------
+
+    def _place(self, record: Record, views: dict[str, TargetView]) -> str | None:
+        current = record.status.get("target")
+        if isinstance(current, str) and current in views:
+            # Moving replicas off an unhealthy target is failover's decision
+            # (after a grace period), not a side effect of one failed check.
+            return current
+        workload = workload_of(record)
+        candidates = [
+            Candidate(
+                name=v.name,
+                labels=v.labels,
+                healthy=v.healthy,
+                cordoned=v.cordoned,
+                isolation_tiers=frozenset({"standard"}),
+            )
+            for v in views.values()
+        ]
+        result = choose_target(
+            candidates,
+            selector=workload.spec.placement.target_selector,
+            names=workload.spec.placement.targets,
+            isolation=workload.spec.isolation.value,
+            current=None,
+        )
+        if not isinstance(result, Placed):
+            message = result.message()
+            if record.status.get("message") != message:
+                self._store.record_event(
+                    KIND_WORKLOAD,
+                    record.namespace,
+                    record.name,
+                    "FailedScheduling",
+                    message,
+                    warning=True,
+                )
+            self._set_status(record, message=message, phase="Pending")
+            return None
+        self._set_status(record, target=result.target)
+        return result.target
+
+    # --- observation ------------------------------------------------------
+
+    def _observe(
+        self, driver: Driver, desired: Desired, statuses: Sequence[ReplicaStatus]
+    ) -> tuple[list[Observed], list[float]]:
+        """Fill in what a list call omits (exit details) and run due probes.
+        Returns the observations and when probes are next due."""
+        dues: list[float] = []
+
+        def one(status: ReplicaStatus) -> Observed | None:
+            if status.state is ReplicaState.EXITED and status.generation == desired.generation:
+                try:
+                    status = driver.inspect(status.handle)
+                except ReplicaGoneError:
+                    return None
+            if status.generation != desired.generation or desired.deleting:
+                # old revisions count as ready while running: they served before
+                return Observed(status, ready=status.state is ReplicaState.RUNNING)
+            verdict = self._prober.evaluate(status, desired.spec.probes, driver)
+            if verdict.next_due is not None:
+                dues.append(verdict.next_due)
+            return Observed(status, ready=verdict.ready, live=verdict.live)
+
+        results = list(self._pool.map(one, statuses))
+        return [r for r in results if r is not None], dues
+
+    # --- actions ----------------------------------------------------------
+
+    def _execute(
+        self, plan: Plan, desired: Desired, driver: Driver, target: TargetView
+    ) -> dict[int, str]:
+        """Run each index's steps in order, indices in parallel. Returns failures."""
+
+        def run_steps(index: int, steps: list[Action]) -> tuple[int, str | None]:
+            for action in steps:
+                try:
+                    self._apply(action, desired, driver, target)
+                except PortwayError as exc:
+                    self._event(desired, "Failed", f"replica {index}: {exc}", warning=True)
+                    return index, str(exc)
+            return index, None
+
+        futures = [self._pool.submit(run_steps, i, s) for i, s in plan.steps.items()]
+        failures: dict[int, str] = {}
+        for future in futures:
+            index, error = future.result()
+            if error is not None:
+                failures[index] = error
+        return failures
+
+    def _apply(self, action: Action, desired: Desired, driver: Driver, target: TargetView) -> None:
+        if isinstance(action, Create):
+            request = ReplicaRequest(
+                namespace=desired.namespace,
+                workload=desired.name,
+                index=action.index,
+                generation=action.generation,
+                template_hash=desired.template_hash,
+                spec=desired.spec,
+                cluster=self.cluster,
+            )
+            handle = driver.create(request)
+            self._event(
+                desired,
+                "Scheduled",
+                f"replica {action.index} (generation {action.generation}) created on "
+                f"{target.name} as {handle.name}"
+                + (" (update)" if action.reason == "Update" else ""),
+            )
+            if action.start:
+                driver.start(handle)
+                self._event(desired, "Started", f"replica {action.index} started ({handle.name})")
+        elif isinstance(action, Start):
+            driver.start(action.handle)
+            if action.restart:
+                self._event(
+                    desired, "Restarted", f"replica {action.index} restarted ({action.handle.name})"
+                )
+            else:
+                self._event(
+                    desired, "Started", f"replica {action.index} started ({action.handle.name})"
+                )
+        elif isinstance(action, Stop):
+            driver.stop(action.handle, self._settings.stop_timeout)
+            self._event(
+                desired,
+                "Stopped",
+                f"replica {action.index} stopped ({action.reason}): {action.handle.name}",
+                warning=action.reason == "LivenessProbeFailed",
+            )
+        elif isinstance(action, Remove):
+            if action.reason in ("ScaledDown", "Superseded", "WorkloadDeleted"):
+                driver.stop(action.handle, self._settings.stop_timeout)
+            driver.destroy(action.handle)
+            self._event(
+                desired,
+                "Removed",
+                f"replica {action.index} removed ({action.reason}): {action.handle.name}",
+            )
+        elif isinstance(action, Report):
+            self._event(desired, action.reason, action.message, warning=action.warning)
+
+    def _event(self, desired: Desired, reason: str, message: str, *, warning: bool = False) -> None:
+        self._store.record_event(
+            KIND_WORKLOAD, desired.namespace, desired.name, reason, message, warning=warning
+        )
+
+    # --- recording --------------------------------------------------------
+
+    def _save_replicas(
+        self,
+        desired: Desired,
+        observed: Sequence[Observed],
+        plan: Plan,
+        records: dict[str, Record],
+        failures: dict[int, str],
+    ) -> None:
+        current = {
+            o.index: o
+            for o in sorted(observed, key=lambda o: o.status.state is not ReplicaState.RUNNING)
+            if o.generation == desired.generation and o.handle.target == desired.target
+        }
+        wanted = {replica_name(desired.name, i) for i in range(desired.replicas)}
+        for name, record in records.items():
+            if name not in wanted:
+                self._write(record, None)
+        for index in range(desired.replicas):
+            name = replica_name(desired.name, index)
+            memory = plan.memory.get(index) or ReplicaMemory()
+            item = current.get(index)
+            view = ReplicaView(
+                workload=desired.name,
+                index=index,
+                target=desired.target,
+                generation=desired.generation,
+                restart_count=memory.restart_count,
+                last_exit_code=memory.last_exit_code,
+                last_reason=memory.last_reason,
+                message=failures.get(index, ""),
+                memory=_memory_dict(memory),
+            )
+            if item is not None:
+                status = item.status
+                view = replace(
+                    view,
+                    container_id=status.handle.id,
+                    container_name=status.handle.name,
+                    state=status.state.value,
+                    ready=item.ready and item.running,
+                    started_at=status.started_at.isoformat() if status.started_at else None,
+                    image=status.image,
+                    endpoints=endpoints_of(status),
+                    message=failures.get(index, "") or status.error,
+                )
+            existing = records.get(name)
+            new_status = view.to_status()
+            if existing is None:
+                # a racing pass may have written it; the next pass reconciles
+                with contextlib.suppress(PortwayError):
+                    self._store.create(KIND_REPLICA, desired.namespace, name, {}, new_status)
+            elif dict(existing.status) != new_status:
+                self._write(existing, new_status)
+
+    def _write(self, record: Record, status: dict[str, Any] | None) -> None:
+        try:
+            if status is None:
+                self._store.delete(record)
+            else:
+                self._store.update_status(record, status)
+        except ConflictError:
+            pass  # another pass wrote a newer observation; ours is stale anyway
+
+    def _save_workload_status(
+        self, record: Record, desired: Desired, plan: Plan, failures: dict[int, str]
+    ) -> None:
+        summary = plan.summary
+        assert summary is not None
+        message = "; ".join(summary.reasons)
+        if failures:
+            message = "; ".join(f"replica {i}: {e}" for i, e in sorted(failures.items()))
+        self._set_status(
+            record,
+            phase=summary.phase.value,
+            observedGeneration=record.generation,
+            templateGeneration=desired.generation,
+            replicas={
+                "desired": summary.desired,
+                "updated": summary.updated,
+                "running": summary.running,
+                "ready": summary.ready,
+                "available": summary.available,
+            },
+            message=message,
+        )
+
+    def _set_status(self, record: Record, **changes: Any) -> None:
+        """Merge ``changes`` into the workload's status; retried on conflict
+        because ``apply`` may have changed the spec meanwhile."""
+        for _ in range(5):
+            status = dict(record.status)
+            status.update(changes)
+            if status == dict(record.status):
+                return
+            try:
+                self._store.update_status(record, status)
+                return
+            except ConflictError:
+                latest = self._store.get(record.kind, record.namespace, record.name)
+                if latest is None:
+                    return
+                record = latest
+
+    def _finish_delete(self, record: Record, replicas: Sequence[Record] | Any) -> None:
+        for replica in replicas:
+            self._write(replica, None)
+        try:
+            self._store.delete(record)
+        except ConflictError:
+            return  # re-applied meanwhile: the next pass sees the new spec
+        self._store.record_event(
+            KIND_WORKLOAD, record.namespace, record.name, "Deleted", "workload deleted"
+        )
+        log.info("workload %s deleted", record.key)
+
+
+class ReconcileError(PortwayError):
+    """Some actions of a pass failed; the queue retries with backoff."""
+
+    def __init__(self, failures: dict[int, str]) -> None:
+        self.failures = failures
+        self.permanent = False
+        super().__init__("; ".join(f"replica {i}: {e}" for i, e in sorted(failures.items())))
+
+
+def _belongs(record: Record, workload: str) -> bool:
+    prefix, _, index = record.name.rpartition("-")
+    return prefix == workload and index.isdigit()
+
+
+def _memory_dict(memory: ReplicaMemory) -> dict[str, Any]:
+    return {
+        "container_id": memory.container_id,
+        "restart_count": memory.restart_count,
+        "backoff_step": memory.backoff_step,
+        "last_exit_code": memory.last_exit_code,
+        "last_reason": memory.last_reason,
+        "reported_exit": memory.reported_exit,
+        "stopped_by_us": memory.stopped_by_us,
+    }
+
+
+__all__ = ["PermanentDriverError", "ReconcileError", "Reconciler", "Settings"]

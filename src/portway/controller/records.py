@@ -1,0 +1,156 @@
+"""How workloads, replicas and targets are laid out in the store.
+
+The store holds plain JSON; this module is the one place that knows its
+shape, so the controller, the service layer and later the API agree on it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from portway.controller.plan import ReplicaMemory
+from portway.drivers.base import Handle, ReplicaStatus
+from portway.errors import AlreadyExistsError
+from portway.spec.model import Workload
+from portway.store import Record, Store
+
+KIND_WORKLOAD = "Workload"
+KIND_REPLICA = "Replica"
+KIND_TARGET = "Target"
+KIND_CLUSTER = "Cluster"
+#: targets are cluster-wide; they live in this pseudo-namespace
+CLUSTER_NAMESPACE = "_cluster"
+
+
+# --- identity ------------------------------------------------------------
+
+
+def cluster_id(store: Store) -> str:
+    """This installation's id, made on first use and kept in the store."""
+    record = store.get(KIND_CLUSTER, CLUSTER_NAMESPACE, "identity")
+    if record is None:
+        try:
+            record = store.create(
+                KIND_CLUSTER, CLUSTER_NAMESPACE, "identity", {"id": uuid.uuid4().hex[:12]}
+            )
+        except AlreadyExistsError:
+            record = store.require(KIND_CLUSTER, CLUSTER_NAMESPACE, "identity")
+    return str(record.spec["id"])
+
+
+# --- workloads -----------------------------------------------------------
+
+
+def workload_spec_envelope(
+    workload: Workload, template_generation: int, template_hash: str
+) -> dict[str, Any]:
+    """What ``apply`` writes as a workload's desired state."""
+    return {
+        "workload": workload.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "templateGeneration": template_generation,
+        "templateHash": template_hash,
+    }
+
+
+def workload_of(record: Record) -> Workload:
+    return Workload.model_validate(record.spec["workload"])
+
+
+def template_generation_of(record: Record) -> int:
+    return int(record.spec.get("templateGeneration", 1))
+
+
+def template_hash_of(record: Record) -> str:
+    return str(record.spec.get("templateHash", ""))
+
+
+# --- replicas ------------------------------------------------------------
+
+
+def replica_name(workload: str, index: int) -> str:
+    return f"{workload}-{index}"
+
+
+@dataclass(frozen=True)
+class ReplicaView:
+    """A replica as ``get replicas`` shows it (the Replica record's status)."""
+
+    workload: str
+    index: int
+    target: str = ""
+    container_id: str = ""
+    container_name: str = ""
+    generation: int = 0
+    state: str = "pending"
+    ready: bool = False
+    restart_count: int = 0
+    last_exit_code: int | None = None
+    last_reason: str = ""
+    message: str = ""
+    started_at: str | None = None
+    image: str = ""
+    endpoints: list[str] = field(default_factory=list)  # "tcp 80 -> 127.0.0.1:18080"
+    memory: dict[str, Any] = field(default_factory=dict)
+
+    def to_status(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any]) -> ReplicaView:
+        known = {k: v for k, v in status.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def replica_memory(self) -> ReplicaMemory:
+        known = {k: v for k, v in self.memory.items() if k in ReplicaMemory.__dataclass_fields__}
+        return ReplicaMemory(**known)
+
+
+def endpoints_of(status: ReplicaStatus) -> list[str]:
+    return [
+        f"{p.protocol} {p.container_port} -> {p.host_ip}:{p.host_port}"
+        for p in sorted(status.ports, key=lambda p: (p.container_port, p.protocol))
+    ]
+
+
+def handle_to_dict(handle: Handle) -> dict[str, Any]:
+    return asdict(handle)
+
+
+# --- targets -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetView:
+    name: str
+    driver: str
+    address: str
+    labels: Mapping[str, str]
+    health: str = "undetected"
+    detail: str = ""
+    version: str = ""
+    runtime_handlers: tuple[str, ...] = ()
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    cordoned: bool = False
+
+    @classmethod
+    def from_record(cls, record: Record) -> TargetView:
+        status = record.status
+        return cls(
+            name=record.name,
+            driver=str(record.spec["driver"]),
+            address=str(record.spec["address"]),
+            labels=dict(record.spec.get("labels", {})),
+            health=str(status.get("health", "undetected")),
+            detail=str(status.get("detail", "")),
+            version=str(status.get("version", "")),
+            runtime_handlers=tuple(status.get("runtimeHandlers", ())),
+            attributes=dict(status.get("attributes", {})),
+            cordoned=bool(record.spec.get("cordoned", False)),
+        )
+
+    @property
+    def healthy(self) -> bool:
+        return self.health == "healthy"

@@ -1,0 +1,311 @@
+"""The controller process: keeps every workload at its desired state.
+
+- One active controller per store, by lease (a second one waits or, for
+  ``apply``, defers to the running one). A lease left by a process that died
+  on this host is taken over at once rather than after its expiry.
+- Workers take workload keys from a ``WorkQueue`` and reconcile them.
+- Engine events only wake keys early; a periodic resync re-examines every
+  workload anyway, because events can be missed (level-triggered).
+- Targets are fingerprinted periodically; a target coming back wakes all
+  workloads.
+- Garbage collection removes owned containers whose workload no longer
+  exists in the store, after a grace period, so that a store restored from an
+  older backup (or one shared by a second installation) does not wipe work
+  that may still be claimed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from portway.controller.probes import Prober
+from portway.controller.reconciler import ReconcileError, Reconciler
+from portway.controller.reconciler import Settings as ReconcileSettings
+from portway.controller.records import KIND_WORKLOAD, TargetView
+from portway.controller.targets import TargetPool
+from portway.drivers.base import (
+    LABEL_CLUSTER,
+    LABEL_NAMESPACE,
+    LABEL_TARGET,
+    LABEL_WORKLOAD,
+    EventSource,
+    Health,
+)
+from portway.errors import PortwayError, TemporaryDriverError
+from portway.store import Store
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "controller"
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    workers: int = 4
+    """Workloads reconciled at once (each also runs engine calls in parallel)."""
+    resync_seconds: float = 10.0
+    """Every workload is re-examined at least this often, events or not."""
+    health_seconds: float = 2.0
+    """How often each target is fingerprinted."""
+    gc_seconds: float = 15.0
+    """How often owned-but-unwanted containers are looked for."""
+    gc_grace_seconds: float = 30.0
+    """An orphan must be at least this old before it is removed."""
+    lease_ttl: float = 15.0
+    """A controller that stops renewing loses the lease after this long."""
+
+
+def new_holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _holder_is_dead(holder: str) -> bool:
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Controller:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        settings: ControllerSettings | None = None,
+        reconcile_settings: ReconcileSettings | None = None,
+        targets: TargetPool | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        from portway.controller.queue import WorkQueue
+
+        self.store = store
+        self.settings = settings or ControllerSettings()
+        self.targets = targets or TargetPool(store)
+        self.holder = new_holder_id()
+        self.queue = WorkQueue()
+        self._clock = clock
+        self._prober = Prober(clock)
+        self.reconciler = Reconciler(
+            store, self.targets, self._prober, settings=reconcile_settings, clock=clock
+        )
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._watchers: dict[str, threading.Thread] = {}
+        self._health: dict[str, Health] = {}
+        self._seen_generations: dict[str, int] = {}
+
+    # --- lease ------------------------------------------------------------
+
+    def acquire(self) -> bool:
+        ttl = self.settings.lease_ttl
+        if self.store.acquire_lease(LEASE_NAME, self.holder, ttl):
+            return True
+        holder = self.store.lease_holder(LEASE_NAME)
+        if holder is not None and _holder_is_dead(holder):
+            log.info("taking over the lease of dead controller %s", holder)
+            return self.store.steal_lease(LEASE_NAME, holder, self.holder, ttl)
+        return holder is None and self.store.acquire_lease(LEASE_NAME, self.holder, ttl)
+
+    def running_controller(self) -> str | None:
+        holder = self.store.lease_holder(LEASE_NAME)
+        if holder is None or holder == self.holder or _holder_is_dead(holder):
+            return None
+        return holder
+
+    # --- lifecycle --------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the loop in background threads. Call ``acquire`` first."""
+        self._check_targets(initial=True)
+        self._enqueue_all()
+        for i in range(self.settings.workers):
+            self._spawn(f"portway-worker-{i}", self._work)
+        self._spawn("portway-housekeeping", self._housekeeping)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.shutdown()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self.reconciler.close()
+        self.store.release_lease(LEASE_NAME, self.holder)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Wait for the lease (standby while another controller holds it), then
+        run until ``stop`` is set or the lease is lost."""
+        waiting_for: str | None = None
+        while not self.acquire():
+            holder = self.store.lease_holder(LEASE_NAME) or "unknown"
+            if holder != waiting_for:
+                log.info("standing by: controller %s holds the lease", holder)
+                waiting_for = holder
+            if stop.wait(1.0):
+                return
+        log.info("controller %s holds the lease; reconciling", self.holder)
+        self.start()
+        try:
+            while not stop.wait(0.5) and not self._stop.is_set():
+                pass
+        finally:
+            self.stop()
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def enqueue(self, key: str) -> None:
+        self.queue.add(key)
+
+    def _enqueue_all(self) -> None:
+        for key in self.store.generations(KIND_WORKLOAD):
+            self.queue.add(key)
+
+    # --- workers ----------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            key = self.queue.get(timeout=0.5)
+            if key is None:
+                continue
+            try:
+                wake = self.reconciler.reconcile(key)
+            except ReconcileError as exc:
+                delay = self.queue.add_rate_limited(key)
+                log.warning("reconcile %s: %s (retry in %.1fs)", key, exc, delay)
+            except TemporaryDriverError as exc:
+                self.queue.add_after(key, exc.delay)
+                log.warning("reconcile %s: %s", key, exc)
+            except PortwayError as exc:
+                delay = self.queue.add_rate_limited(key)
+                log.warning("reconcile %s failed: %s (retry in %.1fs)", key, exc, delay)
+            except Exception:
+                # A bug must not kill the loop: log it and retry with backoff.
+                delay = self.queue.add_rate_limited(key)
+                log.exception("reconcile %s crashed (retry in %.1fs)", key, delay)
+            else:
+                self.queue.forget(key)
+                if wake is not None:
+                    self.queue.add_after(key, wake)
+                else:
+                    self.queue.add_after(key, self.settings.resync_seconds)
+            finally:
+                self.queue.done(key)
+
+    # --- housekeeping -----------------------------------------------------
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        next_lease = now + self.settings.lease_ttl / 3
+        next_health = now + self.settings.health_seconds
+        next_resync = now + self.settings.resync_seconds
+        next_gc = now + min(self.settings.gc_seconds, 2.0)
+        while not self._stop.wait(0.25):
+            now = time.monotonic()
+            try:
+                self._notice_spec_changes()
+                if now >= next_lease:
+                    next_lease = now + self.settings.lease_ttl / 3
+                    if not self.store.acquire_lease(
+                        LEASE_NAME, self.holder, self.settings.lease_ttl
+                    ):
+                        log.error("lost the controller lease; stopping")
+                        self._stop.set()
+                        self.queue.shutdown()
+                        return
+                if now >= next_health:
+                    next_health = now + self.settings.health_seconds
+                    self._check_targets()
+                if now >= next_resync:
+                    next_resync = now + self.settings.resync_seconds
+                    self._enqueue_all()
+                if now >= next_gc:
+                    next_gc = now + self.settings.gc_seconds
+                    self.collect_garbage()
+            except PortwayError as exc:
+                log.warning("housekeeping: %s", exc)
+            except Exception:
+                log.exception("housekeeping crashed; continuing")
+
+    def _notice_spec_changes(self) -> None:
+        """Wake workloads whose spec changed (apply/delete from any process)."""
+        current = self.store.generations(KIND_WORKLOAD)
+        for key, generation in current.items():
+            if self._seen_generations.get(key) != generation:
+                self.queue.add(key)
+        self._seen_generations = current
+
+    def _check_targets(self, *, initial: bool = False) -> None:
+        for view in self.targets.views():
+            fingerprint = self.targets.check(view)
+            before = self._health.get(view.name)
+            self._health[view.name] = fingerprint.health
+            if fingerprint.health is Health.HEALTHY:
+                self._ensure_watcher(view)
+                if before is not None and before is not Health.HEALTHY and not initial:
+                    self._enqueue_all()
+
+    def _ensure_watcher(self, view: TargetView) -> None:
+        alive = self._watchers.get(view.name)
+        if alive is not None and alive.is_alive():
+            return
+        driver = self.targets.driver(view)
+        if not isinstance(driver, EventSource):
+            return
+        source: EventSource = driver
+
+        def watch() -> None:
+            try:
+                for event in source.events(self._stop):
+                    namespace = event.labels.get(LABEL_NAMESPACE)
+                    workload = event.labels.get(LABEL_WORKLOAD)
+                    if namespace and workload:
+                        self.queue.add(f"{namespace}/{workload}")
+            except PortwayError as exc:
+                log.info("event stream of %s ended: %s", view.name, exc)
+
+        thread = threading.Thread(target=watch, name=f"portway-events-{view.name}", daemon=True)
+        thread.start()
+        self._watchers[view.name] = thread
+
+    def collect_garbage(self, *, grace: float | None = None) -> int:
+        """Remove owned containers whose workload is not in the store. Returns the count."""
+        grace = self.settings.gc_grace_seconds if grace is None else grace
+        wanted = {record.key for record in self.store.list(KIND_WORKLOAD)}
+        removed = 0
+        for view in self.targets.views():
+            if self._health.get(view.name) is not Health.HEALTHY:
+                continue
+            driver = self.targets.driver(view)
+            selector = {LABEL_CLUSTER: self.reconciler.cluster, LABEL_TARGET: view.name}
+            for status in driver.list_owned(selector):
+                if status.workload_key in wanted:
+                    continue
+                created = status.created_at.timestamp() if status.created_at else 0.0
+                if self._clock() - created < grace:
+                    continue
+                driver.destroy(status.handle)
+                removed += 1
+                namespace = status.labels.get(LABEL_NAMESPACE, "")
+                self.store.record_event(
+                    KIND_WORKLOAD,
+                    namespace,
+                    status.labels.get(LABEL_WORKLOAD, ""),
+                    "GarbageCollected",
+                    f"removed {status.handle.name} on {view.name}: no workload wants it",
+                )
+        return removed

@@ -1,0 +1,102 @@
+"""The controller's view of targets: their drivers and their health.
+
+Health comes from fingerprinting each target periodically; a change is
+written to the target's record and recorded as an event, so ``get targets``
+and ``describe`` tell the truth about an engine that went away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from portway.controller.records import CLUSTER_NAMESPACE, KIND_TARGET, TargetView
+from portway.drivers.base import Driver, Fingerprint, Health
+from portway.drivers.registry import open_driver
+from portway.errors import ConflictError, NotFoundError, PortwayError
+from portway.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class TargetPool:
+    def __init__(
+        self,
+        store: Store,
+        opener: Callable[[str, str, str], Driver] = open_driver,
+    ) -> None:
+        self._store = store
+        self._open = opener
+        self._lock = threading.Lock()
+        self._drivers: dict[str, tuple[str, str, Driver]] = {}
+
+    def views(self) -> list[TargetView]:
+        return [TargetView.from_record(r) for r in self._store.list(KIND_TARGET, CLUSTER_NAMESPACE)]
+
+    def view(self, name: str) -> TargetView | None:
+        record = self._store.get(KIND_TARGET, CLUSTER_NAMESPACE, name)
+        return None if record is None else TargetView.from_record(record)
+
+    def driver(self, target: TargetView) -> Driver:
+        """The driver for a target, opened once and reused (it holds connections)."""
+        with self._lock:
+            cached = self._drivers.get(target.name)
+            if cached and cached[:2] == (target.driver, target.address):
+                return cached[2]
+            driver = self._open(target.name, target.driver, target.address)
+            self._drivers[target.name] = (target.driver, target.address, driver)
+            return driver
+
+    def check(self, target: TargetView) -> Fingerprint:
+        """Fingerprint one target and record a health change. Returns the fingerprint."""
+        try:
+            fingerprint = self.driver(target).fingerprint()
+        except PortwayError as exc:
+            fingerprint = Fingerprint(Health.UNDETECTED, detail=str(exc))
+        if fingerprint.health.value != target.health or (
+            fingerprint.health is Health.HEALTHY and fingerprint.version != target.version
+        ):
+            self._record(target, fingerprint)
+        return fingerprint
+
+    def check_all(self) -> None:
+        for view in self.views():
+            self.check(view)
+
+    def _record(self, target: TargetView, fingerprint: Fingerprint) -> None:
+        for _ in range(5):
+            try:
+                record = self._store.require(KIND_TARGET, CLUSTER_NAMESPACE, target.name)
+                status = dict(record.status)
+                status.update(
+                    health=fingerprint.health.value,
+                    detail=fingerprint.detail,
+                    checkedAt=time.time(),
+                )
+                if fingerprint.health is Health.HEALTHY:
+                    status.update(
+                        version=fingerprint.version,
+                        runtimeHandlers=list(fingerprint.runtime_handlers),
+                        attributes=dict(fingerprint.attributes),
+                    )
+                self._store.update_status(record, status)
+                break
+            except ConflictError:
+                continue
+            except NotFoundError:
+                return
+        healthy = fingerprint.health is Health.HEALTHY
+        self._store.record_event(
+            KIND_TARGET,
+            CLUSTER_NAMESPACE,
+            target.name,
+            "TargetHealthy" if healthy else "TargetUnhealthy",
+            f"target {target.name} is {fingerprint.health.value}"
+            + (f": {fingerprint.detail}" if fingerprint.detail else ""),
+            warning=not healthy,
+        )
+        log.info(
+            "target %s is now %s %s", target.name, fingerprint.health.value, fingerprint.detail
+        )

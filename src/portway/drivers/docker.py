@@ -1,0 +1,1016 @@
+"""Docker Engine driver, built on the Docker SDK's low-level ``APIClient``.
+
+Every call is one HTTP request to the engine where the engine allows it; in
+particular ``list_owned`` is a single ``GET /containers/json`` with label
+filters, never one inspect per container. Docker's own restart policy is
+never set: portway's controller owns restarts. Images are never pulled.
+
+All engine and transport errors are translated in one place
+(``DockerDriver._engine``) into the ``DriverError`` family, chained with
+``raise ... from``; no ``docker``/``requests``/``urllib3`` exception leaves
+this module.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypedDict, cast
+from urllib.parse import quote, urlparse
+
+import docker
+import docker.errors
+import requests
+import urllib3
+from docker.types import CancellableStream, Mount
+
+from portway.drivers.base import (
+    LABEL_GENERATION,
+    LABEL_MANAGED,
+    LABEL_PREFIX,
+    LABEL_REPLICA,
+    LABEL_TEMPLATE,
+    DriverCapabilities,
+    DriverEvent,
+    ExecResult,
+    Fingerprint,
+    Handle,
+    Health,
+    LogLine,
+    PublishedPort,
+    ReplicaRequest,
+    ReplicaState,
+    ReplicaStatus,
+    Stats,
+)
+from portway.errors import (
+    DriverError,
+    ImageNotFoundError,
+    PermanentDriverError,
+    PortInUseError,
+    PortwayError,
+    ReplicaGoneError,
+    TargetUnavailableError,
+)
+from portway.spec.model import Isolation, VolumeType, parse_bytes
+
+__all__ = ["DockerDriver"]
+
+DRIVER_NAME = "docker"
+CLIENT_TIMEOUT_SECONDS = 30
+MIN_API_VERSION = (1, 41)
+MAX_POOL_SIZE = 32
+# How often a stream watcher checks its ``stop`` event.
+_STOP_POLL_SECONDS = 0.05
+# Exit code reported when ``exec`` hits its timeout (as coreutils ``timeout``).
+EXEC_TIMEOUT_EXIT_CODE = 124
+LABEL_VOLUME = LABEL_PREFIX + "volume"
+
+_STATES: dict[str, ReplicaState] = {
+    "created": ReplicaState.CREATED,
+    "running": ReplicaState.RUNNING,
+    "paused": ReplicaState.PAUSED,
+    "restarting": ReplicaState.RESTARTING,
+    "exited": ReplicaState.EXITED,
+    "dead": ReplicaState.EXITED,
+    "removing": ReplicaState.REMOVING,
+}
+# Engine events that can change a replica's state; everything else (exec_*,
+# health_status, attach, ...) is filtered out by the engine.
+_EVENT_ACTIONS = (
+    "create",
+    "start",
+    "restart",
+    "die",
+    "kill",
+    "oom",
+    "stop",
+    "pause",
+    "unpause",
+    "destroy",
+    "rename",
+    "update",
+)
+_EXTENSION_KEYS = ("runtime", "labels", "shmSize", "init")
+
+_ZERO_TIME_PREFIX = "0001-01-01"
+_TIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$")
+_EXITED_RE = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")
+_PORT_IN_USE_RE = re.compile(
+    r"(\[[0-9a-fA-F:.]*\]|[0-9a-fA-F.:]*?):(\d+)"
+    r"(?:: bind: address already in use| failed: port is already allocated)"
+)
+_STREAMS = {0: "stdout", 1: "stdout", 2: "stderr"}
+
+
+# --- small typing helpers: the engine's JSON stays ``Any`` only in here ----
+
+_Json = dict[str, Any]
+
+
+class _PortBinding(TypedDict):
+    HostIp: str
+    HostPort: str
+
+
+def _obj(value: Any) -> _Json:
+    return cast(_Json, value) if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _labels(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in _obj(value).items()}
+
+
+def parse_engine_time(text: str) -> datetime | None:
+    """RFC 3339 with nanoseconds -> aware datetime; Docker's zero time -> None."""
+    if not text or text.startswith(_ZERO_TIME_PREFIX):
+        return None
+    match = _TIME_RE.match(text.strip())
+    if not match:
+        return None
+    base, fraction, zone = match.groups()
+    micros = (fraction or "")[:6].ljust(6, "0")
+    offset = "+00:00" if zone == "Z" else zone
+    return datetime.fromisoformat(f"{base}.{micros}{offset}")
+
+
+def docker_base_url(address: str) -> str:
+    """``docker:///var/run/docker.sock`` -> ``unix:///var/run/docker.sock``;
+    ``docker+tcp://host:2375`` -> ``tcp://host:2375``. Raises ValueError."""
+    parsed = urlparse(address)
+    if parsed.scheme in ("docker", "docker+unix"):
+        if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
+            raise ValueError(
+                f"{address!r}: a docker socket address looks like docker:///var/run/docker.sock "
+                "(for TCP use docker+tcp://HOST:PORT)"
+            )
+        return f"unix://{parsed.path}"
+    if parsed.scheme == "docker+tcp":
+        if not parsed.hostname or parsed.port is None:
+            raise ValueError(f"{address!r}: expected docker+tcp://HOST:PORT")
+        return f"tcp://{parsed.netloc}"
+    raise ValueError(
+        f"{address!r} is not a docker address; expected docker:///var/run/docker.sock "
+        "or docker+tcp://HOST:PORT"
+    )
+
+
+def _parse_version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:2])
+
+
+def _host_port(text: Any) -> int | None:
+    port = _int(text)
+    return port if port else None
+
+
+def _ports_from_inspect(network_ports: Any) -> tuple[PublishedPort, ...]:
+    out: list[PublishedPort] = []
+    for key, bindings in _obj(network_ports).items():
+        number, _, protocol = str(key).partition("/")
+        if not isinstance(bindings, list) or not number.isdigit():
+            continue
+        for binding in bindings:
+            host_port = _host_port(_obj(binding).get("HostPort"))
+            if host_port is None:
+                continue
+            port = PublishedPort(
+                int(number), protocol or "tcp", _text(_obj(binding).get("HostIp")), host_port
+            )
+            if port not in out:
+                out.append(port)
+    return tuple(sorted(out, key=lambda p: (p.container_port, p.protocol, p.host_ip)))
+
+
+def _ports_from_list(rows: Any) -> tuple[PublishedPort, ...]:
+    out: list[PublishedPort] = []
+    for row in rows if isinstance(rows, list) else []:
+        entry = _obj(row)
+        private, public = _int(entry.get("PrivatePort")), _int(entry.get("PublicPort"))
+        if private is None or not public:
+            continue
+        port = PublishedPort(
+            private, _text(entry.get("Type")) or "tcp", _text(entry.get("IP")), public
+        )
+        if port not in out:
+            out.append(port)
+    return tuple(sorted(out, key=lambda p: (p.container_port, p.protocol, p.host_ip)))
+
+
+def _read_exact(raw: Any, size: int) -> bytes:
+    """Read ``size`` bytes from a urllib3 response, fewer only at EOF."""
+    chunks: list[bytes] = []
+    missing = size
+    while missing > 0:
+        chunk = raw.read(missing)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        missing -= len(chunk)
+    return b"".join(chunks)
+
+
+def _frames(response: requests.Response) -> Iterator[tuple[int, bytes]]:
+    """Docker's multiplexed stream: 8-byte header (stream id, size), payload."""
+    raw = response.raw
+    while True:
+        header = _read_exact(raw, 8)
+        if len(header) < 8:
+            return
+        size = int.from_bytes(header[4:8], "big")
+        if size == 0:
+            continue
+        payload = _read_exact(raw, size)
+        if payload:
+            yield header[0], payload
+        if len(payload) < size:
+            return
+
+
+def _log_line(stream: str, raw_line: bytes) -> LogLine:
+    text = raw_line.decode("utf-8", errors="replace").removesuffix("\r")
+    stamp, _, rest = text.partition(" ")
+    timestamp = parse_engine_time(stamp)
+    if timestamp is None:
+        return LogLine(None, stream, text)
+    return LogLine(timestamp, stream, rest)
+
+
+@dataclass(frozen=True)
+class _Extension:
+    runtime: str | None = None
+    labels: Mapping[str, str] | None = None
+    shm_size: int | None = None
+    # An init process (docker-init) as PID 1 forwards SIGTERM and reaps
+    # zombies. Without it, a program that installs no SIGTERM handler (busybox
+    # httpd, sleep) ignores SIGTERM as PID 1 and every graceful stop waits for
+    # the full timeout. ``extensions.docker.init: false`` turns it off.
+    init: bool = True
+
+
+class _ConflictError(PermanentDriverError):
+    """HTTP 409 from the engine; callers that expect it handle it."""
+
+
+class _StreamWatch:
+    """Cancels a stream from a helper thread as soon as ``stop`` is set.
+
+    A thread blocked reading a socket only wakes up when the socket is shut
+    down, so cancellation has to come from outside the reading thread. The
+    reading thread calls ``finish`` when done, and closes the stream itself.
+    """
+
+    def __init__(self, stop: threading.Event | None, cancel: Callable[[], None]) -> None:
+        self._stop = stop
+        self._cancel = cancel
+        self._done = threading.Event()
+        self.cancelled = False
+        if stop is not None:
+            threading.Thread(target=self._watch, name="portway-docker-stream", daemon=True).start()
+
+    def _watch(self) -> None:
+        assert self._stop is not None
+        while not self._done.wait(_STOP_POLL_SECONDS):
+            if self._stop.is_set():
+                self.cancelled = True
+                with suppress(Exception):
+                    self._cancel()
+                return
+
+    @property
+    def stopping(self) -> bool:
+        return self.cancelled or (self._stop is not None and self._stop.is_set())
+
+    def finish(self) -> None:
+        self._done.set()
+
+
+def _api_url(client: docker.APIClient, path: str) -> str:
+    return f"{client.base_url}/v{client.api_version}{path}"
+
+
+def _raise_for_status(response: requests.Response) -> None:
+    """Raise the SDK's APIError (NotFound, ...) for an error answer, as its own calls do."""
+    try:
+        response.raise_for_status()
+    except requests.HTTPError as exc:
+        response.close()
+        docker.errors.create_api_error_from_http_exception(exc)
+
+
+def _shutdown(response: requests.Response) -> Callable[[], None]:
+    """A function that shuts the response's socket down, safe to call from any
+    thread: a reader blocked on it sees end-of-stream. (The SDK knows where the
+    socket lives.) The reading thread still closes the response itself."""
+    cancellable: CancellableStream[bytes] = CancellableStream(iter(()), response)
+
+    def shutdown() -> None:
+        with suppress(Exception):
+            cancellable.close()
+
+    return shutdown
+
+
+class DockerDriver:
+    """Runs replicas as containers on one Docker Engine."""
+
+    name = DRIVER_NAME
+
+    def __init__(self, target: str, address: str) -> None:
+        self.target = target
+        self.address = address
+        try:
+            self._base_url = docker_base_url(address)
+        except ValueError as exc:
+            raise PermanentDriverError(target, str(exc)) from None
+        self._lock = threading.Lock()
+        self._api: docker.APIClient | None = None
+        self._host_memory: int | None = None  # engine host's RAM, from info()
+
+    def __repr__(self) -> str:
+        return f"DockerDriver(target={self.target!r}, address={self.address!r})"
+
+    # --- plumbing -----------------------------------------------------------
+
+    def _client(self) -> docker.APIClient:
+        """The shared client, made on first use (``version="auto"`` asks the engine)."""
+        with self._lock:
+            if self._api is None:
+                with self._engine("connect"):
+                    self._probe()
+                    self._api = docker.APIClient(
+                        base_url=self._base_url,
+                        version="auto",
+                        timeout=CLIENT_TIMEOUT_SECONDS,
+                        max_pool_size=MAX_POOL_SIZE,
+                    )
+            return self._api
+
+    def _probe(self) -> None:
+        """Connect to a unix socket once ourselves before the SDK does: its
+        adapter leaks the socket of a failed connect (a ResourceWarning)."""
+        if self._base_url.startswith("unix://"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(CLIENT_TIMEOUT_SECONDS)
+                sock.connect(self._base_url.removeprefix("unix://"))
+
+    def close(self) -> None:
+        """Close pooled connections; the driver reconnects on next use."""
+        with self._lock:
+            api, self._api = self._api, None
+        if api is not None:
+            api.close()
+
+    @contextmanager
+    def _engine(self, action: str) -> Iterator[None]:
+        """Translate every engine/transport failure inside into a DriverError."""
+        try:
+            yield
+        except PortwayError:
+            raise
+        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+            raise self._translate(exc, action) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._translate(exc, action) from exc
+
+    def _unreachable(self, action: str, exc: BaseException) -> TargetUnavailableError:
+        refused = (urllib3.exceptions.NewConnectionError, ConnectionRefusedError, FileNotFoundError)
+        # NewConnectionError subclasses urllib3's TimeoutError: test it first
+        if not _caused_by(exc, refused) and _caused_by(
+            exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
+        ):
+            why = f"did not answer within {CLIENT_TIMEOUT_SECONDS}s"
+        else:
+            why = "is not reachable"
+        return TargetUnavailableError(
+            self.target,
+            f"{action}: the engine at {self.address} {why} ({_root_message(exc)}); "
+            "is dockerd running?",
+            delay=2.0,
+        )
+
+    def _translate(self, exc: BaseException, action: str) -> DriverError:
+        if isinstance(exc, docker.errors.ImageNotFound):
+            return ImageNotFoundError(
+                self.target,
+                f"{action}: {_explanation(exc)}. portway never pulls images; "
+                "build or load it on this engine first (test images: scripts/build-images.sh)",
+            )
+        if isinstance(exc, docker.errors.NotFound):
+            return ReplicaGoneError(self.target, f"{action}: {_explanation(exc)}")
+        if isinstance(exc, docker.errors.APIError):
+            explanation = _explanation(exc)
+            if exc.status_code == 409:
+                return _ConflictError(self.target, f"{action}: {explanation}")
+            if (
+                "address already in use" in explanation
+                or "port is already allocated" in explanation
+            ):
+                match = _PORT_IN_USE_RE.search(explanation)
+                where = f"{match.group(1) or '*'}:{match.group(2)}" if match else "a host port"
+                return PortInUseError(
+                    self.target,
+                    f"{action}: host port {where} is already in use on the engine's host; "
+                    f"free it or choose another hostPort (engine said: {explanation})",
+                )
+            return PermanentDriverError(
+                self.target, f"{action}: the engine refused (HTTP {exc.status_code}): {explanation}"
+            )
+        if isinstance(exc, docker.errors.DockerException) and not _caused_by(
+            exc, (requests.RequestException, OSError, urllib3.exceptions.HTTPError)
+        ):
+            # raised by the SDK itself, e.g. an API version it does not support
+            return PermanentDriverError(self.target, f"{action}: {exc}")
+        return self._unreachable(action, exc)
+
+    def _handle(self, container_id: str, name: str) -> Handle:
+        return Handle(driver=DRIVER_NAME, target=self.target, id=container_id, name=name)
+
+    def _check(self, handle: Handle) -> None:
+        if handle.driver != DRIVER_NAME:
+            raise PermanentDriverError(
+                self.target, f"handle {handle.name!r} belongs to driver {handle.driver!r}"
+            )
+
+    # --- Driver ---------------------------------------------------------------
+
+    def fingerprint(self) -> Fingerprint:
+        try:
+            client = self._client()
+            with self._engine("fingerprint"):
+                answered = client.ping()
+                version = client.version()
+                info = client.info()
+        except TargetUnavailableError as exc:
+            return Fingerprint(Health.UNDETECTED, detail=str(exc))
+        except DriverError as exc:
+            return Fingerprint(Health.UNHEALTHY, detail=str(exc))
+        engine_version = _text(version.get("Version"))
+        api_version = _text(version.get("ApiVersion"))
+        os_name = _text(version.get("Os")) or _text(info.get("OSType"))
+        attributes = {
+            "os": os_name,
+            "arch": _text(version.get("Arch")) or _text(info.get("Architecture")),
+            "cpus": str(_int(info.get("NCPU")) or 0),
+            "memory": str(_int(info.get("MemTotal")) or 0),
+            "cgroup_version": _text(info.get("CgroupVersion")),
+            "cgroup_driver": _text(info.get("CgroupDriver")),
+            "kernel": _text(info.get("KernelVersion")),
+            "storage_driver": _text(info.get("Driver")),
+            "api_version": api_version,
+        }
+        self._host_memory = _int(info.get("MemTotal"))
+        runtimes = tuple(sorted(_obj(info.get("Runtimes"))))
+        problem = ""
+        if not answered:
+            problem = "the engine did not answer OK to a ping"
+        elif _parse_version(api_version) < MIN_API_VERSION:
+            problem = (
+                f"engine API {api_version} is too old; portway needs "
+                f"{'.'.join(map(str, MIN_API_VERSION))} or newer (Docker 20.10+)"
+            )
+        elif os_name != "linux":
+            problem = (
+                f"the engine runs {os_name or 'an unknown OS'} containers; portway needs linux"
+            )
+        health = Health.UNHEALTHY if problem else Health.HEALTHY
+        detail = problem or f"Docker Engine {engine_version} (API {api_version})"
+        return Fingerprint(
+            health=health,
+            detail=detail,
+            version=engine_version,
+            runtime_handlers=runtimes,
+            attributes=attributes,
+        )
+
+    def capabilities(self) -> DriverCapabilities:
+        return DriverCapabilities(
+            exec=True,
+            logs=True,
+            logs_follow=True,
+            stats=True,
+            events=True,
+            ports_tcp=True,
+            ports_udp=True,
+            volumes_tmpfs=True,
+            volumes_named=True,
+            volumes_bind=True,
+            read_only_rootfs=True,
+            cap_add_drop=True,
+            no_new_privileges=True,
+            run_as_user=True,
+            memory_limit=True,
+            cpu_limit=True,
+            pids_limit=True,
+            isolation_tiers=frozenset({Isolation.STANDARD.value}),
+        )
+
+    def create(self, request: ReplicaRequest) -> Handle:
+        spec = request.spec
+        if spec.isolation is not Isolation.STANDARD:
+            raise PermanentDriverError(
+                self.target,
+                f"{request.name}: isolation {spec.isolation.value!r} is not offered by the docker "
+                "driver (only 'standard'); place the workload on a target that offers it",
+            )
+        extension = self._extension(spec.extensions.get(DRIVER_NAME, {}))
+        labels = {**(extension.labels or {}), **request.labels(self.target)}
+        client = self._client()
+        mounts, tmpfs = self._volumes(client, request)
+
+        exposed: list[tuple[int, str]] = []
+        bindings: dict[int | str, list[_PortBinding]] = {}
+        for port in spec.ports:
+            protocol = str(port.protocol)
+            host_port = request.host_port(port.container_port, protocol)
+            exposed.append((port.container_port, protocol))
+            bindings[f"{port.container_port}/{protocol}"] = [
+                {"HostIp": port.host_ip, "HostPort": "" if host_port is None else str(host_port)}
+            ]
+        resources = spec.resources
+        security = spec.security
+        host_config = client.create_host_config(
+            port_bindings=bindings or None,
+            cap_add=security.capabilities.add or None,
+            cap_drop=security.capabilities.drop or None,
+            read_only=security.read_only_root_filesystem or None,
+            security_opt=["no-new-privileges:true"] if security.no_new_privileges else None,
+            mem_limit=resources.memory,
+            memswap_limit=resources.memory,
+            nano_cpus=None if resources.cpu is None else round(resources.cpu * 1e9),
+            pids_limit=resources.pids,
+            tmpfs=tmpfs or None,
+            mounts=mounts or None,
+            init=extension.init,
+            runtime=extension.runtime,
+            shm_size=extension.shm_size,
+        )
+        for _attempt in range(2):
+            try:
+                with self._engine(f"create {request.name}"):
+                    created = client.create_container(
+                        image=spec.image,
+                        name=request.name,
+                        entrypoint=spec.command,
+                        command=spec.args,
+                        environment=dict(spec.env) or None,
+                        user=security.user,
+                        labels=labels,
+                        ports=exposed or None,
+                        host_config=host_config,
+                        detach=True,
+                        use_config_proxy=False,
+                    )
+                return self._handle(_text(_obj(created).get("Id")), request.name)
+            except _ConflictError:
+                try:
+                    return self._adopt(request)
+                except ReplicaGoneError:
+                    continue  # removed between our create and inspect: try again
+        raise PermanentDriverError(
+            self.target, f"create {request.name}: the name keeps conflicting; try again"
+        )
+
+    def _adopt(self, request: ReplicaRequest) -> Handle:
+        """Return the existing container named ``request.name`` if it is this replica."""
+        with self._engine(f"inspect existing {request.name}"):
+            info = self._client().inspect_container(request.name)
+        existing = _labels(_obj(_obj(info).get("Config")).get("Labels"))
+        wanted = request.labels(self.target)
+        differ = sorted(k for k, v in wanted.items() if existing.get(k) != v)
+        if differ:
+            raise PermanentDriverError(
+                self.target,
+                f"a container named {request.name!r} already exists but is not this replica "
+                f"(labels differ: {', '.join(differ)}); remove it or rename it",
+            )
+        return self._handle(_text(_obj(info).get("Id")), request.name)
+
+    def _extension(self, raw: Mapping[str, Any]) -> _Extension:
+        unknown = sorted(set(raw) - set(_EXTENSION_KEYS))
+        if unknown:
+            raise PermanentDriverError(
+                self.target,
+                f"extensions.docker.{unknown[0]} is not supported by the docker driver "
+                f"(supported keys: {', '.join(_EXTENSION_KEYS)})",
+            )
+        runtime = raw.get("runtime")
+        if runtime is not None and (not isinstance(runtime, str) or not runtime):
+            raise PermanentDriverError(
+                self.target, "extensions.docker.runtime must be a runtime handler name"
+            )
+        labels = raw.get("labels")
+        if labels is not None:
+            if not isinstance(labels, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+            ):
+                raise PermanentDriverError(
+                    self.target, "extensions.docker.labels must map strings to strings"
+                )
+            reserved = sorted(k for k in labels if k.startswith(LABEL_PREFIX))
+            if reserved:
+                raise PermanentDriverError(
+                    self.target,
+                    f"extensions.docker.labels may not set {reserved[0]!r}: "
+                    f"the {LABEL_PREFIX} prefix is reserved for portway",
+                )
+        shm_size: int | None = None
+        if raw.get("shmSize") is not None:
+            try:
+                shm_size = parse_bytes(raw["shmSize"])
+            except (TypeError, ValueError) as exc:
+                raise PermanentDriverError(
+                    self.target, f"extensions.docker.shmSize: {exc}"
+                ) from None
+        init = raw.get("init", True)
+        if not isinstance(init, bool):
+            raise PermanentDriverError(self.target, "extensions.docker.init must be true or false")
+        return _Extension(runtime=runtime, labels=labels, shm_size=shm_size, init=init)
+
+    def _volumes(
+        self, client: docker.APIClient, request: ReplicaRequest
+    ) -> tuple[list[Mount], dict[str, str]]:
+        mounts: list[Mount] = []
+        tmpfs: dict[str, str] = {}
+        for volume in request.spec.volumes:
+            if volume.type is VolumeType.TMPFS:
+                options = ["ro" if volume.read_only else "rw", "mode=1777"]
+                if volume.size_limit is not None:
+                    options.append(f"size={volume.size_limit}")
+                tmpfs[volume.mount_path] = ",".join(options)
+            elif volume.type is VolumeType.NAMED:
+                source = volume.source or f"{request.namespace}-{request.workload}-{volume.name}"
+                self._ensure_volume(client, source, request, volume.name)
+                mounts.append(
+                    Mount(volume.mount_path, source, type="volume", read_only=volume.read_only)
+                )
+            else:
+                mounts.append(
+                    Mount(volume.mount_path, volume.source, type="bind", read_only=volume.read_only)
+                )
+        return mounts, tmpfs
+
+    def _ensure_volume(
+        self, client: docker.APIClient, name: str, request: ReplicaRequest, volume: str
+    ) -> None:
+        try:
+            with self._engine(f"inspect volume {name}"):
+                client.inspect_volume(name)
+            return
+        except ReplicaGoneError:  # 404: the volume does not exist yet
+            pass
+        # the replica's owner labels, minus what is per replica or revision
+        per_replica = (LABEL_REPLICA, LABEL_GENERATION, LABEL_TEMPLATE)
+        labels = {k: v for k, v in request.labels(self.target).items() if k not in per_replica}
+        labels[LABEL_VOLUME] = volume
+        with self._engine(f"create volume {name}"):
+            client.create_volume(name, driver="local", labels=labels)
+
+    def start(self, handle: Handle) -> None:
+        self._check(handle)
+        with self._engine(f"start {handle.name}"):
+            self._client().start(handle.id)  # 304 (already running) is not an error
+
+    def inspect(self, handle: Handle) -> ReplicaStatus:
+        self._check(handle)
+        with self._engine(f"inspect {handle.name}"):
+            info = self._client().inspect_container(handle.id)
+        return self._status_from_inspect(_obj(info))
+
+    def stop(self, handle: Handle, timeout: float) -> None:
+        self._check(handle)
+        try:
+            with self._engine(f"stop {handle.name}"):
+                self._client().stop(handle.id, timeout=max(0, math.ceil(timeout)))
+        except ReplicaGoneError:
+            return
+
+    def destroy(self, handle: Handle) -> None:
+        self._check(handle)
+        try:
+            with self._engine(f"remove {handle.name}"):
+                # v=True removes anonymous volumes only; named volumes stay.
+                self._client().remove_container(handle.id, v=True, force=True)
+        except ReplicaGoneError:
+            return
+        except _ConflictError as exc:
+            if "already in progress" not in str(exc):
+                raise
+
+    def recover(self, handle: Handle) -> ReplicaStatus | None:
+        try:
+            return self.inspect(handle)
+        except ReplicaGoneError:
+            return None
+
+    def list_owned(self, selector: Mapping[str, str]) -> list[ReplicaStatus]:
+        filters = {"label": [f"{LABEL_MANAGED}=true", *(f"{k}={v}" for k, v in selector.items())]}
+        with self._engine("list containers"):
+            rows = self._client().containers(all=True, filters=filters)
+        return [self._status_from_list(_obj(row)) for row in rows or []]
+
+    def image_present(self, image: str) -> bool:
+        # the SDK leaves inspect_image unannotated
+        inspect_image: Callable[[str], object] = self._client().inspect_image
+        try:
+            with self._engine(f"inspect image {image}"):
+                inspect_image(image)
+        except (ImageNotFoundError, ReplicaGoneError):
+            return False
+        return True
+
+    # --- status mapping ------------------------------------------------------
+
+    def _status_from_inspect(self, info: _Json) -> ReplicaStatus:
+        state = _obj(info.get("State"))
+        config = _obj(info.get("Config"))
+        status = _STATES.get(_text(state.get("Status")), ReplicaState.UNKNOWN)
+        error = _text(state.get("Error"))
+        exit_code = _int(state.get("ExitCode"))
+        if status is not ReplicaState.EXITED and not (status is ReplicaState.CREATED and error):
+            exit_code = None
+        return ReplicaStatus(
+            handle=self._handle(_text(info.get("Id")), _text(info.get("Name")).lstrip("/")),
+            labels=_labels(config.get("Labels")),
+            state=status,
+            exit_code=exit_code,
+            oom_killed=state.get("OOMKilled") is True,
+            error=error,
+            created_at=parse_engine_time(_text(info.get("Created"))),
+            started_at=parse_engine_time(_text(state.get("StartedAt"))),
+            finished_at=parse_engine_time(_text(state.get("FinishedAt"))),
+            ports=_ports_from_inspect(_obj(info.get("NetworkSettings")).get("Ports")),
+            image=_text(config.get("Image")),
+        )
+
+    def _status_from_list(self, row: _Json) -> ReplicaStatus:
+        status = _STATES.get(_text(row.get("State")), ReplicaState.UNKNOWN)
+        match = _EXITED_RE.match(_text(row.get("Status")))
+        created = _int(row.get("Created"))
+        names = row.get("Names")
+        name = _text(names[0]).lstrip("/") if isinstance(names, list) and names else ""
+        return ReplicaStatus(
+            handle=self._handle(_text(row.get("Id")), name),
+            labels=_labels(row.get("Labels")),
+            state=status,
+            exit_code=int(match.group(1)) if match and status is ReplicaState.EXITED else None,
+            created_at=None if created is None else datetime.fromtimestamp(created, UTC),
+            ports=_ports_from_list(row.get("Ports")),
+            image=_text(row.get("Image")),
+        )
+
+    # --- LogSource ------------------------------------------------------------
+
+    def logs(
+        self,
+        handle: Handle,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[LogLine]:
+        """Lines with stdout and stderr kept apart, each with the engine's timestamp.
+
+        ``follow`` ends when the container stops or ``stop`` is set.
+        """
+        self._check(handle)
+        client = self._client()
+        params: dict[str, str] = {
+            "stdout": "1",
+            "stderr": "1",
+            "timestamps": "1",
+            "follow": "1" if follow else "0",
+            "tail": "all" if tail is None else str(max(0, tail)),
+        }
+        if since is not None:
+            moment = since if since.tzinfo else since.replace(tzinfo=UTC)
+            params["since"] = f"{moment.timestamp():.9f}"
+        url = _api_url(client, f"/containers/{quote(handle.id)}/logs")
+        action = f"logs of {handle.name}"
+        with self._engine(action):
+            # Session.get, not the SDK's logs(): it cannot keep stdout and
+            # stderr apart. No read timeout when following: lines may be rare.
+            response = client.get(
+                url, params=params, stream=True, timeout=None if follow else client.timeout
+            )
+            _raise_for_status(response)
+        return self._log_lines(response, stop, action)
+
+    def _log_lines(
+        self, response: requests.Response, stop: threading.Event | None, action: str
+    ) -> Iterator[LogLine]:
+        watch = _StreamWatch(stop, _shutdown(response))
+        pending: dict[str, bytes] = {}
+        try:
+            frames = _frames(response)
+            while not watch.stopping:
+                try:
+                    with self._engine(action):
+                        frame = next(frames, None)
+                except DriverError:
+                    if watch.stopping:
+                        return
+                    raise
+                except Exception:
+                    if watch.stopping:  # a read tripped over the socket shut under it
+                        return
+                    raise
+                if frame is None:
+                    break
+                stream = _STREAMS.get(frame[0], "stdout")
+                *lines, rest = (pending.pop(stream, b"") + frame[1]).split(b"\n")
+                if rest:
+                    pending[stream] = rest
+                for line in lines:
+                    yield _log_line(stream, line)
+            if not watch.stopping:
+                for stream, rest in pending.items():
+                    yield _log_line(stream, rest)
+        finally:
+            watch.finish()
+            response.close()
+
+    # --- Executor -------------------------------------------------------------
+
+    def exec(self, handle: Handle, command: list[str], timeout: float = 30.0) -> ExecResult:
+        """Run ``command`` in the replica. If it outlives ``timeout`` the result
+        has exit code 124 and the output so far (the process may keep running:
+        Docker cannot kill an exec)."""
+        self._check(handle)
+        client = self._client()
+        action = f"exec in {handle.name}"
+        with self._engine(action):
+            exec_id = _text(_obj(client.exec_create(handle.id, command)).get("Id"))
+            # Not the SDK's exec_start: without an Upgrade header the engine
+            # answers 200 and streams until the process ends, so the frames can
+            # be read (and the connection closed) like any streamed response.
+            response = client.post(
+                _api_url(client, f"/exec/{quote(exec_id)}/start"),
+                json={"Detach": False, "Tty": False},
+                stream=True,
+                timeout=None,
+            )
+            _raise_for_status(response)
+        shutdown = _shutdown(response)
+        timed_out = threading.Event()
+        finished = threading.Event()
+        lock = threading.Lock()
+
+        def expire() -> None:
+            with lock:
+                if finished.is_set():
+                    return
+                timed_out.set()
+            shutdown()
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+        chunks: list[bytes] = []
+        try:
+            with self._engine(action):
+                chunks.extend(payload for _, payload in _frames(response))
+        except DriverError:
+            if not timed_out.is_set():
+                raise
+        finally:
+            with lock:
+                finished.set()
+            timer.cancel()
+            response.close()
+        output = b"".join(chunks)
+        if timed_out.is_set():
+            return ExecResult(EXEC_TIMEOUT_EXIT_CODE, output)
+        deadline = time.monotonic() + min(timeout, 5.0)
+        while True:
+            with self._engine(action):
+                result = _obj(client.exec_inspect(exec_id))
+            code = _int(result.get("ExitCode"))
+            if (result.get("Running") is not True and code is not None) or (
+                time.monotonic() > deadline
+            ):
+                break
+            time.sleep(0.01)  # output ended a moment before the engine saw the exit
+        return ExecResult(EXEC_TIMEOUT_EXIT_CODE if code is None else code, output)
+
+    # --- StatsSource ----------------------------------------------------------
+
+    def stats(self, handle: Handle) -> Stats:
+        self._check(handle)
+        with self._engine(f"stats of {handle.name}"):
+            raw = _obj(self._client().stats(handle.id, stream=False, one_shot=True))
+        cpu = _obj(_obj(raw.get("cpu_stats")).get("cpu_usage"))
+        memory = _obj(raw.get("memory_stats"))
+        detail = _obj(memory.get("stats"))
+        usage = _int(memory.get("usage")) or 0
+        # Working set, as `docker stats` shows it: page cache that can be
+        # dropped does not count (cgroup v1: total_inactive_file, v2: inactive_file).
+        inactive = _int(detail.get("total_inactive_file", detail.get("inactive_file"))) or 0
+        if 0 < inactive < usage:
+            usage -= inactive
+        limit = _int(memory.get("limit"))
+        if limit is not None and self._host_memory is None:
+            with self._engine("engine info"):
+                self._host_memory = _int(self._client().info().get("MemTotal"))
+        if not limit or (self._host_memory and limit >= self._host_memory):
+            limit = None  # no limit: the engine reports the host's memory instead
+        return Stats(
+            cpu_seconds=(_int(cpu.get("total_usage")) or 0) / 1e9,
+            memory_bytes=usage,
+            memory_limit_bytes=limit,
+            pids=_int(_obj(raw.get("pids_stats")).get("current")),
+        )
+
+    # --- EventSource ----------------------------------------------------------
+
+    def events(self, stop: threading.Event) -> Iterator[DriverEvent]:
+        """Container events of portway replicas until ``stop`` is set or the
+        engine goes away (then the iterator just ends)."""
+        client = self._client()
+        filters = {
+            "type": ["container"],
+            "label": [f"{LABEL_MANAGED}=true"],
+            "event": list(_EVENT_ACTIONS),
+        }
+        with self._engine("watch events"):
+            stream = client.events(filters=filters, decode=True)
+        return self._event_stream(stream, stop)
+
+    def _event_stream(
+        self, stream: CancellableStream[dict[str, Any]], stop: threading.Event
+    ) -> Iterator[DriverEvent]:
+        watch = _StreamWatch(stop, stream.close)
+        try:
+            while not watch.stopping:
+                try:
+                    with self._engine("watch events"):
+                        event = next(stream, None)
+                except DriverError:
+                    return  # cancelled, or the engine went away: the caller reconnects
+                except Exception:
+                    if watch.stopping:  # the SDK tripped over the socket closed under it
+                        return
+                    raise
+                if event is None:
+                    return
+                actor = _obj(_obj(event).get("Actor"))
+                attributes = _labels(actor.get("Attributes"))
+                yield DriverEvent(
+                    labels={k: v for k, v in attributes.items() if k.startswith(LABEL_PREFIX)},
+                    action=_text(_obj(event).get("Action")),
+                    handle_id=_text(actor.get("ID")),
+                )
+        finally:
+            watch.finish()
+            stream.close()
+
+
+# --- error helpers --------------------------------------------------------
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    return any(isinstance(e, kinds) for e in _chain(exc))
+
+
+def _root_message(exc: BaseException) -> str:
+    *_, root = _chain(exc)
+    text = str(root) or type(root).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _explanation(exc: docker.errors.APIError) -> str:
+    explanation: Any = exc.explanation
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode("utf-8", errors="replace")
+    return str(explanation or exc).strip()

@@ -1,0 +1,1 @@
+"""Placement: pure functions over snapshots of targets; no I/O."""

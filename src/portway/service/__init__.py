@@ -1,0 +1,1 @@
+"""Operations shared by the CLI and (later) the HTTP API."""

@@ -1,0 +1,79 @@
+"""The application object: settings, the store, targets.
+
+The CLI (and later the HTTP API) talk to portway only through this layer,
+so both see the same rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from portway.controller.records import CLUSTER_NAMESPACE, KIND_TARGET, TargetView
+from portway.controller.targets import TargetPool
+from portway.errors import AlreadyExistsError
+from portway.store import Store
+
+DEFAULT_TARGET = "local-docker"
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+def _split_paths(value: str) -> tuple[str, ...]:
+    return tuple(p for p in value.split(":") if p)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(
+        default_factory=lambda: Path(os.environ.get("PORTWAY_HOME", Path.home() / ".portway"))
+    )
+    """Where the default SQLite store lives (env PORTWAY_HOME, default ~/.portway)."""
+    store_url: str = field(default_factory=lambda: os.environ.get("PORTWAY_STORE", ""))
+    """Any SQLAlchemy URL (env PORTWAY_STORE); empty means SQLite under ``home``."""
+    docker_socket: str = field(
+        default_factory=lambda: os.environ.get("PORTWAY_DOCKER_SOCKET", DOCKER_SOCKET)
+    )
+    """Socket registered as target ``local-docker`` on first use."""
+    bind_mount_prefixes: tuple[str, ...] = field(
+        default_factory=lambda: _split_paths(os.environ.get("PORTWAY_ALLOW_BIND", ""))
+    )
+    """Host path prefixes bind volumes may use (env PORTWAY_ALLOW_BIND, ':'-separated).
+    Empty by default: a bind mount hands a container part of the host."""
+
+    def resolved_store_url(self) -> str:
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{self.home / 'state.db'}"
+
+
+class App:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        url = self.settings.resolved_store_url()
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.store = Store(url)
+        self.targets = TargetPool(self.store)
+        self.ensure_default_target()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def ensure_default_target(self) -> None:
+        """On first use, register the local Docker socket as ``local-docker``."""
+        if self.store.list(KIND_TARGET, CLUSTER_NAMESPACE):
+            return
+        if not Path(self.settings.docker_socket).exists():
+            return
+        spec = {
+            "driver": "docker",
+            "address": f"docker://{self.settings.docker_socket}",
+            "labels": {"portway.dev/local": "true"},
+        }
+        with contextlib.suppress(AlreadyExistsError):  # another process was first
+            self.store.create(KIND_TARGET, CLUSTER_NAMESPACE, DEFAULT_TARGET, spec)
+
+    def target_views(self) -> list[TargetView]:
+        return self.targets.views()

@@ -1,0 +1,279 @@
+"""Workload operations: apply, delete, wait, and the embedded controller."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from portway.controller.records import (
+    KIND_REPLICA,
+    KIND_WORKLOAD,
+    ReplicaView,
+    TargetView,
+    template_generation_of,
+    template_hash_of,
+    workload_of,
+    workload_spec_envelope,
+)
+from portway.controller.runner import Controller, ControllerSettings
+from portway.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InputError,
+    Issue,
+    NotFoundError,
+    PolicyError,
+    PortwayError,
+)
+from portway.scheduler.placement import Candidate, Placed, choose_target
+from portway.service import preflight
+from portway.service.app import App
+from portway.spec.model import Workload
+from portway.store import Record
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    CONFIGURED = "configured"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class Applied:
+    workload: Workload
+    outcome: Outcome
+    generation: int  # the record's generation after the write
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A workload and where it came from, for error messages."""
+
+    workload: Workload
+    file: str
+    document: int
+
+
+def _candidate_target(app: App, workload: Workload, current: str | None) -> TargetView | None:
+    views = {v.name: v for v in app.target_views()}
+    if current in views:
+        return views[current]
+    result = choose_target(
+        [
+            Candidate(v.name, v.labels, True, v.cordoned, frozenset({"standard"}))
+            for v in views.values()
+        ],
+        selector=workload.spec.placement.target_selector,
+        names=workload.spec.placement.targets,
+        isolation=workload.spec.isolation.value,
+        current=None,
+    )
+    return views[result.target] if isinstance(result, Placed) else None
+
+
+def apply(app: App, items: Sequence[Sourced]) -> list[Applied]:
+    """Validate everything, then write desired state. All or nothing on errors."""
+    issues: list[Issue] = []
+    policy_issues: list[Issue] = []
+    for item in items:
+        policy_issues += preflight.check_bind_mounts(
+            item.workload, app.settings.bind_mount_prefixes, item.file, item.document
+        )
+    issues += preflight.check_port_conflicts(
+        [(i.workload, i.file, i.document) for i in items], app.store
+    )
+    for item in items:
+        workload = item.workload
+        existing = app.store.get(KIND_WORKLOAD, workload.metadata.namespace, workload.metadata.name)
+        current = existing.status.get("target") if existing else None
+        target = _candidate_target(app, workload, current if isinstance(current, str) else None)
+        if target is None:
+            issues.append(
+                Issue(
+                    "no target matches this workload's placement",
+                    file=item.file,
+                    document=item.document,
+                    path="spec.placement",
+                    hint="see `portway get targets`",
+                )
+            )
+            continue
+        try:
+            own = preflight.owned_ports(workload, target, app.targets, app.store)
+        except PortwayError:
+            own = set()  # target down: the image and port checks below say so
+        issues += preflight.check_ports_free(workload, item.file, item.document, own)
+        issues += preflight.check_image(workload, target, app.targets, item.file, item.document)
+    if policy_issues:
+        raise PolicyError(policy_issues + issues)
+    if issues:
+        raise InputError(issues)
+    return [_write(app, item.workload) for item in items]
+
+
+def _write(app: App, workload: Workload) -> Applied:
+    namespace, name = workload.metadata.namespace, workload.metadata.name
+    template_hash = workload.spec.template_hash()
+    for _ in range(5):
+        existing = app.store.get(KIND_WORKLOAD, namespace, name)
+        try:
+            if existing is None:
+                record = app.store.create(
+                    KIND_WORKLOAD,
+                    namespace,
+                    name,
+                    workload_spec_envelope(workload, 1, template_hash),
+                )
+                return Applied(workload, Outcome.CREATED, record.generation)
+            generation = template_generation_of(existing)
+            if template_hash_of(existing) != template_hash:
+                generation += 1
+            envelope = workload_spec_envelope(workload, generation, template_hash)
+            record = app.store.update_spec(existing, envelope)
+            changed = record.generation != existing.generation or existing.deleting
+            return Applied(
+                workload, Outcome.CONFIGURED if changed else Outcome.UNCHANGED, record.generation
+            )
+        except (ConflictError, AlreadyExistsError):
+            continue  # the controller wrote status meanwhile: read again
+    raise ConflictError(f"workload {namespace}/{name} keeps changing under us; try again")
+
+
+def delete(app: App, namespace: str, name: str) -> Record:
+    record = app.store.require(KIND_WORKLOAD, namespace, name)
+    for _ in range(5):
+        try:
+            return app.store.mark_deleting(record)
+        except ConflictError:
+            record = app.store.require(KIND_WORKLOAD, namespace, name)
+    raise ConflictError(f"workload {namespace}/{name} keeps changing under us; try again")
+
+
+# --- queries -------------------------------------------------------------
+
+
+def list_workloads(app: App, namespace: str | None) -> list[Record]:
+    return app.store.list(KIND_WORKLOAD, namespace)
+
+
+def get_workload(app: App, namespace: str, name: str) -> Record:
+    return app.store.require(KIND_WORKLOAD, namespace, name)
+
+
+def replicas_of(app: App, namespace: str, name: str) -> list[ReplicaView]:
+    views = []
+    for record in app.store.list(KIND_REPLICA, namespace):
+        view = ReplicaView.from_status(record.status)
+        if view.workload == name:
+            views.append(view)
+    return sorted(views, key=lambda v: v.index)
+
+
+def all_replicas(app: App, namespace: str | None) -> list[tuple[str, ReplicaView]]:
+    out = []
+    for record in app.store.list(KIND_REPLICA, namespace):
+        out.append((record.namespace, ReplicaView.from_status(record.status)))
+    return sorted(out, key=lambda p: (p[0], p[1].workload, p[1].index))
+
+
+# --- waiting ---------------------------------------------------------------
+
+
+class WaitResult(StrEnum):
+    READY = "ready"
+    DELETED = "deleted"
+    DEGRADED = "degraded"
+    TIMEOUT = "timeout"
+
+
+def workload_settled(record: Record | None, generation: int) -> WaitResult | None:
+    """Whether an applied workload has converged (None: not yet)."""
+    if record is None:
+        return WaitResult.DELETED
+    status = record.status
+    if int(status.get("observedGeneration", 0)) < generation:
+        return None
+    phase = status.get("phase")
+    if phase in ("Ready", "Completed"):
+        return WaitResult.READY
+    if phase == "Degraded":
+        return WaitResult.DEGRADED
+    return None
+
+
+def wait_for(
+    app: App,
+    keys: Sequence[tuple[str, str, int]],
+    *,
+    timeout: float,
+    deleting: bool = False,
+    on_progress: Callable[[list[Record | None]], None] | None = None,
+    poll: float = 0.1,
+) -> dict[str, WaitResult]:
+    """Poll the store until each (namespace, name, generation) settles."""
+    deadline = time.monotonic() + timeout
+    results: dict[str, WaitResult] = {}
+    while True:
+        records = [app.store.get(KIND_WORKLOAD, ns, name) for ns, name, _ in keys]
+        if on_progress is not None:
+            on_progress(records)
+        for (ns, name, generation), record in zip(keys, records, strict=True):
+            key = f"{ns}/{name}"
+            if deleting:
+                if record is None:
+                    results[key] = WaitResult.DELETED
+            else:
+                settled = workload_settled(record, generation)
+                if settled is WaitResult.READY or settled is WaitResult.DELETED:
+                    results[key] = settled
+                elif settled is WaitResult.DEGRADED:
+                    results[key] = settled  # may still recover; reported if time runs out
+                else:
+                    results.pop(key, None)
+        done = all(
+            results.get(f"{ns}/{n}") in (WaitResult.READY, WaitResult.DELETED) for ns, n, _ in keys
+        )
+        if done:
+            return results
+        if time.monotonic() >= deadline:
+            for ns, n, _ in keys:
+                results.setdefault(f"{ns}/{n}", WaitResult.TIMEOUT)
+            return results
+        time.sleep(poll)
+
+
+@contextlib.contextmanager
+def controller_running(
+    app: App, settings: ControllerSettings | None = None
+) -> Iterator[str | None]:
+    """Make sure a controller works on the store while the block runs.
+
+    If one is already running (``portway controller``), defer to it and yield
+    its holder id; otherwise run one embedded in this process for the block's
+    duration and yield None.
+    """
+    controller = Controller(app.store, settings=settings, targets=app.targets)
+    other = controller.running_controller()
+    if other is not None:
+        yield other
+        return
+    if not controller.acquire():
+        yield controller.running_controller() or "unknown"
+        return
+    controller.start()
+    try:
+        yield None
+    finally:
+        controller.stop()
+
+
+def resolve_workload(app: App, namespace: str, name: str) -> tuple[Record, Workload]:
+    record = app.store.get(KIND_WORKLOAD, namespace, name)
+    if record is None:
+        raise NotFoundError(
+            f"workload {namespace}/{name} not found (see `portway get workloads -A`)"
+        )
+    return record, workload_of(record)

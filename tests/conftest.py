@@ -1,0 +1,146 @@
+"""Fixtures and policy shared by every test.
+
+Policy, so that nothing is skipped without saying why:
+
+- ``slow`` tests (stress variants) run only with ``--run-stress`` or
+  ``PORTWAY_STRESS=1``; otherwise they are skipped with that reason.
+- ``docker`` tests need a Docker Engine. Where one is required
+  (``PORTWAY_REQUIRE_ENGINES=1`` or ``CI=true``), a docker test whose engine
+  cannot be reached fails, and so does any other skip of a docker test; where
+  it is not required, such a test is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import os
+import warnings
+from collections import Counter
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from portway.store import Store
+
+_STRESS_SKIP = pytest.StashKey[bool]()
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def engines_required() -> bool:
+    """Whether a missing engine is a failure rather than a reason to skip."""
+    return _env_flag("PORTWAY_REQUIRE_ENGINES") or _env_flag("CI")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-stress",
+        action="store_true",
+        default=False,
+        help="run tests marked slow (same as PORTWAY_STRESS=1)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-stress") or _env_flag("PORTWAY_STRESS"):
+        return
+    skip = pytest.mark.skip(reason="slow stress variant: run with --run-stress or PORTWAY_STRESS=1")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
+            item.stash[_STRESS_SKIP] = True
+
+
+@functools.cache
+def _docker_unreachable() -> str | None:
+    """Why the Docker Engine cannot be reached (None if it answers); probed once."""
+    problem = None
+    with warnings.catch_warnings():
+        # A failed connection leaves a socket to the garbage collector; collect
+        # it here, where its ResourceWarning is ignored, not in some later test.
+        warnings.simplefilter("ignore")
+        try:
+            import docker
+
+            client = docker.from_env(timeout=10)
+            try:
+                client.ping()
+            finally:
+                client.close()
+        except Exception as exc:  # any failure means "not reachable"; say which
+            where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+            problem = f"Docker Engine at {where} is not reachable ({type(exc).__name__}: {exc})"
+        gc.collect()
+    return problem
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("docker") is None or item.stash.get(_STRESS_SKIP, False):
+        return
+    reason = _docker_unreachable()
+    if reason is None:
+        return
+    if engines_required():
+        pytest.fail(f"{reason}; engines are required here: start one with scripts/engines.sh")
+    pytest.skip(f"{reason}; start one with scripts/engines.sh")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if (
+        not report.skipped
+        or item.get_closest_marker("docker") is None
+        or item.stash.get(_STRESS_SKIP, False)
+        or not engines_required()
+    ):
+        return report
+    # A docker test skipped by a fixture (e.g. one that probes another target)
+    # would hide a missing backend in CI: turn that skip into a failure. So is
+    # an xfail test whose setup failed for want of an engine.
+    if hasattr(report, "wasxfail"):
+        missing = _docker_unreachable() if report.when == "setup" else None
+        if missing is None:
+            return report
+        reason = missing
+    elif isinstance(report.longrepr, tuple):
+        reason = report.longrepr[2].removeprefix("Skipped: ")
+    else:
+        reason = str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = (
+        f"docker test skipped where engines are required "
+        f"(PORTWAY_REQUIRE_ENGINES=1 or CI=true): {reason}"
+    )
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons: Counter[str] = Counter()
+    for report in skipped:
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    terminalreporter.write_sep("-", f"{len(skipped)} skipped")
+    for reason, count in reasons.most_common():
+        terminalreporter.write_line(f"{count:4d} skipped: {reason}")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh state store on its own SQLite file."""
+    db = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        yield db
+    finally:
+        db.close()

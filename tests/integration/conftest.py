@@ -1,0 +1,139 @@
+"""Fixtures for tests against a real Docker Engine (no mocks).
+
+The engine is found at ``PORTWAY_DOCKER_ADDRESS`` (default
+``docker:///var/run/docker.sock``). Without a usable engine the tests are
+skipped, unless ``CI=true`` or ``PORTWAY_REQUIRE_ENGINES=1``: then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from portway.drivers.base import (
+    LABEL_NAMESPACE,
+    Handle,
+    Health,
+    ReplicaRequest,
+    ReplicaState,
+    ReplicaStatus,
+)
+from portway.drivers.docker import DockerDriver, docker_base_url
+from portway.spec.model import WorkloadSpec
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "scripts" / "build-images.sh"
+ADDRESS = os.environ.get("PORTWAY_DOCKER_ADDRESS", "docker:///var/run/docker.sock")
+IMAGE = "portway/busybox:latest"
+IMAGE_V2 = "portway/busybox:v2"
+
+
+def engines_required() -> bool:
+    """A missing engine fails the run instead of skipping (same rule as tests/conftest.py)."""
+    truthy = {"1", "true", "yes", "on"}
+    return any(
+        os.environ.get(flag, "").strip().lower() in truthy
+        for flag in ("CI", "PORTWAY_REQUIRE_ENGINES")
+    )
+
+
+@pytest.fixture(scope="session")
+def docker_driver() -> Iterator[DockerDriver]:
+    driver = DockerDriver("it-docker", ADDRESS)
+    fingerprint = driver.fingerprint()
+    if fingerprint.health is not Health.HEALTHY:
+        driver.close()
+        reason = f"no usable Docker Engine at {ADDRESS}: {fingerprint.detail}"
+        if engines_required():
+            pytest.fail(
+                f"{reason}\n(CI=true or PORTWAY_REQUIRE_ENGINES=1: the engine is required; "
+                "start dockerd or set PORTWAY_DOCKER_ADDRESS)",
+                pytrace=False,
+            )
+        pytest.skip(reason)
+    env = {**os.environ, "DOCKER_HOST": docker_base_url(ADDRESS)}
+    built = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=300, env=env
+    )
+    if built.returncode != 0:
+        driver.close()
+        pytest.fail(f"{BUILD_SCRIPT} failed:\n{built.stdout}{built.stderr}", pytrace=False)
+    yield driver
+    driver.close()
+
+
+@pytest.fixture(scope="session")
+def engine(docker_driver: DockerDriver) -> Iterator[docker.APIClient]:
+    """The SDK, for what the tests do behind portway's back (kill, inspect, volumes)."""
+    client = docker.APIClient(base_url=docker_base_url(ADDRESS), version="auto", timeout=30)
+    yield client
+    client.close()
+
+
+@dataclass
+class Namespace:
+    """One test's private namespace on the engine; everything in it is removed after."""
+
+    driver: DockerDriver
+    name: str
+
+    def request(
+        self,
+        spec: dict[str, Any] | None = None,
+        *,
+        workload: str = "web",
+        index: int = 0,
+        generation: int = 1,
+    ) -> ReplicaRequest:
+        model = WorkloadSpec.model_validate({"image": IMAGE, **(spec or {})})
+        return ReplicaRequest(
+            namespace=self.name,
+            workload=workload,
+            index=index,
+            generation=generation,
+            template_hash=model.template_hash(),
+            spec=model,
+        )
+
+    def run(self, spec: dict[str, Any] | None = None, **kwargs: Any) -> Handle:
+        handle = self.driver.create(self.request(spec, **kwargs))
+        self.driver.start(handle)
+        return handle
+
+    def wait_for(
+        self,
+        handle: Handle,
+        predicate: Callable[[ReplicaStatus], bool],
+        timeout: float = 10.0,
+    ) -> ReplicaStatus:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.driver.inspect(handle)
+            if predicate(status):
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting on {handle.name}; last status {status}")
+            time.sleep(0.05)
+
+    def wait_exited(self, handle: Handle, timeout: float = 10.0) -> ReplicaStatus:
+        return self.wait_for(handle, lambda s: s.state is ReplicaState.EXITED, timeout)
+
+
+@pytest.fixture
+def ns(docker_driver: DockerDriver, engine: docker.APIClient) -> Iterator[Namespace]:
+    namespace = Namespace(docker_driver, f"t-{uuid.uuid4().hex[:8]}")
+    yield namespace
+    selector = f"{LABEL_NAMESPACE}={namespace.name}"
+    for status in docker_driver.list_owned({LABEL_NAMESPACE: namespace.name}):
+        docker_driver.destroy(status.handle)
+    for volume in engine.volumes(filters={"label": selector}).get("Volumes") or []:
+        engine.remove_volume(volume["Name"], force=True)
