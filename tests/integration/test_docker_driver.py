@@ -292,7 +292,7 @@ def test_configuration_reaches_the_engine(ns: Namespace, engine: docker.APIClien
     assert host["Memory"] == host["MemorySwap"] == 64 * 1024 * 1024
     assert host["PidsLimit"] == 50
     assert host["RestartPolicy"]["Name"] in ("", "no")
-    assert host["Init"] is False
+    assert host["Init"] is True  # default: an init forwards SIGTERM (fast graceful stops)
     assert host["Runtime"] == "runc"
     assert host["ShmSize"] == 16 * 1024 * 1024
     assert host["PortBindings"]["9000/udp"] == [{"HostIp": "127.0.0.1", "HostPort": ""}]

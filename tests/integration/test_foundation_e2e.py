@@ -15,6 +15,7 @@ from typing import Any
 
 import docker
 import pytest
+
 from tests.integration.e2e import (
     IMAGE_V2,
     REPO,
@@ -51,7 +52,9 @@ def namespace(client: docker.DockerClient) -> Iterator[str]:
 
 
 @pytest.fixture
-def pw(tmp_path: Path) -> Iterator[Portway]:
+def pw(tmp_path: Path, namespace: str) -> Iterator[Portway]:
+    """Depends on ``namespace`` so its controllers are killed before the
+    namespace's containers are removed (else they would recreate them)."""
     portway = Portway(tmp_path)
     yield portway
     portway.kill_controllers()

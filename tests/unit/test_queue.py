@@ -153,12 +153,6 @@ def test_rate_limits_are_per_key(queue: WorkQueue) -> None:
     assert queue.failures("b") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="BUG: add_rate_limited computes base * 2**failures before capping; after 1024 "
-    "failures of one key the int is too large for a float and OverflowError escapes",
-)
 def test_rate_limiting_survives_a_key_that_keeps_failing(queue: WorkQueue) -> None:
     delays = [queue.add_rate_limited("broken") for _ in range(1100)]
     assert delays[-1] == 60.0

@@ -412,13 +412,6 @@ def test_a_failed_liveness_probe_stops_and_restarts_the_replica(env: Env) -> Non
     assert env.replicas()[0]["restart_count"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Reconciler._observe probes running replicas as list_owned reports them; "
-    "when the list omits started_at (Docker's does), Prober's run id never changes, so a "
-    "replica restarted after a liveness failure inherits the failed verdict and is "
-    "stopped again at once, without being probed",
-)
 def test_a_restarted_replica_is_probed_afresh_with_a_docker_like_list(
     docker_like_env: Env,
 ) -> None:
@@ -446,11 +439,6 @@ def test_a_restarted_replica_is_probed_afresh_with_a_docker_like_list(
     assert env.events().count("Stopped") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Reconciler._execute/_save_replicas record restart_count+1 and the next "
-    "backoff step even when the Start of the restart failed (engine unreachable)",
-)
 def test_a_restart_that_failed_is_not_counted(env: Env) -> None:
     env.apply(replicas=1, restart=RESTART)
     env.converge(env.running_ready(1))
@@ -596,12 +584,6 @@ def test_a_replica_on_a_removed_engine_object_is_recreated(env: Env) -> None:
     assert env.replicas()[1]["container_id"] == env.fake.container(1).id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Reconciler._save_replicas sorts running replicas first but builds a dict, "
-    "so the LAST (non-running) duplicate wins and the Replica record shows the container "
-    "being removed instead of the one kept",
-)
 def test_replica_record_shows_the_kept_duplicate(env: Env) -> None:
     env.apply(replicas=1)
     env.converge(env.running_ready(1))
@@ -710,13 +692,6 @@ def test_a_deletion_during_an_outage_finishes_after_recovery(env: Env) -> None:
     assert env.store.list(KIND_REPLICA) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: for a deleting workload that was never placed, Reconciler._place writes "
-    "status.target first, so _finish_delete's delete of the stale record hits a "
-    "ConflictError, is silently skipped, and reconcile returns None (nothing to do) "
-    "with the record still there",
-)
 def test_deleting_a_workload_that_was_never_placed_finishes_in_one_pass(env: Env) -> None:
     env.apply(replicas=1)
     env.delete()

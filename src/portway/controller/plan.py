@@ -99,6 +99,9 @@ class ReplicaMemory:
     reported_exit: str = ""
     #: set when we stopped the container on purpose (liveness, making room)
     stopped_by_us: str = ""
+    #: when the controller first saw the current exit; the backoff counts from
+    #: the engine's finish time, or from this when the engine gives none
+    exit_seen_at: float = 0.0
 
 
 # --- actions -------------------------------------------------------------
@@ -352,6 +355,7 @@ def _plan_exited(
             last_exit_code=status.exit_code,
             last_reason=reason,
             backoff_step=step,
+            exit_seen_at=now,
         )
     if not _should_restart(desired.spec, status, mem):
         return mem
@@ -360,7 +364,7 @@ def _plan_exited(
         desired.spec.restart.initial_backoff_seconds,
         desired.spec.restart.max_backoff_seconds,
     )
-    finished = status.finished_at.timestamp() if status.finished_at else now
+    finished = status.finished_at.timestamp() if status.finished_at else mem.exit_seen_at
     due = finished + delay
     if now < due:
         plan.wake_in(due - now)

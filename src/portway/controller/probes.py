@@ -102,6 +102,9 @@ class Prober:
 
     def evaluate(self, status: ReplicaStatus, probes: Probes, driver: Driver) -> ProbeVerdict:
         if status.state is not ReplicaState.RUNNING:
+            # a stopped container's next run is judged afresh (engines' list
+            # calls may not tell us its new start time)
+            self.forget(status.handle.id)
             return ProbeVerdict(ready=False, live=True, next_due=None)
         run_id = f"{status.handle.id}:{status.started_at.isoformat() if status.started_at else ''}"
         ready, ready_due, ready_msg = self._judge(
@@ -150,6 +153,12 @@ class Prober:
             state.last_message = "" if passed else f"{kind}: {message}"
             state.next_due = now + probe.period_seconds
             return state.passing, state.next_due, state.last_message
+
+    def forget(self, container_id: str) -> None:
+        """Drop every probe state of one container (it was (re)started)."""
+        with self._lock:
+            for key in [k for k in self._states if k[2] == container_id]:
+                del self._states[key]
 
     def forget_except(self, live_ids: set[str]) -> None:
         """Drop state for containers that no longer exist."""

@@ -75,7 +75,8 @@ class WorkQueue:
         with self._cond:
             failures = self._failures.get(key, 0)
             self._failures[key] = failures + 1
-        delay = float(min(self._base * (2**failures), self._max))
+        # cap the exponent: a key failing for days must not overflow a float
+        delay = float(min(self._base * (2 ** min(failures, 32)), self._max))
         self.add_after(key, delay)
         return delay
 

@@ -107,6 +107,10 @@ class Reconciler:
         if record is None:
             return None
         workload = workload_of(record)
+        if record.deleting and not record.status.get("target"):
+            # never placed, so nothing was ever created for it
+            self._finish_delete(record, [])
+            return None
         views = {v.name: v for v in self._targets.views()}
         target = self._place(record, views)
         if target is None:
@@ -145,7 +149,7 @@ class Reconciler:
         if plan.finished_deleting:
             self._finish_delete(record, replicas.values())
             return None
-        self._save_replicas(desired, observed, plan, replicas, failures)
+        self._save_replicas(desired, observed, plan, replicas, failures, memory)
         self._save_workload_status(record, desired, plan, failures)
         wake = plan.requeue_after
         probe_due = min(probe_dues, default=None)
@@ -271,6 +275,7 @@ class Reconciler:
                 driver.start(handle)
                 self._event(desired, "Started", f"replica {action.index} started ({handle.name})")
         elif isinstance(action, Start):
+            self._prober.forget(action.handle.id)
             driver.start(action.handle)
             if action.restart:
                 self._event(
@@ -314,19 +319,23 @@ class Reconciler:
         plan: Plan,
         records: dict[str, Record],
         failures: dict[int, str],
+        previous: dict[int, ReplicaMemory],
     ) -> None:
-        current = {
-            o.index: o
-            for o in sorted(observed, key=lambda o: o.status.state is not ReplicaState.RUNNING)
-            if o.generation == desired.generation and o.handle.target == desired.target
-        }
+        current: dict[int, Observed] = {}
+        for o in sorted(observed, key=lambda o: o.status.state is not ReplicaState.RUNNING):
+            if o.generation == desired.generation and o.handle.target == desired.target:
+                current.setdefault(o.index, o)  # the running one is kept; show it
         wanted = {replica_name(desired.name, i) for i in range(desired.replicas)}
         for name, record in records.items():
             if name not in wanted:
                 self._write(record, None)
         for index in range(desired.replicas):
             name = replica_name(desired.name, index)
-            memory = plan.memory.get(index) or ReplicaMemory()
+            if index in failures:
+                # the plan's bookkeeping assumed its actions succeeded; they did not
+                memory = previous.get(index) or ReplicaMemory()
+            else:
+                memory = plan.memory.get(index) or ReplicaMemory()
             item = current.get(index)
             view = ReplicaView(
                 workload=desired.name,
@@ -413,10 +422,18 @@ class Reconciler:
     def _finish_delete(self, record: Record, replicas: Sequence[Record] | Any) -> None:
         for replica in replicas:
             self._write(replica, None)
-        try:
-            self._store.delete(record)
-        except ConflictError:
-            return  # re-applied meanwhile: the next pass sees the new spec
+        for _ in range(5):
+            try:
+                self._store.delete(record)
+                break
+            except ConflictError:
+                # a status write of ours, or a re-apply: only the latter cancels
+                latest = self._store.get(record.kind, record.namespace, record.name)
+                if latest is None or not latest.deleting:
+                    return
+                record = latest
+        else:
+            return
         self._store.record_event(
             KIND_WORKLOAD, record.namespace, record.name, "Deleted", "workload deleted"
         )
