@@ -342,3 +342,69 @@ def test_dockerd_restart_marks_target_unhealthy_then_converges(
     _converge_or_gone(pw, client, namespace, "survivor", 2)
     eventually(lambda: http_get(port).strip() == "hello from portway", timeout=30)
     eventually(lambda: http_get(port + 1).strip() == "hello from portway", timeout=30)
+
+
+@pytest.mark.slow
+def test_controller_sigkill_stress(
+    pw: Portway, client: docker.DockerClient, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same as above with 100 kills and another seed (run with --run-stress)."""
+    monkeypatch.setenv("PORTWAY_CRASH_SEED", os.environ.get("PORTWAY_STRESS_SEED", "98765"))
+    monkeypatch.setattr(f"{__name__}.CRASH_RUNS", int(os.environ.get("PORTWAY_STRESS_RUNS", "100")))
+    test_controller_sigkill_at_random_points(pw, client, namespace)
+
+
+def test_logs_and_exec_through_the_cli(
+    pw: Portway, client: docker.DockerClient, namespace: str
+) -> None:
+    talker = [
+        "sh",
+        "-c",
+        "echo out-$HOSTNAME-line; echo err-line >&2; exec httpd -f -p 8080 -h /www",
+    ]
+    pw.apply(workload_yaml("talker", namespace, replicas=2, command=talker))
+    both = pw.run("logs", "talker", "-n", namespace)
+    assert both.stdout.count("out-") == 2
+    assert "[talker-0] out-" in both.stdout and "[talker-1] out-" in both.stdout
+    assert "err-line" in both.stderr and "err-line" not in both.stdout
+    one = pw.run("logs", "talker", "-n", namespace, "--replica", "1")
+    assert one.stdout.count("out-") == 1 and "[talker-" not in one.stdout
+
+    ran = pw.run(
+        "exec",
+        "talker",
+        "-n",
+        namespace,
+        "--replica",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        "echo hi; exit 3",
+        check=False,
+    )
+    assert ran.returncode == 3
+    assert ran.stdout.strip() == "hi"
+    missing = pw.run("exec", "talker", "-n", namespace, "--replica", "7", "--", "true", check=False)
+    assert missing.returncode == 3
+    assert "no replica 7" in missing.stderr
+
+
+def test_apply_stops_waiting_when_a_replica_failed_for_good(
+    pw: Portway, client: docker.DockerClient, namespace: str
+) -> None:
+    started = time.monotonic()
+    result = pw.apply(
+        workload_yaml(
+            "doomed",
+            namespace,
+            replicas=1,
+            restart="never",
+            readiness=False,
+            command=["sh", "-c", "exit 7"],
+        ),
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "degraded" in result.stderr and "exit code 7" in result.stderr
+    assert time.monotonic() - started < 60  # not the 300 s timeout

@@ -93,12 +93,13 @@ def _apply(file: Path, no_wait: bool, timeout: float) -> None:
 
     items = _load(file)
     service = _app()
-    with svc.controller_running(service) as other:
+    with svc.controller_running(service, embed=not no_wait) as link:
         applied = svc.apply(service, items)
+        link.notify([r.workload.key for r in applied])
         for result in applied:
             output.out.print(f"workload/{result.workload.metadata.name} {result.outcome.value}")
         if no_wait:
-            if other is None:
+            if link.other is None:
                 # no controller will pick this up after we exit: do one pass now
                 for result in applied:
                     _one_pass(service, result.workload.key)
@@ -213,12 +214,13 @@ def _delete(
     if not keys:
         raise InputError("name a workload or pass -f FILE")
     service = _app()
-    with svc.controller_running(service) as other:
+    with svc.controller_running(service, embed=not no_wait) as link:
         for ns, name in keys:
             svc.delete(service, ns, name)
             output.out.print(f"workload/{name} deleted")
+        link.notify([f"{ns}/{name}" for ns, name in keys])
         if no_wait:
-            if other is None:
+            if link.other is None:
                 for ns, name in keys:
                     _one_pass(service, f"{ns}/{name}")
             return

@@ -152,6 +152,10 @@ class Reconciler:
         self._save_replicas(desired, observed, plan, replicas, failures, memory)
         self._save_workload_status(record, desired, plan, failures)
         wake = plan.requeue_after
+        if any(not isinstance(a, Report) for a in plan.actions) and not failures:
+            # we changed the world: look at the result now rather than after a
+            # poll interval (each action changes state, so this cannot spin)
+            wake = 0.0
         probe_due = min(probe_dues, default=None)
         if probe_due is not None:
             delay = max(probe_due - self._clock(), 0.05)
@@ -225,7 +229,21 @@ class Reconciler:
                 dues.append(verdict.next_due)
             return Observed(status, ready=verdict.ready, live=verdict.live)
 
-        results = list(self._pool.map(one, statuses))
+        probes = desired.spec.probes
+        has_probes = probes.readiness is not None or probes.liveness is not None
+
+        def needs_io(status: ReplicaStatus) -> bool:
+            if status.generation != desired.generation or desired.deleting:
+                return False
+            return status.state is ReplicaState.EXITED or (
+                has_probes and status.state is ReplicaState.RUNNING
+            )
+
+        # Most passes over a settled workload need no engine call per replica;
+        # handing each to the pool would only burn CPU (idle cost matters).
+        slow = [s for s in statuses if needs_io(s)]
+        results = list(self._pool.map(one, slow)) if len(slow) > 1 else [one(s) for s in slow]
+        results += [one(s) for s in statuses if not needs_io(s)]
         return [r for r in results if r is not None], dues
 
     # --- actions ----------------------------------------------------------

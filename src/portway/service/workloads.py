@@ -211,12 +211,14 @@ def wait_for(
     timeout: float,
     deleting: bool = False,
     on_progress: Callable[[list[Record | None]], None] | None = None,
-    poll: float = 0.1,
+    poll: float = 0.02,
 ) -> dict[str, WaitResult]:
     """Poll the store until each (namespace, name, generation) settles."""
     deadline = time.monotonic() + timeout
     results: dict[str, WaitResult] = {}
+    final: set[str] = set()
     while True:
+        final.clear()
         records = [app.store.get(KIND_WORKLOAD, ns, name) for ns, name, _ in keys]
         if on_progress is not None:
             on_progress(records)
@@ -230,11 +232,17 @@ def wait_for(
                 if settled is WaitResult.READY or settled is WaitResult.DELETED:
                     results[key] = settled
                 elif settled is WaitResult.DEGRADED:
-                    results[key] = settled  # may still recover; reported if time runs out
+                    results[key] = settled
+                    if record is not None and "restarting" not in str(
+                        record.status.get("message", "")
+                    ):
+                        final.add(key)  # failed for good: no restart will come
                 else:
                     results.pop(key, None)
         done = all(
-            results.get(f"{ns}/{n}") in (WaitResult.READY, WaitResult.DELETED) for ns, n, _ in keys
+            results.get(f"{ns}/{n}") in (WaitResult.READY, WaitResult.DELETED)
+            or f"{ns}/{n}" in final
+            for ns, n, _ in keys
         )
         if done:
             return results
@@ -245,27 +253,42 @@ def wait_for(
         time.sleep(poll)
 
 
+@dataclass
+class ControllerLink:
+    """Which controller works on the store during a CLI command."""
+
+    embedded: Controller | None = None  # one we run in this process
+    other: str | None = None  # holder id of one running elsewhere
+
+    def notify(self, keys: Sequence[str]) -> None:
+        """Wake the embedded controller at once; another process's controller
+        notices spec changes by itself within a fraction of a second."""
+        if self.embedded is not None:
+            for key in keys:
+                self.embedded.enqueue(key)
+
+
 @contextlib.contextmanager
 def controller_running(
-    app: App, settings: ControllerSettings | None = None
-) -> Iterator[str | None]:
+    app: App, settings: ControllerSettings | None = None, *, embed: bool = True
+) -> Iterator[ControllerLink]:
     """Make sure a controller works on the store while the block runs.
 
-    If one is already running (``portway controller``), defer to it and yield
-    its holder id; otherwise run one embedded in this process for the block's
-    duration and yield None.
+    If one is already running (``portway controller``), defer to it;
+    otherwise run one embedded in this process for the block's duration
+    (unless ``embed`` is False: then the link names no controller).
     """
     controller = Controller(app.store, settings=settings, targets=app.targets)
     other = controller.running_controller()
-    if other is not None:
-        yield other
+    if other is not None or not embed:
+        yield ControllerLink(other=other)
         return
     if not controller.acquire():
-        yield controller.running_controller() or "unknown"
+        yield ControllerLink(other=controller.running_controller() or "unknown")
         return
     controller.start()
     try:
-        yield None
+        yield ControllerLink(embedded=controller)
     finally:
         controller.stop()
 
