@@ -65,6 +65,8 @@ def run_main(main: Callable[[], int | None]) -> None:
     """Run ``main()`` with SIGTERM acting like Ctrl-C (so ``finally`` blocks clean
     up), and turn failures into a clear message and a non-zero exit status."""
     signal.signal(signal.SIGTERM, _sigterm)
+    # also when started with SIGINT ignored (a background job of a script)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = main()
     except KeyboardInterrupt:

@@ -134,6 +134,7 @@ class TargetView:
     runtime_handlers: tuple[str, ...] = ()
     attributes: Mapping[str, str] = field(default_factory=dict)
     cordoned: bool = False
+    checked_at: float = 0.0  # when the last full fingerprint was recorded
 
     @classmethod
     def from_record(cls, record: Record) -> TargetView:
@@ -149,6 +150,7 @@ class TargetView:
             runtime_handlers=tuple(status.get("runtimeHandlers", ())),
             attributes=dict(status.get("attributes", {})),
             cordoned=bool(record.spec.get("cordoned", False)),
+            checked_at=float(status.get("checkedAt", 0.0)),
         )
 
     @property

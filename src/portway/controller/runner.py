@@ -50,11 +50,13 @@ LEASE_NAME = "controller"
 class ControllerSettings:
     workers: int = 4
     """Workloads reconciled at once (each also runs engine calls in parallel)."""
-    resync_seconds: float = 10.0
-    """Every workload is re-examined at least this often, events or not."""
+    resync_seconds: float = 30.0
+    """Every workload is re-examined at least this often, events or not. Engine
+    events and spec changes wake workloads at once; this only catches what
+    they miss, and it is most of the controller's idle cost."""
     health_seconds: float = 2.0
     """How often each target is fingerprinted."""
-    gc_seconds: float = 15.0
+    gc_seconds: float = 60.0
     """How often owned-but-unwanted containers are looked for."""
     gc_grace_seconds: float = 30.0
     """An orphan must be at least this old before it is removed."""
@@ -107,6 +109,7 @@ class Controller:
         self._watchers: dict[str, threading.Thread] = {}
         self._health: dict[str, Health] = {}
         self._seen_generations: dict[str, int] = {}
+        self._last_token: tuple[int, ...] | None = None
 
     # --- lease ------------------------------------------------------------
 
@@ -158,7 +161,7 @@ class Controller:
         log.info("controller %s holds the lease; reconciling", self.holder)
         self.start()
         try:
-            while not stop.wait(0.5) and not self._stop.is_set():
+            while not stop.wait(1.0) and not self._stop.is_set():
                 pass
         finally:
             self.stop()
@@ -179,7 +182,7 @@ class Controller:
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            key = self.queue.get(timeout=0.5)
+            key = self.queue.get(timeout=5.0)  # shutdown() wakes it at once
             if key is None:
                 continue
             try:
@@ -243,6 +246,10 @@ class Controller:
 
     def _notice_spec_changes(self) -> None:
         """Wake workloads whose spec changed (apply/delete from any process)."""
+        token = self.store.change_token()
+        if token is not None and token == self._last_token:
+            return  # nothing was committed since the last look
+        self._last_token = token
         current = self.store.generations(KIND_WORKLOAD)
         for key, generation in current.items():
             if self._seen_generations.get(key) != generation:

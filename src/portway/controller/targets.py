@@ -13,12 +13,15 @@ import time
 from collections.abc import Callable
 
 from portway.controller.records import CLUSTER_NAMESPACE, KIND_TARGET, TargetView
-from portway.drivers.base import Driver, Fingerprint, Health
+from portway.drivers.base import Driver, Fingerprint, Health, Pinger
 from portway.drivers.registry import open_driver
 from portway.errors import ConflictError, NotFoundError, PortwayError
 from portway.store import Store
 
 log = logging.getLogger(__name__)
+
+#: a healthy target is fully fingerprinted this often, and only pinged between
+FULL_FINGERPRINT_SECONDS = 60.0
 
 
 class TargetPool:
@@ -50,22 +53,43 @@ class TargetPool:
             return driver
 
     def check(self, target: TargetView) -> Fingerprint:
-        """Fingerprint one target and record a health change. Returns the fingerprint."""
+        """Health of one target now; a change is recorded (and an event made).
+
+        A target recorded healthy less than ``FULL_FINGERPRINT_SECONDS`` ago
+        is only pinged: a full fingerprint (version, runtimes, capacity) costs
+        the engine and us far more, and checks run every few seconds.
+        """
+        driver = self.driver(target)
+        fresh = time.time() - target.checked_at < FULL_FINGERPRINT_SECONDS
+        if target.healthy and fresh and isinstance(driver, Pinger):
+            try:
+                driver.ping()
+            except PortwayError:
+                pass  # fall through to a full fingerprint, which says why
+            else:
+                return Fingerprint(
+                    Health.HEALTHY,
+                    detail=target.detail,
+                    version=target.version,
+                    runtime_handlers=target.runtime_handlers,
+                    attributes=target.attributes,
+                )
         try:
-            fingerprint = self.driver(target).fingerprint()
+            fingerprint = driver.fingerprint()
         except PortwayError as exc:
             fingerprint = Fingerprint(Health.UNDETECTED, detail=str(exc))
-        if fingerprint.health.value != target.health or (
+        changed = fingerprint.health.value != target.health or (
             fingerprint.health is Health.HEALTHY and fingerprint.version != target.version
-        ):
-            self._record(target, fingerprint)
+        )
+        if changed or fingerprint.health is Health.HEALTHY:
+            self._record(target, fingerprint, event=changed)
         return fingerprint
 
     def check_all(self) -> None:
         for view in self.views():
             self.check(view)
 
-    def _record(self, target: TargetView, fingerprint: Fingerprint) -> None:
+    def _record(self, target: TargetView, fingerprint: Fingerprint, *, event: bool) -> None:
         for _ in range(5):
             try:
                 record = self._store.require(KIND_TARGET, CLUSTER_NAMESPACE, target.name)
@@ -87,6 +111,8 @@ class TargetPool:
                 continue
             except NotFoundError:
                 return
+        if not event:
+            return
         healthy = fingerprint.health is Health.HEALTHY
         self._store.record_event(
             KIND_TARGET,

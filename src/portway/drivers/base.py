@@ -248,6 +248,14 @@ class Driver(Protocol):
 
 
 @runtime_checkable
+class Pinger(Protocol):
+    def ping(self) -> None:
+        """A cheap liveness check between full fingerprints; raises
+        ``TargetUnavailableError`` (or another ``DriverError``) on failure."""
+        ...
+
+
+@runtime_checkable
 class LogSource(Protocol):
     def logs(
         self,

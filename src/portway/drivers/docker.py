@@ -67,8 +67,10 @@ DRIVER_NAME = "docker"
 CLIENT_TIMEOUT_SECONDS = 30
 MIN_API_VERSION = (1, 41)
 MAX_POOL_SIZE = 32
-# How often a stream watcher checks its ``stop`` event.
-_STOP_POLL_SECONDS = 0.05
+# How long a stream watcher blocks on ``stop`` before checking whether its
+# stream ended by itself. Waking is cheap but not free: an idle controller
+# keeps an event stream open all day, so this is not a 50 ms busy-ish poll.
+_STOP_POLL_SECONDS = 0.5
 # Exit code reported when ``exec`` hits its timeout (as coreutils ``timeout``).
 EXEC_TIMEOUT_EXIT_CODE = 124
 LABEL_VOLUME = LABEL_PREFIX + "volume"
@@ -291,8 +293,8 @@ class _StreamWatch:
 
     def _watch(self) -> None:
         assert self._stop is not None
-        while not self._done.wait(_STOP_POLL_SECONDS):
-            if self._stop.is_set():
+        while not self._done.is_set():
+            if self._stop.wait(_STOP_POLL_SECONDS):
                 self.cancelled = True
                 with suppress(Exception):
                     self._cancel()
@@ -454,6 +456,12 @@ class DockerDriver:
             )
 
     # --- Driver ---------------------------------------------------------------
+
+    def ping(self) -> None:
+        client = self._client()
+        with self._engine("ping"):
+            if not client.ping():
+                raise TargetUnavailableError(self.target, "the engine did not answer OK to a ping")
 
     def fingerprint(self) -> Fingerprint:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     create_engine,
+    make_url,
     delete,
     event,
     insert,
@@ -147,6 +149,8 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        database = make_url(url).database if url.startswith("sqlite") else None
+        self._path = database if database and database != ":memory:" else None
         try:
             if url.startswith("sqlite"):
                 self._engine: Engine = create_engine(
@@ -393,6 +397,22 @@ class Store:
                 .values(holder=new_holder, expires_at=time.time() + ttl)
             ).rowcount
         return bool(taken == 1)
+
+    def change_token(self) -> tuple[int, ...] | None:
+        """Something that differs after any commit by any process, cheaply
+        (no query): for SQLite, the database and WAL files' size and mtime.
+        None where no such shortcut exists (then callers query)."""
+        if self._path is None:
+            return None
+        token: list[int] = []
+        for suffix in ("", "-wal"):
+            try:
+                st = os.stat(f"{self._path}{suffix}")
+            except OSError:
+                token += [0, 0]
+            else:
+                token += [st.st_mtime_ns, st.st_size]
+        return tuple(token)
 
     def generations(self, kind: str) -> dict[str, int]:
         """``namespace/name`` -> generation for every object of ``kind``.
