@@ -32,10 +32,10 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     create_engine,
-    make_url,
     delete,
     event,
     insert,
+    make_url,
     select,
     update,
 )
