@@ -172,8 +172,8 @@ def test_killed_replica_is_restarted(
     assert after["Id"] == container["Id"]  # restarted in place: same container, logs kept
     events = pw.json("get", "events", "crashy", "-n", namespace)["items"]
     reasons = [e["reason"] for e in events]
-    assert "Exited" in reasons and "Restarted" in reasons
-    exited = next(e for e in events if e["reason"] == "Exited")
+    assert "Crashed" in reasons and "Restarted" in reasons
+    exited = next(e for e in events if e["reason"] == "Crashed")
     assert "137" in exited["message"]
 
 
@@ -400,7 +400,7 @@ def test_apply_stops_waiting_when_a_replica_failed_for_good(
             namespace,
             replicas=1,
             restart="never",
-            readiness=False,
+            readiness=True,  # never ready: without a probe, running at all is "ready"
             command=["sh", "-c", "exit 7"],
         ),
         check=False,
@@ -408,3 +408,47 @@ def test_apply_stops_waiting_when_a_replica_failed_for_good(
     assert result.returncode == 1
     assert "degraded" in result.stderr and "exit code 7" in result.stderr
     assert time.monotonic() - started < 60  # not the 300 s timeout
+
+
+def test_garbage_collection_removes_only_our_unwanted_containers(
+    pw: Portway, client: docker.DockerClient, namespace: str
+) -> None:
+    pw.apply(workload_yaml("keep", namespace, replicas=1, readiness=False))
+    [kept] = assert_converged(client, namespace, "keep", 1)
+    ours = kept["Labels"]["portway.dev/cluster"]
+
+    def owned_by(cluster: str, workload: str) -> str:
+        labels = {
+            "portway.dev/managed": "true",
+            "portway.dev/cluster": cluster,
+            "portway.dev/namespace": namespace,
+            "portway.dev/workload": workload,
+            "portway.dev/replica": "0",
+            "portway.dev/generation": "1",
+            "portway.dev/target": "local-docker",
+        }
+        made = client.api.create_container(
+            "portway/busybox:latest",
+            ["sleep", "600"],
+            labels=labels,
+            name=f"gc-{cluster[:6]}-{namespace}-{workload}",
+        )
+        client.api.start(made["Id"])
+        return str(made["Id"])
+
+    ghost = owned_by(ours, "ghost")  # ours, but no workload wants it
+    foreign = owned_by("someoneelse1", "ghost")  # another installation's: hands off
+    pw.env["PORTWAY_CONTROLLER_GC_GRACE_SECONDS"] = "1"
+    pw.env["PORTWAY_CONTROLLER_GC_SECONDS"] = "1"
+    pw.start_controller()
+
+    def ghost_gone() -> bool:
+        ids = {c["Id"] for c in containers(client, namespace)}
+        return ghost not in ids
+
+    eventually(ghost_gone, timeout=30, what="the unwanted container to be collected")
+    ids = {c["Id"] for c in containers(client, namespace)}
+    assert foreign in ids and kept["Id"] in ids
+    events = pw.json("get", "events", "ghost", "-n", namespace)["items"]
+    assert [e["reason"] for e in events] == ["GarbageCollected"]
+    assert "no workload wants it" in events[0]["message"]

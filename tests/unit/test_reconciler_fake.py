@@ -271,14 +271,14 @@ def test_a_crashed_replica_restarts_after_a_growing_backoff(env: Env) -> None:
         0,
     )
     (exited,) = env.store.events(KIND_WORKLOAD, NS, NAME, limit=1)
-    assert exited.reason == "Exited"
+    assert exited.reason == "Crashed"
     assert exited.type == "Warning"
     assert "exit code 3" in exited.message
 
     env.clock.advance(1.4)
     env.reconcile()
     assert env.fake.container(0).state is ReplicaState.EXITED
-    assert env.events().count("Exited") == 1  # reported once
+    assert env.events().count("Crashed") == 1  # reported once
 
     env.clock.advance(0.1)
     env.reconcile()
@@ -301,7 +301,7 @@ def test_a_crashed_replica_restarts_after_a_growing_backoff(env: Env) -> None:
     assert env.replicas()[0]["restart_count"] == 2
     assert env.replicas()[1]["restart_count"] == 0
     assert Counter(env.events())["Restarted"] == 2
-    assert Counter(env.events())["Exited"] == 2
+    assert Counter(env.events())["Crashed"] == 2
 
 
 def test_restart_counts_survive_a_controller_restart(env: Env) -> None:
@@ -336,7 +336,7 @@ def test_an_oom_kill_is_reported(env: Env) -> None:
     env.converge(env.running_ready(1))
     env.fake.oom(env.fake.container(0))
     env.reconcile()
-    (message,) = env.event_messages("Exited")
+    (message,) = env.event_messages("Crashed")
     assert "OOMKilled" in message
     assert env.replicas()[0]["last_reason"] == "OOMKilled"
     assert "OOMKilled" in env.status()["message"]
@@ -398,7 +398,7 @@ def test_a_failed_liveness_probe_stops_and_restarts_the_replica(env: Env) -> Non
     env.fake.exec_results.pop(container.id)  # healthy again after a restart
     env.clock.advance(0.5)
     env.reconcile()
-    (exited,) = env.event_messages("Exited")
+    (exited,) = env.event_messages("Crashed")
     assert "LivenessProbeFailed" in exited
     env.clock.advance(0.5)
     env.reconcile()

@@ -347,7 +347,16 @@ def _plan_exited(
         detail = f"exit code {status.exit_code}" if status.exit_code is not None else "no exit code"
         if status.error:
             detail += f": {status.error}"
-        plan.add(index, Report(index, "Exited", f"replica {index} exited ({reason}, {detail})"))
+        event = "Completed" if reason == "Completed" else "Crashed"
+        plan.add(
+            index,
+            Report(
+                index,
+                event,
+                f"replica {index} exited ({reason}, {detail})",
+                warning=event == "Crashed",
+            ),
+        )
         step = 0 if _ran_for(status) >= BACKOFF_RESET_SECONDS else mem.backoff_step
         mem = replace(
             mem,

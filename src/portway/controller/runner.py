@@ -22,8 +22,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 from portway.controller.probes import Prober
 from portway.controller.reconciler import ReconcileError, Reconciler
@@ -38,7 +39,7 @@ from portway.drivers.base import (
     EventSource,
     Health,
 )
-from portway.errors import PortwayError, TemporaryDriverError
+from portway.errors import InputError, PortwayError, TemporaryDriverError
 from portway.store import Store
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,27 @@ class ControllerSettings:
     """An orphan must be at least this old before it is removed."""
     lease_ttl: float = 15.0
     """A controller that stops renewing loses the lease after this long."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ControllerSettings:
+        """Defaults, overridden by ``PORTWAY_CONTROLLER_<FIELD>`` variables
+        (e.g. ``PORTWAY_CONTROLLER_GC_GRACE_SECONDS=5``)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            name = f"PORTWAY_CONTROLLER_{item.name.upper()}"
+            if name not in environ:
+                continue
+            kind = int if item.type in ("int", int) else float
+            try:
+                value = kind(environ[name])
+            except ValueError:
+                expected = "a whole number" if kind is int else "a number"
+                raise InputError(f"{name}={environ[name]!r}: expected {expected}") from None
+            if value <= 0:
+                raise InputError(f"{name}={environ[name]!r}: must be more than 0")
+            values[item.name] = value
+        return cls(**values)
 
 
 def new_holder_id() -> str:
@@ -95,7 +117,7 @@ class Controller:
         from portway.controller.queue import WorkQueue
 
         self.store = store
-        self.settings = settings or ControllerSettings()
+        self.settings = settings or ControllerSettings.from_env()
         self.targets = targets or TargetPool(store)
         self.holder = new_holder_id()
         self.queue = WorkQueue()

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -407,7 +407,7 @@ class Store:
         token: list[int] = []
         for suffix in ("", "-wal"):
             try:
-                st = os.stat(f"{self._path}{suffix}")
+                st = Path(f"{self._path}{suffix}").stat()
             except OSError:
                 token += [0, 0]
             else:
