@@ -1,0 +1,213 @@
+"""The shared vocabulary of features, and which spec fields use which.
+
+Every field of the workload spec that a backend might not honor maps to a
+named ``Feature``. Drivers declare the features they implement; the
+conformance suite proves (or disproves) each declaration against the real
+engine; the planner combines both into a verdict per field and target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from portway.spec.model import (
+    Isolation,
+    Protocol,
+    RestartPolicyName,
+    VolumeType,
+    WorkloadSpec,
+)
+
+
+class Feature(StrEnum):
+    COMMAND = "command"
+    ARGS = "args"
+    ENV = "env"
+    PORTS_TCP = "ports.tcp"
+    PORTS_UDP = "ports.udp"
+    PORTS_HOST_PORT = "ports.host_port"
+    RESOURCES_CPU = "resources.cpu"
+    RESOURCES_MEMORY = "resources.memory"
+    RESOURCES_PIDS = "resources.pids"
+    RESTART_ALWAYS = "restart.always"
+    RESTART_ON_FAILURE = "restart.on_failure"
+    RESTART_NEVER = "restart.never"
+    PROBES_EXEC = "probes.exec"
+    PROBES_HTTP = "probes.http"
+    PROBES_TCP = "probes.tcp"
+    VOLUMES_TMPFS = "volumes.tmpfs"
+    VOLUMES_TMPFS_SIZE = "volumes.tmpfs_size"
+    VOLUMES_NAMED = "volumes.named"
+    VOLUMES_BIND = "volumes.bind"
+    VOLUMES_READ_ONLY = "volumes.read_only"
+    SECURITY_USER = "security.user"
+    SECURITY_READ_ONLY_ROOTFS = "security.read_only_rootfs"
+    SECURITY_CAP_ADD = "security.cap_add"
+    SECURITY_CAP_DROP = "security.cap_drop"
+    SECURITY_NO_NEW_PRIVILEGES = "security.no_new_privileges"
+    ISOLATION_STANDARD = "isolation.standard"
+    ISOLATION_SANDBOXED = "isolation.sandboxed"
+    ISOLATION_MICROVM = "isolation.microvm"
+    ISOLATION_WASM = "isolation.wasm"
+    EXEC = "exec"
+    LOGS = "logs"
+    LOGS_FOLLOW = "logs.follow"
+    STATS = "stats"
+    OOM_REPORTED = "resources.oom_reported"
+
+
+class Provider(StrEnum):
+    """Who makes a feature work."""
+
+    DRIVER = "driver"  # the engine does it; the driver passes it through
+    CONTROLLER = "controller"  # portway's controller does it the same way everywhere
+
+
+class WhenMissing(StrEnum):
+    """What happens to a field whose feature a target lacks."""
+
+    DROP = "drop"  # the replica can run without it (degraded)
+    REJECT = "reject"  # running without it would be wrong: refuse
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    provider: Provider
+    when_missing: WhenMissing
+    summary: str
+    #: for controller-provided features: driver features it relies on
+    needs: tuple[Feature, ...] = ()
+
+
+_D, _C = Provider.DRIVER, Provider.CONTROLLER
+_DROP, _REJECT = WhenMissing.DROP, WhenMissing.REJECT
+
+FEATURES: dict[Feature, FeatureInfo] = {
+    Feature.COMMAND: FeatureInfo(_D, _REJECT, "replace the image entrypoint"),
+    Feature.ARGS: FeatureInfo(_D, _REJECT, "replace the image command"),
+    Feature.ENV: FeatureInfo(_D, _REJECT, "set environment variables"),
+    Feature.PORTS_TCP: FeatureInfo(_D, _REJECT, "publish a TCP port on the host"),
+    Feature.PORTS_UDP: FeatureInfo(_D, _REJECT, "publish a UDP port on the host"),
+    Feature.PORTS_HOST_PORT: FeatureInfo(_D, _REJECT, "publish on a fixed host port (+ index)"),
+    Feature.RESOURCES_CPU: FeatureInfo(_D, _DROP, "limit CPU"),
+    Feature.RESOURCES_MEMORY: FeatureInfo(_D, _DROP, "limit memory"),
+    Feature.RESOURCES_PIDS: FeatureInfo(_D, _DROP, "limit the number of processes"),
+    Feature.RESTART_ALWAYS: FeatureInfo(_C, _REJECT, "restart on any exit, with backoff"),
+    Feature.RESTART_ON_FAILURE: FeatureInfo(
+        _C, _REJECT, "restart on a non-zero exit, with backoff and a retry limit"
+    ),
+    Feature.RESTART_NEVER: FeatureInfo(_C, _REJECT, "leave an exited replica exited"),
+    Feature.PROBES_EXEC: FeatureInfo(
+        _C, _REJECT, "run a command in the replica as a probe", needs=(Feature.EXEC,)
+    ),
+    Feature.PROBES_HTTP: FeatureInfo(
+        _C, _REJECT, "HTTP GET through the published port", needs=(Feature.PORTS_TCP,)
+    ),
+    Feature.PROBES_TCP: FeatureInfo(
+        _C, _REJECT, "TCP connect through the published port", needs=(Feature.PORTS_TCP,)
+    ),
+    Feature.VOLUMES_TMPFS: FeatureInfo(_D, _REJECT, "mount a tmpfs"),
+    Feature.VOLUMES_TMPFS_SIZE: FeatureInfo(_D, _DROP, "limit a tmpfs's size"),
+    Feature.VOLUMES_NAMED: FeatureInfo(_D, _REJECT, "mount a named volume that outlives replicas"),
+    Feature.VOLUMES_BIND: FeatureInfo(_D, _REJECT, "mount a host directory"),
+    Feature.VOLUMES_READ_ONLY: FeatureInfo(_D, _DROP, "mount a volume read-only"),
+    Feature.SECURITY_USER: FeatureInfo(_D, _DROP, "run as a given user"),
+    Feature.SECURITY_READ_ONLY_ROOTFS: FeatureInfo(_D, _DROP, "make the root filesystem read-only"),
+    Feature.SECURITY_CAP_ADD: FeatureInfo(_D, _DROP, "add Linux capabilities"),
+    Feature.SECURITY_CAP_DROP: FeatureInfo(_D, _DROP, "drop Linux capabilities"),
+    Feature.SECURITY_NO_NEW_PRIVILEGES: FeatureInfo(_D, _DROP, "forbid privilege escalation"),
+    Feature.ISOLATION_STANDARD: FeatureInfo(_D, _REJECT, "run with the standard runtime"),
+    Feature.ISOLATION_SANDBOXED: FeatureInfo(_D, _REJECT, "run in a sandbox (gVisor)"),
+    Feature.ISOLATION_MICROVM: FeatureInfo(_D, _REJECT, "run in a micro-VM"),
+    Feature.ISOLATION_WASM: FeatureInfo(_D, _REJECT, "run a WebAssembly module"),
+    Feature.EXEC: FeatureInfo(_D, _DROP, "run commands in a replica (portway exec)"),
+    Feature.LOGS: FeatureInfo(_D, _DROP, "read a replica's output (portway logs)"),
+    Feature.LOGS_FOLLOW: FeatureInfo(_D, _DROP, "stream a replica's output (logs -f)"),
+    Feature.STATS: FeatureInfo(_D, _DROP, "report CPU and memory use"),
+    Feature.OOM_REPORTED: FeatureInfo(_D, _DROP, "report an out-of-memory kill as OOMKilled"),
+}
+
+
+@dataclass(frozen=True)
+class Use:
+    """One place in a spec that needs one feature."""
+
+    path: str  # camelCase field path, e.g. spec.ports[0].protocol
+    feature: Feature
+
+
+_ISOLATION = {
+    Isolation.STANDARD: Feature.ISOLATION_STANDARD,
+    Isolation.SANDBOXED: Feature.ISOLATION_SANDBOXED,
+    Isolation.MICROVM: Feature.ISOLATION_MICROVM,
+    Isolation.WASM: Feature.ISOLATION_WASM,
+}
+_RESTART = {
+    RestartPolicyName.ALWAYS: Feature.RESTART_ALWAYS,
+    RestartPolicyName.ON_FAILURE: Feature.RESTART_ON_FAILURE,
+    RestartPolicyName.NEVER: Feature.RESTART_NEVER,
+}
+_VOLUME = {
+    VolumeType.TMPFS: Feature.VOLUMES_TMPFS,
+    VolumeType.NAMED: Feature.VOLUMES_NAMED,
+    VolumeType.BIND: Feature.VOLUMES_BIND,
+}
+
+
+def uses(spec: WorkloadSpec) -> list[Use]:
+    """Every feature the spec relies on, with the field that asks for it.
+
+    Fields every backend must take (image, replicas, labels) are not listed:
+    they are what a workload is, not a feature a backend may lack.
+    """
+    found: list[Use] = []
+    add = found.append
+    if spec.command is not None:
+        add(Use("spec.command", Feature.COMMAND))
+    if spec.args is not None:
+        add(Use("spec.args", Feature.ARGS))
+    if spec.env:
+        add(Use("spec.env", Feature.ENV))
+    for i, port in enumerate(spec.ports):
+        proto = Feature.PORTS_UDP if port.protocol is Protocol.UDP else Feature.PORTS_TCP
+        add(Use(f"spec.ports[{i}]", proto))
+        if port.host_port is not None:
+            add(Use(f"spec.ports[{i}].hostPort", Feature.PORTS_HOST_PORT))
+    resources = spec.resources
+    if resources.cpu is not None:
+        add(Use("spec.resources.cpu", Feature.RESOURCES_CPU))
+    if resources.memory is not None:
+        add(Use("spec.resources.memory", Feature.RESOURCES_MEMORY))
+    if resources.pids is not None:
+        add(Use("spec.resources.pids", Feature.RESOURCES_PIDS))
+    add(Use("spec.restart.policy", _RESTART[spec.restart.policy]))
+    for kind in ("liveness", "readiness"):
+        probe = getattr(spec.probes, kind)
+        if probe is None:
+            continue
+        if probe.exec is not None:
+            add(Use(f"spec.probes.{kind}.exec", Feature.PROBES_EXEC))
+        elif probe.http is not None:
+            add(Use(f"spec.probes.{kind}.http", Feature.PROBES_HTTP))
+        else:
+            add(Use(f"spec.probes.{kind}.tcp", Feature.PROBES_TCP))
+    for i, volume in enumerate(spec.volumes):
+        add(Use(f"spec.volumes[{i}]", _VOLUME[volume.type]))
+        if volume.read_only:
+            add(Use(f"spec.volumes[{i}].readOnly", Feature.VOLUMES_READ_ONLY))
+        if volume.size_limit is not None:
+            add(Use(f"spec.volumes[{i}].sizeLimit", Feature.VOLUMES_TMPFS_SIZE))
+    security = spec.security
+    if security.user is not None:
+        add(Use("spec.security.user", Feature.SECURITY_USER))
+    if security.read_only_root_filesystem:
+        add(Use("spec.security.readOnlyRootFilesystem", Feature.SECURITY_READ_ONLY_ROOTFS))
+    if security.capabilities.add:
+        add(Use("spec.security.capabilities.add", Feature.SECURITY_CAP_ADD))
+    if security.capabilities.drop:
+        add(Use("spec.security.capabilities.drop", Feature.SECURITY_CAP_DROP))
+    if security.no_new_privileges:
+        add(Use("spec.security.noNewPrivileges", Feature.SECURITY_NO_NEW_PRIVILEGES))
+    add(Use("spec.isolation", _ISOLATION[spec.isolation]))
+    return found
