@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from portway.capabilities.vocabulary import Feature
 from portway.drivers.base import (
     LABEL_GENERATION,
     LABEL_MANAGED,
@@ -203,13 +204,22 @@ class FakeDriver:
 
     def capabilities(self) -> DriverCapabilities:
         return DriverCapabilities(
-            exec=True,
-            logs=True,
-            ports_tcp=True,
-            ports_udp=True,
-            volumes_tmpfs=True,
-            memory_limit=True,
-            cpu_limit=True,
+            frozenset(
+                {
+                    Feature.COMMAND,
+                    Feature.ARGS,
+                    Feature.ENV,
+                    Feature.EXEC,
+                    Feature.LOGS,
+                    Feature.PORTS_TCP,
+                    Feature.PORTS_UDP,
+                    Feature.PORTS_HOST_PORT,
+                    Feature.VOLUMES_TMPFS,
+                    Feature.RESOURCES_MEMORY,
+                    Feature.RESOURCES_CPU,
+                    Feature.ISOLATION_STANDARD,
+                }
+            )
         )
 
     def create(self, request: ReplicaRequest) -> Handle:

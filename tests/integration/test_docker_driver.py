@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import docker
 import pytest
 
+from portway.capabilities.vocabulary import Feature
 from portway.drivers.base import (
     LABEL_GENERATION,
     LABEL_MANAGED,
@@ -96,7 +97,8 @@ def test_registry_fingerprint_and_capabilities(docker_driver: DockerDriver) -> N
         assert fingerprint.attributes[key], key
     assert fingerprint.attributes["os"] == "linux"
     caps = driver.capabilities()
-    assert caps.exec and caps.logs_follow and caps.events and caps.volumes_named
+    for feature in (Feature.EXEC, Feature.LOGS_FOLLOW, Feature.VOLUMES_NAMED, Feature.PORTS_UDP):
+        assert caps.supports(feature), feature
     assert caps.isolation_tiers == frozenset({"standard"})
     driver.close()
 

@@ -22,6 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from portway.capabilities.vocabulary import Feature
 from portway.spec.model import WorkloadSpec
 
 # Owner labels: every object a driver creates carries them. Drivers list and
@@ -68,26 +69,22 @@ class Fingerprint:
 
 @dataclass(frozen=True)
 class DriverCapabilities:
-    """Fixed per driver (like Nomad's ``Capabilities``)."""
+    """What a driver implements, fixed per driver (like Nomad's
+    ``Capabilities``), in the shared feature vocabulary. A declaration is a
+    claim: the conformance suite proves it against the real engine before the
+    planner calls a field "honored"."""
 
-    exec: bool = False
-    logs: bool = False
-    logs_follow: bool = False
-    stats: bool = False
-    events: bool = False
-    ports_tcp: bool = False
-    ports_udp: bool = False
-    volumes_tmpfs: bool = False
-    volumes_named: bool = False
-    volumes_bind: bool = False
-    read_only_rootfs: bool = False
-    cap_add_drop: bool = False
-    no_new_privileges: bool = False
-    run_as_user: bool = False
-    memory_limit: bool = False
-    cpu_limit: bool = False
-    pids_limit: bool = False
-    isolation_tiers: frozenset[str] = frozenset({"standard"})
+    features: frozenset[Feature]
+
+    def supports(self, feature: Feature) -> bool:
+        return feature in self.features
+
+    @property
+    def isolation_tiers(self) -> frozenset[str]:
+        prefix = "isolation."
+        return frozenset(
+            f.value.removeprefix(prefix) for f in self.features if f.startswith(prefix)
+        )
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import requests
 import urllib3
 from docker.types import CancellableStream, Mount
 
+from portway.capabilities.vocabulary import Feature
 from portway.drivers.base import (
     LABEL_GENERATION,
     LABEL_MANAGED,
@@ -513,26 +514,10 @@ class DockerDriver:
         )
 
     def capabilities(self) -> DriverCapabilities:
-        return DriverCapabilities(
-            exec=True,
-            logs=True,
-            logs_follow=True,
-            stats=True,
-            events=True,
-            ports_tcp=True,
-            ports_udp=True,
-            volumes_tmpfs=True,
-            volumes_named=True,
-            volumes_bind=True,
-            read_only_rootfs=True,
-            cap_add_drop=True,
-            no_new_privileges=True,
-            run_as_user=True,
-            memory_limit=True,
-            cpu_limit=True,
-            pids_limit=True,
-            isolation_tiers=frozenset({Isolation.STANDARD.value}),
-        )
+        # Everything but the non-standard isolation tiers (the isolation issue
+        # adds gVisor as this driver's sandbox).
+        tiers = {Feature.ISOLATION_SANDBOXED, Feature.ISOLATION_MICROVM, Feature.ISOLATION_WASM}
+        return DriverCapabilities(frozenset(Feature) - tiers)
 
     def create(self, request: ReplicaRequest) -> Handle:
         spec = request.spec

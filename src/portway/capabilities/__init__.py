@@ -1,0 +1,1 @@
+"""Shared feature vocabulary and the planner that matches specs to targets."""
