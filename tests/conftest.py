@@ -79,10 +79,76 @@ def _docker_unreachable() -> str | None:
     return problem
 
 
+@functools.cache
+def _podman_unreachable() -> str | None:
+    """Why the Podman API service cannot be reached (None if it answers)."""
+    socket_path = os.environ.get("PORTWAY_PODMAN_SOCKET", "/run/podman/podman.sock")
+    return _unix_http_ping(socket_path, "/_ping", "Podman API service")
+
+
+@functools.cache
+def _containerd_unreachable() -> str | None:
+    """Why containerd cannot be reached (None if it answers)."""
+    import shutil
+    import subprocess
+
+    socket_path = os.environ.get("PORTWAY_CONTAINERD_SOCKET", "/run/containerd/containerd.sock")
+    ctr = shutil.which("ctr")
+    if ctr is None:
+        return "containerd's ctr is not installed"
+    try:
+        subprocess.run(
+            [ctr, "--address", socket_path, "version"],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"containerd at {socket_path} is not reachable ({exc})"
+    return None
+
+
+def _unix_http_ping(socket_path: str, path: str, what: str) -> str | None:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(socket_path)
+            sock.sendall(f"GET {path} HTTP/1.0\r\nHost: d\r\n\r\n".encode())
+            answer = sock.recv(64)
+    except OSError as exc:
+        return f"{what} at {socket_path} is not reachable ({exc})"
+    if b" 200 " not in answer:
+        return f"{what} at {socket_path} answered {answer[:40]!r}"
+    return None
+
+
+#: engine marker -> function telling why that engine is unreachable (None: fine)
+ENGINE_MARKERS = {
+    "docker": _docker_unreachable,
+    "podman": _podman_unreachable,
+    "containerd": _containerd_unreachable,
+}
+
+
+def _engine_problem(item: pytest.Item) -> str | None:
+    for marker, check in ENGINE_MARKERS.items():
+        if item.get_closest_marker(marker) is not None:
+            problem = check()
+            if problem is not None:
+                return problem
+    return None
+
+
+def _needs_engine(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(m) is not None for m in ENGINE_MARKERS)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("docker") is None or item.stash.get(_STRESS_SKIP, False):
+    if not _needs_engine(item) or item.stash.get(_STRESS_SKIP, False):
         return
-    reason = _docker_unreachable()
+    reason = _engine_problem(item)
     if reason is None:
         return
     if engines_required():
@@ -97,7 +163,7 @@ def pytest_runtest_makereport(
     report = yield
     if (
         not report.skipped
-        or item.get_closest_marker("docker") is None
+        or not _needs_engine(item)
         or item.stash.get(_STRESS_SKIP, False)
         or not engines_required()
     ):
@@ -106,7 +172,7 @@ def pytest_runtest_makereport(
     # would hide a missing backend in CI: turn that skip into a failure. So is
     # an xfail test whose setup failed for want of an engine.
     if hasattr(report, "wasxfail"):
-        missing = _docker_unreachable() if report.when == "setup" else None
+        missing = _engine_problem(item) if report.when == "setup" else None
         if missing is None:
             return report
         reason = missing
@@ -116,7 +182,7 @@ def pytest_runtest_makereport(
         reason = str(report.longrepr)
     report.outcome = "failed"
     report.longrepr = (
-        f"docker test skipped where engines are required "
+        f"engine test skipped where engines are required "
         f"(PORTWAY_REQUIRE_ENGINES=1 or CI=true): {reason}"
     )
     return report

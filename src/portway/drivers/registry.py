@@ -19,6 +19,8 @@ DriverFactory = Callable[[str, str], Driver]
 
 _PATHS: dict[str, str] = {
     "docker": "portway.drivers.docker:DockerDriver",
+    "podman": "portway.drivers.podman:PodmanDriver",
+    "containerd": "portway.drivers.containerd:ContainerdDriver",
 }
 _LOADED: dict[str, DriverFactory] = {}
 

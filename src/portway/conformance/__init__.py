@@ -1,0 +1,1 @@
+"""The conformance suite: behaviour cases run against every configured target."""
