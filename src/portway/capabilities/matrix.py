@@ -21,7 +21,7 @@ from portway.errors import InputError
 
 
 class Status(StrEnum):
-    PASS = "pass"  # every case covering the feature passed
+    PASS = "pass"  # noqa: S105 -- every case covering the feature passed
     FAIL = "fail"  # at least one case covering it failed
     UNSUPPORTED = "unsupported"  # the driver does not declare the feature
     UNTESTED = "untested"  # declared, but no case covers it (yet)

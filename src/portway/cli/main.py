@@ -188,6 +188,107 @@ def _report_wait(service: Any, results: dict[str, Any]) -> None:
 
 
 @app.command()
+def plan(
+    file: Annotated[Path, typer.Option("--filename", "-f", help="Workload YAML file.")],
+    target: Annotated[
+        list[str] | None, typer.Option("--target", "-t", help="Only these targets.")
+    ] = None,
+    output_format: OutputOpt = None,
+) -> None:
+    """Show, per field and target, what each backend will do with the spec:
+    honored, emulated (how), dropped (why) or rejected (why)."""
+    _guard(lambda: _plan(file, target or [], output_format))
+
+
+_VERDICT_STYLE = {
+    "honored": "green",
+    "emulated": "cyan",
+    "dropped": "yellow",
+    "rejected": "red",
+}
+
+
+def _plan(file: Path, targets: list[str], fmt_text: str | None) -> None:
+    from portway.capabilities.planner import Mode, differences
+    from portway.service.planning import plan_workloads
+
+    fmt = parse_format(fmt_text)
+    items = [(s.workload, s.file, s.document) for s in _load(file)]
+    plans = plan_workloads(_app(), items, targets)
+    if fmt in (Format.JSON, Format.YAML):
+        dump(
+            {
+                "items": [
+                    {
+                        "workload": p.workload.key,
+                        "file": p.file,
+                        "document": p.document,
+                        "isolation": p.workload.spec.isolation.value,
+                        "portability": p.workload.spec.portability.value,
+                        "targets": [t.to_json() for t in p.targets],
+                    }
+                    for p in plans
+                ]
+            },
+            fmt,
+        )
+        return
+    p_ = output.out.print
+    for wp in plans:
+        spec = wp.workload.spec
+        mode = Mode(spec.portability)
+        p_(
+            f"[bold]workload {wp.workload.key}[/bold] ({wp.file}, document {wp.document}; "
+            f"isolation {spec.isolation.value}, portability {mode.value})"
+        )
+        if not wp.targets:
+            p_("  no targets: see `portway get targets`", markup=False)
+            continue
+        rows = []
+        first = wp.targets[0]
+        for i, item in enumerate(first.fields):
+            cells = [item.path, str(item.feature)]
+            for tp in wp.targets:
+                verdict = tp.fields[i].verdict.value
+                cells.append(f"[{_VERDICT_STYLE[verdict]}]{verdict}[/]")
+            rows.append(cells)
+        table(
+            ["  FIELD", "FEATURE", *[t.target for t in wp.targets]],
+            [[f"  {r[0]}", *r[1:]] for r in rows],
+        )
+        for tp in wp.targets:
+            for item in tp.fields:
+                if item.verdict.value != "honored":
+                    p_(
+                        f"  {tp.target}: {item.path} {item.verdict.value}: {item.reason}",
+                        markup=False,
+                    )
+            for ext in tp.extensions:
+                state = "applies" if ext.applies else "ignored (not this backend)"
+                p_(
+                    f"  {tp.target}: {ext.path} ({', '.join(ext.keys) or 'empty'}) {state}",
+                    markup=False,
+                )
+            for note in tp.notes:
+                p_(f"  note: {note}", markup=False)
+        for tp in wp.targets:
+            refused = tp.refusals(mode)
+            if refused:
+                counts = ", ".join(
+                    f"{sum(1 for f in refused if f.verdict.value == v)} {v}"
+                    for v in ("rejected", "dropped")
+                    if any(f.verdict.value == v for f in refused)
+                )
+                p_(f"  {tp.target}: [red]refused[/] in {mode.value} mode ({counts})")
+            else:
+                p_(f"  {tp.target}: [green]deployable[/] in {mode.value} mode")
+        differing = differences(wp.targets)
+        if len(wp.targets) > 1:
+            p_(f"  {len(differing)} field(s) differ between targets", markup=False)
+        p_("")
+
+
+@app.command()
 def delete(
     target: Annotated[list[str] | None, typer.Argument(help="NAME, or `workload NAME`.")] = None,
     file: Annotated[
@@ -469,6 +570,15 @@ def _describe(name: str, namespace: str) -> None:
     )
     if status.get("message"):
         p(f"Message:       {status['message']}", markup=False)
+    degraded = record.spec.get("degradations") or []
+    p(f"Portability:   {workload.spec.portability.value}", markup=False)
+    if degraded:
+        p(f"Degradations:  {len(degraded)} (accepted in lenient mode)", markup=False)
+        for item in degraded:
+            p(
+                f"  {item['path']} {item['verdict']} on {item['target']}: {item['reason']}",
+                markup=False,
+            )
     p("Spec:", markup=False)
     spec_yaml = yaml.safe_dump(record.spec["workload"]["spec"], sort_keys=False)
     for line in spec_yaml.splitlines():

@@ -45,14 +45,22 @@ def cluster_id(store: Store) -> str:
 
 
 def workload_spec_envelope(
-    workload: Workload, template_generation: int, template_hash: str
+    workload: Workload,
+    template_generation: int,
+    template_hash: str,
+    degradations: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """What ``apply`` writes as a workload's desired state."""
-    return {
+    """What ``apply`` writes as a workload's desired state. ``degradations``
+    are the fields the planner found dropped on the chosen target, accepted
+    in lenient portability mode; ``describe`` shows them."""
+    envelope: dict[str, Any] = {
         "workload": workload.model_dump(mode="json", by_alias=True, exclude_none=True),
         "templateGeneration": template_generation,
         "templateHash": template_hash,
     }
+    if degradations:
+        envelope["degradations"] = degradations
+    return envelope
 
 
 def workload_of(record: Record) -> Workload:

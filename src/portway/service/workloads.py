@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from portway.capabilities.matrix import load_packaged
+from portway.capabilities.planner import plan_for_target
 from portway.controller.records import (
     KIND_REPLICA,
     KIND_WORKLOAD,
@@ -31,6 +33,7 @@ from portway.errors import (
 from portway.scheduler.placement import Candidate, Placed, choose_target
 from portway.service import preflight
 from portway.service.app import App
+from portway.service.planning import degradations, gate, profile_of
 from portway.spec.model import Workload
 from portway.store import Record
 
@@ -78,6 +81,8 @@ def apply(app: App, items: Sequence[Sourced]) -> list[Applied]:
     """Validate everything, then write desired state. All or nothing on errors."""
     issues: list[Issue] = []
     policy_issues: list[Issue] = []
+    matrix = load_packaged()
+    degraded: dict[str, list[dict[str, str]]] = {}
     for item in items:
         policy_issues += preflight.check_bind_mounts(
             item.workload, app.settings.bind_mount_prefixes, item.file, item.document
@@ -107,14 +112,17 @@ def apply(app: App, items: Sequence[Sourced]) -> list[Applied]:
             own = set()  # target down: the image and port checks below say so
         issues += preflight.check_ports_free(workload, item.file, item.document, own)
         issues += preflight.check_image(workload, target, app.targets, item.file, item.document)
+        target_plan = plan_for_target(workload.spec, profile_of(app, target, matrix))
+        issues += gate(workload, target_plan, item.file, item.document)
+        degraded[workload.key] = degradations(target_plan)
     if policy_issues:
         raise PolicyError(policy_issues + issues)
     if issues:
         raise InputError(issues)
-    return [_write(app, item.workload) for item in items]
+    return [_write(app, item.workload, degraded.get(item.workload.key, [])) for item in items]
 
 
-def _write(app: App, workload: Workload) -> Applied:
+def _write(app: App, workload: Workload, degraded: list[dict[str, str]]) -> Applied:
     namespace, name = workload.metadata.namespace, workload.metadata.name
     template_hash = workload.spec.template_hash()
     for _ in range(5):
@@ -125,13 +133,13 @@ def _write(app: App, workload: Workload) -> Applied:
                     KIND_WORKLOAD,
                     namespace,
                     name,
-                    workload_spec_envelope(workload, 1, template_hash),
+                    workload_spec_envelope(workload, 1, template_hash, degraded),
                 )
                 return Applied(workload, Outcome.CREATED, record.generation)
             generation = template_generation_of(existing)
             if template_hash_of(existing) != template_hash:
                 generation += 1
-            envelope = workload_spec_envelope(workload, generation, template_hash)
+            envelope = workload_spec_envelope(workload, generation, template_hash, degraded)
             record = app.store.update_spec(existing, envelope)
             changed = record.generation != existing.generation or existing.deleting
             return Applied(

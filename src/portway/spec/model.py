@@ -374,6 +374,11 @@ class Isolation(StrEnum):
     WASM = "wasm"
 
 
+class Portability(StrEnum):
+    STRICT = "strict"  # refuse a target that would drop any field
+    LENIENT = "lenient"  # deploy anyway; every degradation is recorded on the workload
+
+
 class Placement(_Model):
     target_selector: dict[str, str] = Field(
         default_factory=dict, description="Labels a target must carry."
@@ -397,6 +402,11 @@ class WorkloadSpec(_Model):
     security: Security = Field(default_factory=Security)
     isolation: Isolation = Isolation.STANDARD
     placement: Placement = Field(default_factory=Placement)
+    portability: Portability = Field(
+        default=Portability.STRICT,
+        description="strict: refuse a target that would drop a field; lenient: deploy and "
+        "record each degradation (see `portway plan`).",
+    )
     extensions: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Backend-specific settings, e.g. extensions.docker; listed by the planner.",
@@ -475,11 +485,12 @@ class WorkloadSpec(_Model):
         return self
 
     def template_hash(self) -> str:
-        """Digest of everything that defines a replica: all but replicas and placement.
+        """Digest of everything that defines a replica: all but replicas, placement
+        and portability.
 
         A change here starts a rolling replacement; scaling does not.
         """
-        data = self.model_dump(mode="json", exclude={"replicas", "placement"})
+        data = self.model_dump(mode="json", exclude={"replicas", "placement", "portability"})
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -1,0 +1,105 @@
+"""Drift reports for users (``portway plan``) and for ``apply``'s gate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from portway.capabilities.matrix import Matrix, load_packaged
+from portway.capabilities.planner import Mode, TargetPlan, TargetProfile, plan_for_target
+from portway.controller.records import TargetView
+from portway.errors import InputError, Issue, PortwayError
+from portway.service.app import App
+from portway.spec.model import Workload
+
+
+def profile_of(app: App, view: TargetView, matrix: Matrix) -> TargetProfile:
+    """What the planner needs to know of one target; never raises."""
+    try:
+        driver = app.targets.driver(view)
+        features = driver.capabilities().features
+    except PortwayError as exc:
+        return TargetProfile(
+            view.name, view.driver, frozenset(), None, healthy=False, problem=str(exc)
+        )
+    return TargetProfile(
+        name=view.name,
+        driver=view.driver,
+        features=features,
+        results=matrix.for_driver(view.driver),
+        healthy=view.healthy,
+        detail=view.detail,
+    )
+
+
+def profiles(
+    app: App, names: Sequence[str] = (), matrix: Matrix | None = None
+) -> list[TargetProfile]:
+    matrix = load_packaged() if matrix is None else matrix
+    for view in app.target_views():
+        app.targets.check(view)  # health now, not as last recorded
+    views = app.target_views()
+    if names:
+        known = {v.name for v in views}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise InputError(
+                f"no target named {', '.join(unknown)}; known targets: "
+                f"{', '.join(sorted(known)) or 'none'}"
+            )
+        views = [v for v in views if v.name in names]
+    return [profile_of(app, v, matrix) for v in views]
+
+
+@dataclass(frozen=True)
+class WorkloadPlan:
+    workload: Workload
+    file: str
+    document: int
+    targets: tuple[TargetPlan, ...]
+
+
+def plan_workloads(
+    app: App, items: Sequence[tuple[Workload, str, int]], names: Sequence[str] = ()
+) -> list[WorkloadPlan]:
+    found = profiles(app, names)
+    return [
+        WorkloadPlan(w, file, doc, tuple(plan_for_target(w.spec, p) for p in found))
+        for w, file, doc in items
+    ]
+
+
+def gate(workload: Workload, target_plan: TargetPlan, file: str, document: int) -> list[Issue]:
+    """Why ``apply`` must refuse this workload on this target (empty: it may go)."""
+    mode = Mode(workload.spec.portability)
+    issues = []
+    for item in target_plan.refusals(mode):
+        hint = None
+        if mode is Mode.STRICT and item.verdict.value == "dropped":
+            hint = "set spec.portability: lenient to deploy without it"
+        issues.append(
+            Issue(
+                f"{item.verdict.value} on target {target_plan.target} "
+                f"({target_plan.driver}): {item.reason}",
+                file=file,
+                document=document,
+                path=item.path,
+                hint=hint,
+            )
+        )
+    return issues
+
+
+def degradations(target_plan: TargetPlan) -> list[dict[str, str]]:
+    """What lenient mode records on the workload: every field not fully honored."""
+    return [
+        {
+            "path": f.path,
+            "feature": str(f.feature),
+            "verdict": f.verdict.value,
+            "reason": f.reason,
+            "target": target_plan.target,
+        }
+        for f in target_plan.fields
+        if f.verdict.value in ("dropped", "rejected")
+    ]
