@@ -30,8 +30,12 @@ app = typer.Typer(
 )
 get_app = typer.Typer(help="List workloads, replicas, targets or events.", no_args_is_help=True)
 describe_app = typer.Typer(help="Show details of one object.", no_args_is_help=True)
+target_app = typer.Typer(
+    help="Register and remove targets (backend endpoints).", no_args_is_help=True
+)
 app.add_typer(get_app, name="get")
 app.add_typer(describe_app, name="describe")
+app.add_typer(target_app, name="target")
 
 T = TypeVar("T")
 
@@ -522,6 +526,53 @@ def _get_events(workload: str | None, namespace: str, limit: int, fmt_text: str 
         ["AGE", "TYPE", "REASON", "OBJECT", "MESSAGE"],
         [[age(e.ts), e.type, e.reason, f"{e.kind.lower()}/{e.name}", e.message] for e in events],
     )
+
+
+# --- targets ---------------------------------------------------------------
+
+
+@target_app.command("add")
+def target_add(
+    name: Annotated[str, typer.Argument(help="Target name, e.g. local-podman.")],
+    address: Annotated[
+        str,
+        typer.Option(
+            help="e.g. podman:///run/podman/podman.sock, "
+            "containerd:///run/containerd/containerd.sock"
+        ),
+    ],
+    driver: Annotated[str | None, typer.Option(help="Driver (default: address scheme).")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE, repeatable.")
+    ] = None,
+) -> None:
+    """Register a target and check its health."""
+    _guard(lambda: _target_add(name, address, driver, label or []))
+
+
+def _target_add(name: str, address: str, driver: str | None, labels: list[str]) -> None:
+    from portway.service.targets import add_target, parse_labels
+
+    view = add_target(_app(), name, address, driver, parse_labels(labels))
+    output.out.print(
+        f"target/{view.name} added ({view.driver}, {view.health}"
+        + (f": {view.detail}" if view.detail else "")
+        + ")",
+        markup=False,
+    )
+
+
+@target_app.command("remove")
+def target_remove(name: Annotated[str, typer.Argument()]) -> None:
+    """Remove a target that runs no replicas."""
+    _guard(lambda: _target_remove(name))
+
+
+def _target_remove(name: str) -> None:
+    from portway.service.targets import remove_target
+
+    remove_target(_app(), name)
+    output.out.print(f"target/{name} removed", markup=False)
 
 
 # --- describe ---------------------------------------------------------------

@@ -59,7 +59,13 @@ class TargetPool:
         is only pinged: a full fingerprint (version, runtimes, capacity) costs
         the engine and us far more, and checks run every few seconds.
         """
-        driver = self.driver(target)
+        try:
+            driver = self.driver(target)
+        except PortwayError as exc:  # e.g. the driver's SDK is not installed
+            fingerprint = Fingerprint(Health.UNDETECTED, detail=str(exc))
+            if target.health != fingerprint.health.value or target.detail != fingerprint.detail:
+                self._record(target, fingerprint, event=target.health != fingerprint.health.value)
+            return fingerprint
         fresh = time.time() - target.checked_at < FULL_FINGERPRINT_SECONDS
         if target.healthy and fresh and isinstance(driver, Pinger):
             try:

@@ -50,7 +50,9 @@ def _factory(name: str) -> DriverFactory:
         raise DriverNotFoundError(
             f"driver {name!r} cannot load ({exc}); is its SDK installed?"
         ) from exc
-    factory: DriverFactory = getattr(module, attribute)
+    factory: DriverFactory | None = getattr(module, attribute, None)
+    if factory is None:
+        raise DriverNotFoundError(f"driver {name!r}: {module_name} has no {attribute}")
     _LOADED[name] = factory
     return factory
 
