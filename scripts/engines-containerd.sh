@@ -4,7 +4,8 @@
 #  - containerd answers on /run/containerd/containerd.sock (started in the
 #    background with setsid/nohup when it does not: there is no systemd here;
 #    log: /var/log/portway/containerd.log);
-#  - the CNI plugins (Debian: containernetworking-plugins) are in /usr/lib/cni;
+#  - the CNI plugins (Debian: containernetworking-plugins) are in /usr/lib/cni,
+#    and runc, iproute2, iptables and tini (tini-static: each replica's init);
 #  - net.ipv4.conf.all.route_localnet=1, so that the portmap plugin's DNAT
 #    rules also apply to connections to 127.0.0.1:hostPort (without it the
 #    kernel drops packets DNAT-ed from the loopback address);
@@ -37,6 +38,8 @@ command -v containerd >/dev/null && command -v ctr >/dev/null ||
 command -v runc >/dev/null || { say "install runc"; apt_install runc; }
 command -v ip >/dev/null || { say "install iproute2"; apt_install iproute2; }
 command -v iptables >/dev/null || { say "install iptables"; apt_install iptables; }
+# the driver runs tini-static as each replica's PID 1 (forwards SIGTERM, reaps zombies)
+[[ -x /usr/bin/tini-static ]] || { say "install tini"; apt_install tini; }
 if [[ ! -x /usr/lib/cni/bridge || ! -x /usr/lib/cni/portmap ]]; then
   say "install containernetworking-plugins"
   apt_install containernetworking-plugins

@@ -16,7 +16,11 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # --- system packages --------------------------------------------------------
-packages=(docker.io containerd runc busybox-static docker-compose iproute2 curl python3-venv)
+# docker.io, containerd, runc: the engines; busybox-static: test images;
+# containernetworking-plugins, iptables, tini: the containerd driver's networking
+# and init; podman: the Podman driver.
+packages=(docker.io containerd runc busybox-static docker-compose iproute2 curl python3-venv
+  containernetworking-plugins iptables tini podman)
 missing=()
 for pkg in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)

