@@ -7,11 +7,17 @@
 #   scripts/engines-podman.sh
 #
 # Environment: PORTWAY_PODMAN_SOCKET (default /run/podman/podman.sock),
-# PORTWAY_LOG_DIR (default /var/log/portway), PORTWAY_ENGINE_TIMEOUT (default 60).
+# PORTWAY_PODMAN_SUBNET (default 10.89.0.0/24), PORTWAY_LOG_DIR (default
+# /var/log/portway), PORTWAY_ENGINE_TIMEOUT (default 60).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 socket=${PORTWAY_PODMAN_SOCKET:-/run/podman/podman.sock}
+# Podman's default network is 10.88.0.0/16, which the containerd driver's
+# bridge (portway0) also uses by default: two routes for one subnet break
+# published ports. Podman's containers get their own subnet instead.
+subnet=${PORTWAY_PODMAN_SUBNET:-10.89.0.0/24}
+pidfile=/run/podman/portway-service.pid
 logdir=${PORTWAY_LOG_DIR:-/var/log/portway}
 timeout=${PORTWAY_ENGINE_TIMEOUT:-60}
 log=$logdir/podman.log
@@ -43,7 +49,7 @@ for pkg in "${packages[@]}"; do
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
   apt_install() {
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 \
       apt-get install -y -qq --no-install-recommends "${missing[@]}"
   }
   say "apt-get install ${missing[*]}"
@@ -59,7 +65,7 @@ fi
 # --- configuration --------------------------------------------------------------
 # Written only when it differs, so a running service is not surprised.
 want_conf=$(
-  cat <<'EOF'
+  cat <<EOF
 # Written by portway's scripts/engines-podman.sh: what makes Podman work on a
 # host without systemd, with cgroup v1 (hybrid) and low hard ulimits.
 [containers]
@@ -78,14 +84,18 @@ events_logger = "file"
 
 [network]
 network_backend = "netavark"
+# not 10.88.0.0/16: see PORTWAY_PODMAN_SUBNET in scripts/engines-podman.sh
+default_subnet = "$subnet"
 EOF
 )
+conf_changed=false
 if [[ -f $conf && "$(cat "$conf")" == "$want_conf" ]]; then
   say "podman configuration present ($conf)"
 else
   say "write $conf"
   "${sudo[@]}" mkdir -p "$conf_dir"
   printf '%s\n' "$want_conf" | "${sudo[@]}" tee "$conf" >/dev/null
+  conf_changed=true
 fi
 
 # --- the API service --------------------------------------------------------------
@@ -94,10 +104,33 @@ service_up() {
     curl -fsS --max-time 5 --unix-socket "$socket" http://d/_ping >/dev/null 2>&1
 }
 
+# pid of the service this script started, if it still runs
+our_service() {
+  local pid
+  pid=$(cat "$pidfile" 2>/dev/null) || return 1
+  [[ -n $pid && "$(cat "/proc/$pid/comm" 2>/dev/null)" == podman ]] && echo "$pid"
+}
+
+if $conf_changed && service_up; then
+  # The service reads containers.conf when it starts: restart the one this
+  # script started (containers keep running under conmon).
+  if pid=$(our_service); then
+    say "configuration changed: restart the podman API service (pid $pid)"
+    "${sudo[@]}" kill "$pid"
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+  else
+    echo "engines-podman.sh: warning: $conf changed but the running podman API service" \
+      "was not started by this script; restart it to apply the change" >&2
+  fi
+fi
+
 if service_up; then
   say "podman API service is up ($socket)"
 else
-  mkdir -p "$logdir" "$(dirname "$socket")"
+  mkdir -p "$logdir" "$(dirname "$socket")" "$(dirname "$pidfile")"
   # a socket file left by a service that died would make the new one refuse
   if [[ -S $socket ]] && ! pgrep -f "podman system service.*$socket" >/dev/null; then
     rm -f "$socket"
@@ -105,6 +138,7 @@ else
   say "start podman system service (log: $log)"
   # setsid keeps the service alive when the caller's process group is killed.
   setsid nohup podman system service --time=0 "unix://$socket" >>"$log" 2>&1 </dev/null &
+  echo $! >"$pidfile"
   deadline=$((SECONDS + timeout))
   until service_up; do
     if ((SECONDS >= deadline)); then

@@ -20,7 +20,7 @@ fi
 # containernetworking-plugins, iptables, tini: the containerd driver's networking
 # and init; podman: the Podman driver.
 packages=(docker.io containerd runc busybox-static docker-compose iproute2 curl python3-venv
-  containernetworking-plugins iptables tini podman)
+  containernetworking-plugins iptables tini podman catatonit netavark aardvark-dns)
 missing=()
 for pkg in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)

@@ -22,7 +22,9 @@ CNI_PATH = os.environ.get("PORTWAY_CNI_PATH", "/usr/lib/cni:/opt/cni/bin")
 CNI_VERSION = "1.0.0"
 NETWORK_NAME = "portway"
 BRIDGE = "portway0"
-SUBNET = os.environ.get("PORTWAY_CONTAINERD_SUBNET", "10.88.0.0/16")
+# Not 10.88/16 (Podman's default) nor 172.17/16 (Docker's): two bridges on one
+# subnet make the kernel route published ports to the wrong one.
+SUBNET = os.environ.get("PORTWAY_CONTAINERD_SUBNET", "10.213.0.0/16")
 NETNS_DIR = Path("/var/run/netns")
 PLUGINS = ("loopback", "bridge", "host-local", "portmap")
 _TIMEOUT = 30

@@ -1,0 +1,1178 @@
+"""Podman driver, built on podman-py's low-level ``APIClient`` and the libpod
+REST API of ``podman system service``.
+
+podman-py's high-level ``containers.create`` cannot express everything a
+replica needs (no tmpfs, no CPU limit, an extra inspect per create) and its
+``logs`` merges stdout and stderr, so every call here is one libpod endpoint
+through ``podman.api.APIClient``, pinned to the API version the service
+reports. As in the Docker driver, ``list_owned`` is a single
+``GET /libpod/containers/json`` with label filters, Podman's own restart
+policy is never set (portway's controller owns restarts) and images are never
+pulled: a short name such as ``portway/busybox:latest`` resolves to the local
+``localhost/portway/busybox:latest``.
+
+All service and transport errors are translated in one place
+(``PodmanDriver._engine``) into the ``DriverError`` family, chained with
+``raise ... from``; no ``podman``/``requests``/``urllib3`` exception leaves
+this module. Podman answers most refusals with HTTP 500 and a ``cause``, so
+the translation reads the cause, not only the status code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+from urllib.parse import quote, urlparse
+
+import podman.errors
+import requests
+import urllib3
+from podman.api import APIClient
+
+from portway.capabilities.vocabulary import Feature
+from portway.drivers.base import (
+    LABEL_GENERATION,
+    LABEL_MANAGED,
+    LABEL_PREFIX,
+    LABEL_REPLICA,
+    LABEL_TEMPLATE,
+    DriverCapabilities,
+    DriverEvent,
+    ExecResult,
+    Fingerprint,
+    Handle,
+    Health,
+    LogLine,
+    PublishedPort,
+    ReplicaRequest,
+    ReplicaState,
+    ReplicaStatus,
+    Stats,
+)
+from portway.errors import (
+    DriverError,
+    ImageNotFoundError,
+    PermanentDriverError,
+    PortInUseError,
+    PortwayError,
+    ReplicaGoneError,
+    TargetUnavailableError,
+)
+from portway.spec.model import Isolation, VolumeType, parse_bytes
+
+__all__ = ["PodmanDriver", "podman_base_url"]
+
+DRIVER_NAME = "podman"
+CLIENT_TIMEOUT_SECONDS = 30
+MIN_LIBPOD_VERSION = (4, 0)
+MAX_POOL_SIZE = 32
+# How long a stream watcher blocks on ``stop`` before checking whether its
+# stream ended by itself (see the Docker driver: an idle event stream stays
+# open all day, so this is not a busy poll).
+_STOP_POLL_SECONDS = 0.5
+# Exit code reported when ``exec`` hits its timeout (as coreutils ``timeout``).
+EXEC_TIMEOUT_EXIT_CODE = 124
+LABEL_VOLUME = LABEL_PREFIX + "volume"
+# CFS period for CPU limits; runc refuses a quota below 1 ms.
+_CPU_PERIOD_MICROS = 100_000
+_CPU_MIN_QUOTA_MICROS = 1_000
+
+# Podman's container states (libpod define.ContainerStatus). "stopping" is
+# transient: the process still runs while its stop is under way.
+_STATES: dict[str, ReplicaState] = {
+    "configured": ReplicaState.CREATED,
+    "created": ReplicaState.CREATED,
+    "initialized": ReplicaState.CREATED,
+    "running": ReplicaState.RUNNING,
+    "paused": ReplicaState.PAUSED,
+    "stopping": ReplicaState.UNKNOWN,
+    "stopped": ReplicaState.EXITED,
+    "exited": ReplicaState.EXITED,
+    "removing": ReplicaState.REMOVING,
+}
+# Podman events that can change a replica's state; everything else (init,
+# cleanup, exec, attach, mount, health_status, ...) is filtered out by the
+# service. Podman's words differ from Docker's: "died", "remove".
+_EVENT_ACTIONS = (
+    "create",
+    "start",
+    "restart",
+    "kill",
+    "died",
+    "stop",
+    "pause",
+    "unpause",
+    "remove",
+    "rename",
+)
+_EXTENSION_KEYS = ("runtime", "labels", "shmSize", "init")
+
+_ZERO_TIME_PREFIX = "0001-01-01"
+_TIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$")
+_PORT_IN_USE_RE = re.compile(
+    r"(\[[0-9a-fA-F:.]*\]|[0-9a-fA-F.:]*?):(\d+): bind: address already in use"
+)
+_STREAMS = {0: "stdout", 1: "stdout", 2: "stderr"}
+_JSON_HEADERS = {"Content-Type": "application/json"}
+# Streams never share their connection: the watcher that cancels a stream
+# shuts its socket down, which must not hit a pooled connection reused later.
+_STREAM_HEADERS = {"Connection": "close"}
+
+
+# --- small typing helpers: the service's JSON stays ``Any`` only in here ---
+
+_Json = dict[str, Any]
+
+
+def _obj(value: Any) -> _Json:
+    return cast(_Json, value) if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _labels(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in _obj(value).items()}
+
+
+def parse_podman_time(text: str) -> datetime | None:
+    """RFC 3339 with nanoseconds -> aware datetime; Go's zero time -> None."""
+    if not text or text.startswith(_ZERO_TIME_PREFIX):
+        return None
+    match = _TIME_RE.match(text.strip())
+    if not match:
+        return None
+    base, fraction, zone = match.groups()
+    micros = (fraction or "")[:6].ljust(6, "0")
+    offset = "+00:00" if zone == "Z" else zone
+    return datetime.fromisoformat(f"{base}.{micros}{offset}")
+
+
+def _unix_time(value: Any) -> datetime | None:
+    """Seconds since the epoch (Podman lists), or an RFC 3339 string; <= 0 -> None."""
+    if isinstance(value, str):
+        return parse_podman_time(value)
+    seconds = _int(value)
+    if seconds is None or seconds <= 0:
+        return None
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def podman_base_url(address: str) -> str:
+    """``podman:///run/podman/podman.sock`` -> ``unix:///run/podman/podman.sock``.
+    Raises ValueError."""
+    parsed = urlparse(address)
+    if parsed.scheme in ("podman", "podman+unix"):
+        if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
+            raise ValueError(
+                f"{address!r}: a podman socket address looks like podman:///run/podman/podman.sock"
+            )
+        return f"unix://{parsed.path}"
+    raise ValueError(
+        f"{address!r} is not a podman address; expected podman:///run/podman/podman.sock "
+        "(the socket of `podman system service`)"
+    )
+
+
+def _parse_version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:2])
+
+
+def _sorted_ports(ports: list[PublishedPort]) -> tuple[PublishedPort, ...]:
+    return tuple(sorted(ports, key=lambda p: (p.container_port, p.protocol, p.host_ip)))
+
+
+def _ports_from_inspect(network_ports: Any) -> tuple[PublishedPort, ...]:
+    """``{"8080/tcp": [{"HostIp": ..., "HostPort": "41234"}]}``; an image's
+    EXPOSEd port that is not published maps to null and is skipped."""
+    out: list[PublishedPort] = []
+    for key, bindings in _obj(network_ports).items():
+        number, _, protocol = str(key).partition("/")
+        if not isinstance(bindings, list) or not number.isdigit():
+            continue
+        for binding in bindings:
+            host_port = _int(_obj(binding).get("HostPort"))
+            if not host_port:
+                continue
+            port = PublishedPort(
+                int(number), protocol or "tcp", _text(_obj(binding).get("HostIp")), host_port
+            )
+            if port not in out:
+                out.append(port)
+    return _sorted_ports(out)
+
+
+def _ports_from_list(rows: Any) -> tuple[PublishedPort, ...]:
+    """Podman lists port mappings as ``{host_ip, container_port, host_port, range, protocol}``."""
+    out: list[PublishedPort] = []
+    for row in rows if isinstance(rows, list) else []:
+        entry = _obj(row)
+        private, public = _int(entry.get("container_port")), _int(entry.get("host_port"))
+        if private is None or not public:
+            continue
+        for offset in range(max(1, _int(entry.get("range")) or 1)):
+            port = PublishedPort(
+                private + offset,
+                _text(entry.get("protocol")) or "tcp",
+                _text(entry.get("host_ip")),
+                public + offset,
+            )
+            if port not in out:
+                out.append(port)
+    return _sorted_ports(out)
+
+
+def _read_exact(raw: Any, size: int) -> bytes:
+    """Read ``size`` bytes from a urllib3 response, fewer only at EOF."""
+    chunks: list[bytes] = []
+    missing = size
+    while missing > 0:
+        chunk = raw.read(missing)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        missing -= len(chunk)
+    return b"".join(chunks)
+
+
+def _frames(response: Any) -> Iterator[tuple[int, bytes]]:
+    """The multiplexed stream (as Docker's): 8-byte header (stream id, size), payload."""
+    raw = response.raw
+    while True:
+        header = _read_exact(raw, 8)
+        if len(header) < 8:
+            return
+        size = int.from_bytes(header[4:8], "big")
+        if size == 0:
+            continue
+        payload = _read_exact(raw, size)
+        if payload:
+            yield header[0], payload
+        if len(payload) < size:
+            return
+
+
+def _split_stamp(text: str) -> tuple[datetime | None, str]:
+    stamp, _, rest = text.partition(" ")
+    timestamp = parse_podman_time(stamp)
+    return (None, text) if timestamp is None else (timestamp, rest)
+
+
+@dataclass(frozen=True)
+class _Extension:
+    runtime: str | None = None
+    labels: Mapping[str, str] | None = None
+    shm_size: int | None = None
+    # An init process (catatonit) as PID 1 forwards SIGTERM and reaps zombies.
+    # Without it, a program that installs no SIGTERM handler (busybox httpd,
+    # sleep) ignores SIGTERM as PID 1 and every graceful stop waits for the
+    # full timeout. ``extensions.podman.init: false`` turns it off.
+    init: bool = True
+
+
+class _ConflictError(PermanentDriverError):
+    """A name (container or volume) is taken; callers that expect it handle it."""
+
+
+class _StreamWatch:
+    """Cancels a stream from a helper thread as soon as ``stop`` is set.
+
+    A thread blocked reading a socket only wakes up when the socket is shut
+    down, so cancellation has to come from outside the reading thread. The
+    reading thread calls ``finish`` when done, and closes the stream itself.
+    """
+
+    def __init__(self, stop: threading.Event | None, cancel: Callable[[], None]) -> None:
+        self._stop = stop
+        self._cancel = cancel
+        self._done = threading.Event()
+        self.cancelled = False
+        if stop is not None:
+            threading.Thread(target=self._watch, name="portway-podman-stream", daemon=True).start()
+
+    def _watch(self) -> None:
+        assert self._stop is not None
+        while not self._done.is_set():
+            if self._stop.wait(_STOP_POLL_SECONDS):
+                self.cancelled = True
+                with suppress(Exception):
+                    self._cancel()
+                return
+
+    @property
+    def stopping(self) -> bool:
+        return self.cancelled or (self._stop is not None and self._stop.is_set())
+
+    def finish(self) -> None:
+        self._done.set()
+
+
+def _shutdown(response: Any) -> Callable[[], None]:
+    """A function that shuts the response's socket down, safe to call from any
+    thread: a reader blocked on it sees end-of-stream.
+
+    Streams ask for ``Connection: close``, so http.client hands the socket to
+    the response alone (the pooled connection lets go of it) and shutting it
+    down cannot hit another request. The socket sits under the response's
+    file object (as the Docker SDK finds it for its cancellable streams)."""
+    sock: socket.socket | None = None
+    with suppress(AttributeError):
+        candidate = response.raw._fp.fp.raw._sock
+        if isinstance(candidate, socket.socket):
+            sock = candidate
+
+    def shutdown() -> None:
+        if sock is not None:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    return shutdown
+
+
+class PodmanDriver:
+    """Runs replicas as containers on one Podman API service."""
+
+    name = DRIVER_NAME
+
+    def __init__(self, target: str, address: str) -> None:
+        self.target = target
+        self.address = address
+        try:
+            self._base_url = podman_base_url(address)
+        except ValueError as exc:
+            raise PermanentDriverError(target, str(exc)) from None
+        self._lock = threading.Lock()
+        self._api: APIClient | None = None
+        self._host_memory: int | None = None  # the service host's RAM, from info
+
+    def __repr__(self) -> str:
+        return f"PodmanDriver(target={self.target!r}, address={self.address!r})"
+
+    # --- plumbing -----------------------------------------------------------
+
+    def _client(self) -> APIClient:
+        """The shared client, made on first use and pinned to the service's
+        libpod API version (as the Docker SDK's ``version="auto"``)."""
+        with self._lock:
+            if self._api is None:
+                with self._engine("connect"):
+                    self._probe()
+                    api = self._new_client(None)
+                    try:
+                        answer = api.get("/_ping")
+                        answer.raise_for_status()
+                        version = _text(answer.headers.get("Libpod-API-Version"))
+                        if version and version != api.version:
+                            api.close()
+                            api = self._new_client(version)
+                    except BaseException:
+                        api.close()
+                        raise
+                    self._api = api
+            return self._api
+
+    def _new_client(self, version: str | None) -> APIClient:
+        return APIClient(
+            base_url=self._base_url,
+            version=version,
+            timeout=CLIENT_TIMEOUT_SECONDS,
+            max_pool_size=MAX_POOL_SIZE,
+        )
+
+    def _probe(self) -> None:
+        """Connect to the socket once ourselves before podman-py does: its
+        adapter leaks the socket of a failed connect (a ResourceWarning)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(CLIENT_TIMEOUT_SECONDS)
+            sock.connect(self._base_url.removeprefix("unix://"))
+
+    def close(self) -> None:
+        """Close pooled connections; the driver reconnects on next use."""
+        with self._lock:
+            api, self._api = self._api, None
+        if api is not None:
+            api.close()
+
+    @contextmanager
+    def _engine(self, action: str) -> Iterator[None]:
+        """Translate every service/transport failure inside into a DriverError."""
+        try:
+            yield
+        except PortwayError:
+            raise
+        except (podman.errors.PodmanError, requests.RequestException, OSError) as exc:
+            raise self._translate(exc, action) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._translate(exc, action) from exc
+
+    def _unreachable(self, action: str, exc: BaseException) -> TargetUnavailableError:
+        refused = (urllib3.exceptions.NewConnectionError, ConnectionRefusedError, FileNotFoundError)
+        # NewConnectionError subclasses urllib3's TimeoutError: test it first
+        if not _caused_by(exc, refused) and _caused_by(
+            exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
+        ):
+            why = f"did not answer within {CLIENT_TIMEOUT_SECONDS}s"
+        else:
+            why = "is not reachable"
+            # A later call connects afresh (and probes first, so a failed
+            # connect leaks no socket); the service may also have been upgraded.
+            if self._lock.acquire(blocking=False):
+                try:
+                    api, self._api = self._api, None
+                finally:
+                    self._lock.release()
+                if api is not None:
+                    with suppress(Exception):
+                        api.close()
+        return TargetUnavailableError(
+            self.target,
+            f"{action}: the Podman API service at {self.address} {why} ({_root_message(exc)}); "
+            "is `podman system service` running? (scripts/engines-podman.sh starts it)",
+            delay=2.0,
+        )
+
+    def _translate(self, exc: BaseException, action: str) -> DriverError:
+        if isinstance(exc, podman.errors.APIError) and exc.status_code is not None:
+            status = int(exc.status_code)
+            cause, message = _cause(exc), _explanation(exc)
+            if "image not known" in message or "failed to find image" in message:
+                return ImageNotFoundError(
+                    self.target,
+                    f"{action}: {message}. portway never pulls images; build or load it on "
+                    "this engine first (test images: PORTWAY_ENGINE_CLI=podman "
+                    "scripts/build-images.sh)",
+                )
+            if status == 404:
+                return ReplicaGoneError(self.target, f"{action}: {message}")
+            if status == 409 or cause in ("that name is already in use", "volume already exists"):
+                return _ConflictError(self.target, f"{action}: {message}")
+            if "address already in use" in message:
+                match = _PORT_IN_USE_RE.search(message)
+                where = f"{match.group(1) or '*'}:{match.group(2)}" if match else "a host port"
+                return PortInUseError(
+                    self.target,
+                    f"{action}: host port {where} is already in use on the engine's host; "
+                    f"free it or choose another hostPort (engine said: {message})",
+                )
+            return PermanentDriverError(
+                self.target, f"{action}: the engine refused (HTTP {status}): {message}"
+            )
+        if isinstance(exc, podman.errors.PodmanError) and not _caused_by(
+            exc, (requests.RequestException, OSError, urllib3.exceptions.HTTPError)
+        ):
+            # raised by podman-py itself, e.g. for an address it cannot use
+            return PermanentDriverError(self.target, f"{action}: {exc}")
+        return self._unreachable(action, exc)
+
+    def _handle(self, container_id: str, name: str) -> Handle:
+        return Handle(driver=DRIVER_NAME, target=self.target, id=container_id, name=name)
+
+    def _check(self, handle: Handle) -> None:
+        if handle.driver != DRIVER_NAME:
+            raise PermanentDriverError(
+                self.target, f"handle {handle.name!r} belongs to driver {handle.driver!r}"
+            )
+
+    def _post_json(self, client: APIClient, path: str, body: Mapping[str, Any]) -> Any:
+        response = client.post(path, data=json.dumps(body), headers=_JSON_HEADERS)
+        response.raise_for_status()
+        return response.json()
+
+    def _get_json(self, client: APIClient, path: str, **params: Any) -> Any:
+        response = client.get(path, params=params or None)
+        response.raise_for_status()
+        return response.json()
+
+    # --- Driver ---------------------------------------------------------------
+
+    def ping(self) -> None:
+        client = self._client()
+        with self._engine("ping"):
+            answer = client.get("/_ping")
+            answer.raise_for_status()
+            if answer.text.strip() != "OK":
+                raise TargetUnavailableError(self.target, "the engine did not answer OK to a ping")
+
+    def fingerprint(self) -> Fingerprint:
+        try:
+            client = self._client()
+            with self._engine("fingerprint"):
+                answer = client.get("/_ping")
+                answer.raise_for_status()
+                answered = answer.text.strip() == "OK"
+                info = _obj(self._get_json(client, "/info"))
+        except TargetUnavailableError as exc:
+            return Fingerprint(Health.UNDETECTED, detail=str(exc))
+        except DriverError as exc:
+            return Fingerprint(Health.UNHEALTHY, detail=str(exc))
+        host = _obj(info.get("host"))
+        version = _obj(info.get("version"))
+        runtime = _obj(host.get("ociRuntime"))
+        engine_version = _text(version.get("Version"))
+        api_version = _text(version.get("APIVersion")) or engine_version
+        os_name = _text(host.get("os"))
+        self._host_memory = _int(host.get("memTotal"))
+        attributes = {
+            "os": os_name,
+            "arch": _text(host.get("arch")),
+            "cpus": str(_int(host.get("cpus")) or 0),
+            "memory": str(self._host_memory or 0),
+            "cgroup_version": _text(host.get("cgroupVersion")).removeprefix("v"),
+            "cgroup_driver": _text(host.get("cgroupManager")),
+            "kernel": _text(host.get("kernel")),
+            "storage_driver": _text(_obj(info.get("store")).get("graphDriverName")),
+            "api_version": api_version,
+            "network_backend": _text(host.get("networkBackend")),
+            "events_logger": _text(host.get("eventLogger")),
+        }
+        # Only the runtime the service runs containers with: the runtimes
+        # table in containers.conf lists paths whether or not they exist.
+        runtimes = tuple(filter(None, [_text(runtime.get("name"))]))
+        problem = ""
+        if not answered:
+            problem = "the engine did not answer OK to a ping"
+        elif _parse_version(api_version) < MIN_LIBPOD_VERSION:
+            problem = (
+                f"Podman API {api_version} is too old; portway needs "
+                f"{'.'.join(map(str, MIN_LIBPOD_VERSION))} or newer"
+            )
+        elif os_name != "linux":
+            problem = (
+                f"the engine runs {os_name or 'an unknown OS'} containers; portway needs linux"
+            )
+        health = Health.UNHEALTHY if problem else Health.HEALTHY
+        detail = problem or f"Podman {engine_version} (libpod API {api_version})"
+        return Fingerprint(
+            health=health,
+            detail=detail,
+            version=engine_version,
+            runtime_handlers=runtimes,
+            attributes=attributes,
+        )
+
+    def capabilities(self) -> DriverCapabilities:
+        # Everything but the non-standard isolation tiers and OOM reporting:
+        # Podman 4.3 with conmon on this cgroup v1 host reports OOMKilled=false
+        # for a container the kernel OOM-killed (exit 137 only).
+        missing = {
+            Feature.ISOLATION_SANDBOXED,
+            Feature.ISOLATION_MICROVM,
+            Feature.ISOLATION_WASM,
+            Feature.OOM_REPORTED,
+        }
+        return DriverCapabilities(frozenset(Feature) - missing)
+
+    def create(self, request: ReplicaRequest) -> Handle:
+        spec = request.spec
+        if spec.isolation is not Isolation.STANDARD:
+            raise PermanentDriverError(
+                self.target,
+                f"{request.name}: isolation {spec.isolation.value!r} is not offered by the podman "
+                "driver (only 'standard'); place the workload on a target that offers it",
+            )
+        extension = self._extension(spec.extensions.get(DRIVER_NAME, {}))
+        body = self._spec_generator(request, extension)
+        client = self._client()
+        body["mounts"], body["volumes"] = self._volumes(client, request)
+        for _attempt in range(2):
+            try:
+                with self._engine(f"create {request.name}"):
+                    created = self._post_json(client, "/containers/create", body)
+                return self._handle(_text(_obj(created).get("Id")), request.name)
+            except _ConflictError:
+                try:
+                    return self._adopt(request)
+                except ReplicaGoneError:
+                    continue  # removed between our create and inspect: try again
+        raise PermanentDriverError(
+            self.target, f"create {request.name}: the name keeps conflicting; try again"
+        )
+
+    def _spec_generator(self, request: ReplicaRequest, extension: _Extension) -> _Json:
+        """The libpod SpecGenerator for the replica (volumes are added by ``create``)."""
+        spec = request.spec
+        resources, security = spec.resources, spec.security
+        body: _Json = {
+            "name": request.name,
+            "image": spec.image,
+            "labels": {**(extension.labels or {}), **request.labels(self.target)},
+            "init": extension.init,
+            "restart_policy": "no",  # portway's controller owns restarts
+        }
+        if spec.command is not None:
+            body["entrypoint"] = list(spec.command)
+        if spec.args is not None:
+            body["command"] = list(spec.args)
+        if spec.env:
+            body["env"] = dict(spec.env)
+        if security.user is not None:
+            body["user"] = security.user
+        if security.capabilities.add:
+            body["cap_add"] = list(security.capabilities.add)
+        if security.capabilities.drop:
+            body["cap_drop"] = list(security.capabilities.drop)
+        if security.read_only_root_filesystem:
+            body["read_only_filesystem"] = True
+        if security.no_new_privileges:
+            body["no_new_privileges"] = True
+        if extension.runtime is not None:
+            body["oci_runtime"] = extension.runtime
+        if extension.shm_size is not None:
+            body["shm_size"] = extension.shm_size
+        mappings: list[_Json] = []
+        for port in spec.ports:
+            protocol = str(port.protocol)
+            mapping: _Json = {
+                "container_port": port.container_port,
+                "protocol": protocol,
+                "host_ip": port.host_ip,
+            }
+            host_port = request.host_port(port.container_port, protocol)
+            if host_port is not None:
+                mapping["host_port"] = host_port
+            mappings.append(mapping)
+        if mappings:
+            body["portmappings"] = mappings
+        limits: _Json = {}
+        if resources.memory is not None:
+            # swap = memory + swap in the OCI spec: equal means no swap, as Docker
+            limits["memory"] = {"limit": resources.memory, "swap": resources.memory}
+        if resources.cpu is not None:
+            quota = round(resources.cpu * _CPU_PERIOD_MICROS)
+            if quota < _CPU_MIN_QUOTA_MICROS:
+                raise PermanentDriverError(
+                    self.target,
+                    f"{request.name}: resources.cpu {resources.cpu:g} is below what podman can "
+                    f"enforce ({_CPU_MIN_QUOTA_MICROS / _CPU_PERIOD_MICROS:g} cores)",
+                )
+            limits["cpu"] = {"quota": quota, "period": _CPU_PERIOD_MICROS}
+        if resources.pids is not None:
+            limits["pids"] = {"limit": resources.pids}
+        if limits:
+            body["resource_limits"] = limits
+        return body
+
+    def _adopt(self, request: ReplicaRequest) -> Handle:
+        """Return the existing container named ``request.name`` if it is this replica."""
+        with self._engine(f"inspect existing {request.name}"):
+            info = _obj(self._get_json(self._client(), f"/containers/{quote(request.name)}/json"))
+        existing = _labels(_obj(info.get("Config")).get("Labels"))
+        wanted = request.labels(self.target)
+        differ = sorted(k for k, v in wanted.items() if existing.get(k) != v)
+        if differ:
+            raise PermanentDriverError(
+                self.target,
+                f"a container named {request.name!r} already exists but is not this replica "
+                f"(labels differ: {', '.join(differ)}); remove it or rename it",
+            )
+        return self._handle(_text(info.get("Id")), request.name)
+
+    def _extension(self, raw: Mapping[str, Any]) -> _Extension:
+        unknown = sorted(set(raw) - set(_EXTENSION_KEYS))
+        if unknown:
+            raise PermanentDriverError(
+                self.target,
+                f"extensions.podman.{unknown[0]} is not supported by the podman driver "
+                f"(supported keys: {', '.join(_EXTENSION_KEYS)})",
+            )
+        runtime = raw.get("runtime")
+        if runtime is not None and (not isinstance(runtime, str) or not runtime):
+            raise PermanentDriverError(
+                self.target, "extensions.podman.runtime must be a runtime handler name"
+            )
+        labels = raw.get("labels")
+        if labels is not None:
+            if not isinstance(labels, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+            ):
+                raise PermanentDriverError(
+                    self.target, "extensions.podman.labels must map strings to strings"
+                )
+            reserved = sorted(k for k in labels if k.startswith(LABEL_PREFIX))
+            if reserved:
+                raise PermanentDriverError(
+                    self.target,
+                    f"extensions.podman.labels may not set {reserved[0]!r}: "
+                    f"the {LABEL_PREFIX} prefix is reserved for portway",
+                )
+        shm_size: int | None = None
+        if raw.get("shmSize") is not None:
+            try:
+                shm_size = parse_bytes(raw["shmSize"])
+            except (TypeError, ValueError) as exc:
+                raise PermanentDriverError(
+                    self.target, f"extensions.podman.shmSize: {exc}"
+                ) from None
+        init = raw.get("init", True)
+        if not isinstance(init, bool):
+            raise PermanentDriverError(self.target, "extensions.podman.init must be true or false")
+        return _Extension(runtime=runtime, labels=labels, shm_size=shm_size, init=init)
+
+    def _volumes(
+        self, client: APIClient, request: ReplicaRequest
+    ) -> tuple[list[_Json], list[_Json]]:
+        """(mounts, named volumes) of the SpecGenerator."""
+        mounts: list[_Json] = []
+        named: list[_Json] = []
+        for volume in request.spec.volumes:
+            access = "ro" if volume.read_only else "rw"
+            if volume.type is VolumeType.TMPFS:
+                options = [access, "mode=1777"]
+                if volume.size_limit is not None:
+                    options.append(f"size={volume.size_limit}")
+                mounts.append(
+                    {
+                        "type": "tmpfs",
+                        "source": "tmpfs",
+                        "destination": volume.mount_path,
+                        "options": options,
+                    }
+                )
+            elif volume.type is VolumeType.NAMED:
+                source = volume.source or f"{request.namespace}-{request.workload}-{volume.name}"
+                self._ensure_volume(client, source, request, volume.name)
+                named.append({"Name": source, "Dest": volume.mount_path, "Options": [access]})
+            else:
+                mounts.append(
+                    {
+                        "type": "bind",
+                        "source": volume.source,
+                        "destination": volume.mount_path,
+                        "options": ["rbind", access],
+                    }
+                )
+        return mounts, named
+
+    def _ensure_volume(
+        self, client: APIClient, name: str, request: ReplicaRequest, volume: str
+    ) -> None:
+        try:
+            with self._engine(f"inspect volume {name}"):
+                self._get_json(client, f"/volumes/{quote(name)}/json")
+            return
+        except ReplicaGoneError:  # 404: the volume does not exist yet
+            pass
+        # the replica's owner labels, minus what is per replica or revision
+        per_replica = (LABEL_REPLICA, LABEL_GENERATION, LABEL_TEMPLATE)
+        labels = {k: v for k, v in request.labels(self.target).items() if k not in per_replica}
+        labels[LABEL_VOLUME] = volume
+        try:
+            with self._engine(f"create volume {name}"):
+                self._post_json(
+                    client, "/volumes/create", {"Name": name, "Driver": "local", "Label": labels}
+                )
+        except _ConflictError:
+            return  # made by a concurrent create of another replica
+
+    def start(self, handle: Handle) -> None:
+        self._check(handle)
+        with self._engine(f"start {handle.name}"):
+            # 304 (already running) is not an error
+            self._client().post(f"/containers/{quote(handle.id)}/start").raise_for_status()
+
+    def inspect(self, handle: Handle) -> ReplicaStatus:
+        self._check(handle)
+        with self._engine(f"inspect {handle.name}"):
+            info = self._get_json(self._client(), f"/containers/{quote(handle.id)}/json")
+        return self._status_from_inspect(_obj(info))
+
+    def stop(self, handle: Handle, timeout: float) -> None:
+        self._check(handle)
+        seconds = max(0, math.ceil(timeout))
+        try:
+            with self._engine(f"stop {handle.name}"):
+                # 304: already stopped (or never started)
+                self._client().post(
+                    f"/containers/{quote(handle.id)}/stop",
+                    params={"timeout": seconds},
+                    timeout=CLIENT_TIMEOUT_SECONDS + seconds,
+                ).raise_for_status()
+        except ReplicaGoneError:
+            return
+
+    def destroy(self, handle: Handle) -> None:
+        self._check(handle)
+        try:
+            with self._engine(f"remove {handle.name}"):
+                # force + timeout 0 kills a running replica at once (as Docker's
+                # force remove); v removes anonymous volumes, named ones stay.
+                self._client().delete(
+                    f"/containers/{quote(handle.id)}",
+                    params={"force": True, "v": True, "timeout": 0},
+                ).raise_for_status()
+        except ReplicaGoneError:
+            return
+        except PermanentDriverError as exc:
+            if "has already been removed" not in str(exc) and "being removed" not in str(exc):
+                raise
+
+    def recover(self, handle: Handle) -> ReplicaStatus | None:
+        try:
+            return self.inspect(handle)
+        except ReplicaGoneError:
+            return None
+
+    def list_owned(self, selector: Mapping[str, str]) -> list[ReplicaStatus]:
+        # Podman ANDs several label filters (checked on 4.3).
+        filters = {"label": [f"{LABEL_MANAGED}=true", *(f"{k}={v}" for k, v in selector.items())]}
+        with self._engine("list containers"):
+            rows = self._get_json(
+                self._client(), "/containers/json", all="true", filters=json.dumps(filters)
+            )
+        return [self._status_from_list(_obj(row)) for row in rows or []]
+
+    def image_present(self, image: str) -> bool:
+        try:
+            with self._engine(f"inspect image {image}"):
+                self._client().get(f"/images/{quote(image, safe='/:@')}/exists").raise_for_status()
+        except (ImageNotFoundError, ReplicaGoneError):
+            return False
+        return True
+
+    # --- status mapping ------------------------------------------------------
+
+    def _status_from_inspect(self, info: _Json) -> ReplicaStatus:
+        state = _obj(info.get("State"))
+        config = _obj(info.get("Config"))
+        status = _STATES.get(_text(state.get("Status")), ReplicaState.UNKNOWN)
+        error = _text(state.get("Error"))
+        exit_code = _int(state.get("ExitCode"))
+        if status is not ReplicaState.EXITED and not (status is ReplicaState.CREATED and error):
+            exit_code = None
+        return ReplicaStatus(
+            handle=self._handle(_text(info.get("Id")), _text(info.get("Name")).lstrip("/")),
+            labels=_labels(config.get("Labels")),
+            state=status,
+            exit_code=exit_code,
+            oom_killed=state.get("OOMKilled") is True,
+            error=error,
+            created_at=parse_podman_time(_text(info.get("Created"))),
+            started_at=parse_podman_time(_text(state.get("StartedAt"))),
+            finished_at=parse_podman_time(_text(state.get("FinishedAt"))),
+            ports=_ports_from_inspect(_obj(info.get("NetworkSettings")).get("Ports")),
+            image=_text(info.get("ImageName")) or _text(config.get("Image")),
+        )
+
+    def _status_from_list(self, row: _Json) -> ReplicaStatus:
+        status = _STATES.get(_text(row.get("State")), ReplicaState.UNKNOWN)
+        names = row.get("Names")
+        name = _text(names[0]).lstrip("/") if isinstance(names, list) and names else ""
+        return ReplicaStatus(
+            handle=self._handle(_text(row.get("Id")), name),
+            labels=_labels(row.get("Labels")),
+            state=status,
+            exit_code=_int(row.get("ExitCode")) if status is ReplicaState.EXITED else None,
+            created_at=_unix_time(row.get("Created")),
+            ports=_ports_from_list(row.get("Ports")),
+            image=_text(row.get("Image")),
+        )
+
+    # --- LogSource ------------------------------------------------------------
+
+    def logs(
+        self,
+        handle: Handle,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[LogLine]:
+        """Lines with stdout and stderr kept apart, each with the engine's timestamp
+        (Podman 4.3 sends whole seconds).
+
+        ``follow`` ends when the container stops or ``stop`` is set.
+        """
+        self._check(handle)
+        client = self._client()
+        params: dict[str, str] = {
+            "stdout": "true",
+            "stderr": "true",
+            "timestamps": "true",
+            "follow": "true" if follow else "false",
+            "tail": "all" if tail is None else str(max(0, tail)),
+        }
+        if since is not None:
+            moment = since if since.tzinfo else since.replace(tzinfo=UTC)
+            params["since"] = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        action = f"logs of {handle.name}"
+        with self._engine(action):
+            # No read timeout when following: lines may be rare.
+            response = client.get(
+                f"/containers/{quote(handle.id)}/logs",
+                params=params,
+                headers=_STREAM_HEADERS,
+                stream=True,
+                timeout=(CLIENT_TIMEOUT_SECONDS, None) if follow else None,
+            )
+            try:
+                response.raise_for_status()
+            except BaseException:
+                response.close()
+                raise
+        return self._log_lines(response, stop, action)
+
+    def _log_lines(
+        self, response: Any, stop: threading.Event | None, action: str
+    ) -> Iterator[LogLine]:
+        """One frame is one log line with its timestamp; a frame without a
+        trailing newline is part of a long line that the next frames finish."""
+        watch = _StreamWatch(stop, _shutdown(response))
+        pending: dict[str, tuple[datetime | None, str]] = {}
+        try:
+            frames = _frames(response)
+            while not watch.stopping:
+                try:
+                    with self._engine(action):
+                        frame = next(frames, None)
+                except DriverError:
+                    if watch.stopping:
+                        return
+                    raise
+                except Exception:
+                    if watch.stopping:  # a read tripped over the socket shut under it
+                        return
+                    raise
+                if frame is None:
+                    break
+                stream = _STREAMS.get(frame[0], "stdout")
+                stamp, text = _split_stamp(frame[1].decode("utf-8", errors="replace"))
+                first_stamp, head = pending.pop(stream, (stamp, ""))
+                *lines, rest = (head + text).split("\n")
+                for line in lines:
+                    yield LogLine(first_stamp, stream, line.removesuffix("\r"))
+                    first_stamp = stamp
+                if rest:
+                    pending[stream] = (first_stamp, rest)
+            if not watch.stopping:
+                for stream, (stamp, rest) in pending.items():
+                    yield LogLine(stamp, stream, rest.removesuffix("\r"))
+        finally:
+            watch.finish()
+            response.close()
+
+    # --- Executor -------------------------------------------------------------
+
+    def exec(self, handle: Handle, command: list[str], timeout: float = 30.0) -> ExecResult:
+        """Run ``command`` in the replica. If it outlives ``timeout`` the result
+        has exit code 124 and the output so far (the process may keep running:
+        Podman cannot kill an exec session)."""
+        self._check(handle)
+        client = self._client()
+        action = f"exec in {handle.name}"
+        with self._engine(action):
+            created = self._post_json(
+                client,
+                f"/containers/{quote(handle.id)}/exec",
+                {"Cmd": command, "AttachStdout": True, "AttachStderr": True},
+            )
+            exec_id = _text(_obj(created).get("Id"))
+            # The service hijacks the connection and streams frames until the
+            # process ends, then closes it.
+            response = client.post(
+                f"/exec/{quote(exec_id)}/start",
+                data=json.dumps({"Detach": False, "Tty": False}),
+                headers={**_JSON_HEADERS, **_STREAM_HEADERS},
+                stream=True,
+                timeout=(CLIENT_TIMEOUT_SECONDS, None),
+            )
+            try:
+                response.raise_for_status()
+            except BaseException:
+                response.close()
+                raise
+        shutdown = _shutdown(response)
+        timed_out = threading.Event()
+        finished = threading.Event()
+        lock = threading.Lock()
+
+        def expire() -> None:
+            with lock:
+                if finished.is_set():
+                    return
+                timed_out.set()
+            shutdown()
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+        chunks: list[bytes] = []
+        try:
+            with self._engine(action):
+                chunks.extend(payload for _, payload in _frames(response))
+        except DriverError:
+            if not timed_out.is_set():
+                raise
+        finally:
+            with lock:
+                finished.set()
+            timer.cancel()
+            response.close()
+        output = b"".join(chunks)
+        if timed_out.is_set():
+            return ExecResult(EXEC_TIMEOUT_EXIT_CODE, output)
+        deadline = time.monotonic() + min(timeout, 5.0)
+        while True:
+            with self._engine(action):
+                result = _obj(self._get_json(client, f"/exec/{quote(exec_id)}/json"))
+            code = _int(result.get("ExitCode"))
+            if result.get("Running") is not True or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)  # output ended a moment before the service saw the exit
+        return ExecResult(EXEC_TIMEOUT_EXIT_CODE if code is None else code, output)
+
+    # --- StatsSource ----------------------------------------------------------
+
+    def stats(self, handle: Handle) -> Stats:
+        self._check(handle)
+        client = self._client()
+        action = f"stats of {handle.name}"
+        with self._engine(action):
+            answer = _obj(
+                self._get_json(client, "/containers/stats", containers=handle.id, stream="false")
+            )
+        rows = answer.get("Stats")
+        if not isinstance(rows, list) or not rows:
+            # the service answers 200 with no rows for a container it does not know
+            raise ReplicaGoneError(self.target, f"{action}: no such container")
+        raw = _obj(rows[0])
+        limit = _int(raw.get("MemLimit"))
+        if limit and self._host_memory is None:
+            with self._engine("engine info"):
+                host = _obj(_obj(self._get_json(client, "/info")).get("host"))
+            self._host_memory = _int(host.get("memTotal"))
+        if not limit or (self._host_memory and limit >= self._host_memory):
+            limit = None  # no limit: the service reports the host's memory instead
+        pids = _int(raw.get("PIDs"))
+        return Stats(
+            cpu_seconds=(_int(raw.get("CPUNano")) or 0) / 1e9,
+            memory_bytes=_int(raw.get("MemUsage")) or 0,
+            memory_limit_bytes=limit,
+            pids=pids,
+        )
+
+    # --- EventSource ----------------------------------------------------------
+
+    def events(self, stop: threading.Event) -> Iterator[DriverEvent]:
+        """Container events of portway replicas until ``stop`` is set or the
+        service goes away (then the iterator just ends). With Podman's file
+        events logger the service tails a file: events arrive within ~0.3 s."""
+        client = self._client()
+        filters = {
+            "type": ["container"],
+            "label": [f"{LABEL_MANAGED}=true"],
+            "event": list(_EVENT_ACTIONS),
+        }
+        with self._engine("watch events"):
+            response = client.get(
+                "/events",
+                params={"stream": "true", "filters": json.dumps(filters)},
+                headers=_STREAM_HEADERS,
+                stream=True,
+                timeout=(CLIENT_TIMEOUT_SECONDS, None),
+            )
+            try:
+                response.raise_for_status()
+            except BaseException:
+                response.close()
+                raise
+        return self._event_stream(response, stop)
+
+    def _event_stream(self, response: Any, stop: threading.Event) -> Iterator[DriverEvent]:
+        watch = _StreamWatch(stop, _shutdown(response))
+        buffer = b""
+        try:
+            # stream() hands over each chunk as the service flushes it
+            chunks = response.raw.stream(64 * 1024, decode_content=True)
+            while not watch.stopping:
+                try:
+                    with self._engine("watch events"):
+                        chunk = next(chunks, None)
+                except DriverError:
+                    return  # cancelled, or the service went away: the caller reconnects
+                except Exception:
+                    if watch.stopping:  # a read tripped over the socket shut under it
+                        return
+                    raise
+                if chunk is None:
+                    return
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for line in lines:
+                    event = self._event(line)
+                    if event is not None and not watch.stopping:
+                        yield event
+        finally:
+            watch.finish()
+            response.close()
+
+    @staticmethod
+    def _event(line: bytes) -> DriverEvent | None:
+        if not line.strip():
+            return None
+        try:
+            event = _obj(json.loads(line))
+        except ValueError:
+            return None
+        actor = _obj(event.get("Actor"))
+        attributes = _labels(actor.get("Attributes"))
+        return DriverEvent(
+            labels={k: v for k, v in attributes.items() if k.startswith(LABEL_PREFIX)},
+            action=_text(event.get("Action")) or _text(event.get("status")),
+            handle_id=_text(actor.get("ID")) or _text(event.get("id")),
+        )
+
+
+# --- error helpers --------------------------------------------------------
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    return any(isinstance(e, kinds) for e in _chain(exc))
+
+
+def _root_message(exc: BaseException) -> str:
+    *_, root = _chain(exc)
+    text = str(root) or type(root).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _cause(exc: podman.errors.APIError) -> str:
+    """The service's short ``cause`` (podman-py keeps it as the message)."""
+    return str(exc.args[0]).strip() if exc.args else ""
+
+
+def _explanation(exc: podman.errors.APIError) -> str:
+    explanation: Any = exc.explanation
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode("utf-8", errors="replace")
+    return str(explanation or _cause(exc) or exc).strip()
