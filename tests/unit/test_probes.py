@@ -415,3 +415,43 @@ def test_outage_helper_makes_every_call_fail() -> None:
         driver.fingerprint()
     driver.outage(False)
     assert driver.fingerprint().version == "1.0"
+
+
+def test_tcp_probe_fails_when_the_connection_is_accepted_then_dropped() -> None:
+    """What Docker's userland port proxy does when nothing listens inside."""
+    import socket as socket_module
+    import threading as threading_module
+
+    from portway.controller.probes import _tcp_probe
+
+    server = socket_module.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+
+    def accept_and_drop() -> None:
+        for _ in range(2):
+            conn, _ = server.accept()
+            conn.close()
+
+    thread = threading_module.Thread(target=accept_and_drop, daemon=True)
+    thread.start()
+    try:
+        passed, message = _tcp_probe("127.0.0.1", port, 1.0)
+        assert not passed
+        assert "accepted then closed" in message
+    finally:
+        server.close()
+        thread.join(timeout=2)
+
+
+def test_tcp_probe_passes_when_the_connection_is_held_open() -> None:
+    import socket as socket_module
+
+    from portway.controller.probes import _tcp_probe
+
+    with socket_module.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        passed, message = _tcp_probe("127.0.0.1", server.getsockname()[1], 1.0)
+    assert passed, message

@@ -68,11 +68,7 @@ def run_probe(probe: Probe, status: ReplicaStatus, driver: Driver) -> tuple[bool
         return False, f"container port {port} is not published"
     host = _probe_host(published.host_ip)
     if probe.tcp is not None:
-        try:
-            with socket.create_connection((host, published.host_port), timeout=timeout):
-                return True, "tcp probe connected"
-        except OSError as exc:
-            return False, f"tcp probe to {host}:{published.host_port} failed: {exc}"
+        return _tcp_probe(host, published.host_port, timeout)
     assert probe.http is not None
     conn = http.client.HTTPConnection(host, published.host_port, timeout=timeout)
     try:
@@ -85,6 +81,38 @@ def run_probe(probe: Probe, status: ReplicaStatus, driver: Driver) -> tuple[bool
     if 200 <= code < 400:
         return True, f"http probe returned {code}"
     return False, f"http probe returned {code}"
+
+
+#: how long a TCP probe waits, after connecting, for the connection to be
+#: dropped: an engine's userland port proxy (docker-proxy) accepts on the host
+#: port whether or not anything listens inside, then closes at once
+TCP_SETTLE_SECONDS = 0.25
+
+
+def _tcp_probe(host: str, port: int, timeout: float) -> tuple[bool, str]:
+    """Connect, then make sure the connection is really held open.
+
+    A connect-only check (Kubernetes' tcpSocket) is enough when the prober
+    reaches the container directly; through a published port it is not, as
+    the conformance suite showed on Docker.
+    """
+    where = f"{host}:{port}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.settimeout(min(TCP_SETTLE_SECONDS, timeout))
+            try:
+                peeked = conn.recv(1, socket.MSG_PEEK)
+            except TimeoutError:
+                return True, "tcp probe connected"  # held open: a listener is there
+            if peeked:
+                return True, "tcp probe connected (the server spoke first)"
+            return (
+                False,
+                f"tcp probe to {where}: connection accepted then closed at once "
+                "(nothing listens behind the published port)",
+            )
+    except OSError as exc:
+        return False, f"tcp probe to {where} failed: {exc}"
 
 
 class Prober:
