@@ -1,0 +1,234 @@
+"""Probes, run by portway's controller against replicas on the real engine.
+
+Readiness must gate: a replica is not ready while the thing its probe checks
+is missing, and becomes ready once it appears (``GATE_SECONDS`` after start).
+Liveness must act: a replica whose liveness probe fails is stopped and, under
+the default ``always`` policy, restarted in place. HTTP and TCP probes go to
+the port the replica publishes on 127.0.0.1 (see controller/probes.py).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+from portway.capabilities.vocabulary import Feature
+from portway.drivers.base import LABEL_NAMESPACE
+
+from .case import HTTP_PORT, LOOPBACK, Context, case
+from .failures import CaseFailed, expect
+
+#: the replica creates what its readiness probe checks this long after it starts
+GATE_SECONDS = 3.0
+FAST = {"periodSeconds": 0.5, "timeoutSeconds": 1, "failureThreshold": 1}
+RESTART_FAST = {"policy": "always", "initialBackoffSeconds": 0.2, "maxBackoffSeconds": 1}
+HTTPD = f"httpd -f -p {HTTP_PORT} -h /www"
+PORTS = [{"containerPort": HTTP_PORT}]
+# paths inside the replica, not on this host
+READY_FILE = "/tmp/ready"  # noqa: S108
+HEALTHY_FILE = "/tmp/healthy"  # noqa: S108
+
+
+def _readiness_gates(ctx: Context, spec: dict[str, Any], what: str) -> None:
+    """Run ``spec`` under the controller and check that readiness waits for ``what``."""
+    # The replica starts after this moment, so ``what`` cannot exist before
+    # ``created + GATE_SECONDS``: timed on this host's clock, needing no start
+    # time from the engine.
+    created = time.time()
+    harness = ctx.controller(spec)
+    harness.converge(
+        lambda: harness.replica().get("state") == "running", timeout=15, what="replica 0 runs"
+    )
+    closed_until = created + GATE_SECONDS - 0.75
+    window = closed_until - time.time()
+    expect(
+        window > 0.5,
+        f"replica 0 was seen running only {time.time() - created:.1f}s after it was applied; "
+        "too late to check that readiness waits",
+    )
+    harness.hold(
+        lambda: time.time() > closed_until or harness.replica().get("ready") is False,
+        seconds=window,
+        what=f"replica 0 not ready while {what} does not exist yet (it appears "
+        f"{GATE_SECONDS:g}s after start)",
+    )
+    expect(
+        harness.phase() != "Ready",
+        f"workload phase is Ready before {what} exists; {harness.describe()}",
+    )
+    harness.converge(
+        lambda: harness.replica().get("ready") is True,
+        timeout=GATE_SECONDS + 8,
+        what=f"replica 0 is ready once {what} exists",
+    )
+    harness.converge(
+        lambda: harness.phase() == "Ready", timeout=5, what="the workload phase is Ready"
+    )
+
+
+def _liveness_restarts(ctx: Context, spec: dict[str, Any], what: str) -> None:
+    harness = ctx.controller({**spec, "restart": RESTART_FAST})
+    harness.converge(
+        lambda: harness.replica().get("state") == "running", timeout=15, what="replica 0 runs"
+    )
+    first = harness.replica().get("container_id")
+    harness.converge(
+        lambda: harness.restarts() >= 1,
+        timeout=10,
+        what=f"the failing liveness probe ({what}) gets replica 0 restarted",
+    )
+    replica = harness.replica()
+    expect(
+        replica.get("last_reason") == "LivenessProbeFailed",
+        f"replica 0 restarted, but its last exit is {replica.get('last_reason')!r}, not "
+        f"LivenessProbeFailed; {harness.describe()}",
+    )
+    expect(
+        replica.get("container_id") == first,
+        f"the liveness restart replaced the replica ({first} -> {replica.get('container_id')})"
+        " instead of restarting it in place",
+    )
+    stopped = [m for r, m in harness.events() if r == "Stopped" and "LivenessProbeFailed" in m]
+    expect(bool(stopped), f"no Stopped (LivenessProbeFailed) event; {harness.describe()}")
+
+
+@case(
+    "probes.readiness_exec",
+    "an exec readiness probe keeps a replica unready until its command succeeds",
+    features=(Feature.PROBES_EXEC,),
+)
+def readiness_exec(ctx: Context) -> None:
+    script = f"sleep {GATE_SECONDS:g}; touch {READY_FILE}; exec sleep 600"
+    probe = {"exec": {"command": ["cat", READY_FILE]}, **FAST}
+    _readiness_gates(
+        ctx,
+        {"command": ["sh", "-c", script], "probes": {"readiness": probe}},
+        READY_FILE,
+    )
+
+
+@case(
+    "probes.readiness_http",
+    "an HTTP readiness probe keeps a replica unready until the path answers 2xx",
+    features=(Feature.PROBES_HTTP,),
+)
+def readiness_http(ctx: Context) -> None:
+    script = f"{HTTPD} & sleep {GATE_SECONDS:g}; echo ok > /www/ready.html; wait"
+    probe = {"http": {"port": HTTP_PORT, "path": "/ready.html"}, **FAST}
+    _readiness_gates(
+        ctx,
+        {"command": ["sh", "-c", script], "ports": PORTS, "probes": {"readiness": probe}},
+        "/ready.html",
+    )
+
+
+def _accepts_without_listener(ctx: Context) -> str:
+    """A hint for a failed TCP case: does the published port accept a
+    connection (and close it at once) although nothing listens in the replica?"""
+    for status in ctx.driver.list_owned({LABEL_NAMESPACE: ctx.namespace}):
+        published = status.host_port_for(HTTP_PORT, "tcp")
+        if published is None:
+            continue
+        try:
+            with socket.create_connection((LOOPBACK, published.host_port), timeout=1) as conn:
+                conn.settimeout(1)
+                closed = conn.recv(1) == b""
+        except OSError:
+            return ""
+        if closed:
+            return (
+                f"{LOOPBACK}:{published.host_port} accepts TCP connections while nothing "
+                f"listens on container port {HTTP_PORT}, then closes them: the engine's port "
+                "proxy answers for the replica, so a connect-only TCP probe always passes"
+            )
+    return ""
+
+
+@case(
+    "probes.readiness_tcp",
+    "a TCP readiness probe keeps a replica unready until something listens",
+    features=(Feature.PROBES_TCP,),
+)
+def readiness_tcp(ctx: Context) -> None:
+    script = f"sleep {GATE_SECONDS:g}; exec {HTTPD}"
+    probe = {"tcp": {"port": HTTP_PORT}, **FAST}
+    try:
+        _readiness_gates(
+            ctx,
+            {"command": ["sh", "-c", script], "ports": PORTS, "probes": {"readiness": probe}},
+            f"a listener on container port {HTTP_PORT}",
+        )
+    except CaseFailed as exc:
+        hint = _accepts_without_listener(ctx)
+        raise CaseFailed(f"{hint}. {exc}" if hint else str(exc)) from None
+
+
+@case(
+    "probes.liveness_exec",
+    "a failing exec liveness probe restarts the replica in place",
+    features=(Feature.PROBES_EXEC,),
+    requires=(Feature.RESTART_ALWAYS,),  # the restart is the instrument here
+)
+def liveness_exec(ctx: Context) -> None:
+    probe = {"exec": {"command": ["cat", HEALTHY_FILE]}, **FAST}
+    _liveness_restarts(
+        ctx,
+        {"command": ["sleep", "600"], "probes": {"liveness": probe}},
+        f"cat {HEALTHY_FILE}, which does not exist",
+    )
+
+
+@case(
+    "probes.liveness_http",
+    "a failing HTTP liveness probe (404) restarts the replica in place",
+    features=(Feature.PROBES_HTTP,),
+    requires=(Feature.RESTART_ALWAYS,),  # the restart is the instrument here
+)
+def liveness_http(ctx: Context) -> None:
+    probe = {"http": {"port": HTTP_PORT, "path": "/healthz"}, **FAST}
+    _liveness_restarts(
+        ctx,
+        {"ports": PORTS, "probes": {"liveness": probe}},
+        "GET /healthz answers 404",
+    )
+
+
+@case(
+    "probes.liveness_tcp",
+    "a failing TCP liveness probe (nothing listens) restarts the replica in place",
+    features=(Feature.PROBES_TCP,),
+    requires=(Feature.RESTART_ALWAYS,),  # the restart is the instrument here
+)
+def liveness_tcp(ctx: Context) -> None:
+    probe = {"tcp": {"port": HTTP_PORT}, **FAST}
+    try:
+        _liveness_restarts(
+            ctx,
+            {"command": ["sleep", "600"], "ports": PORTS, "probes": {"liveness": probe}},
+            f"nothing listens on container port {HTTP_PORT}",
+        )
+    except CaseFailed as exc:
+        hint = _accepts_without_listener(ctx)
+        raise CaseFailed(f"{hint}. {exc}" if hint else str(exc)) from None
+
+
+@case(
+    "probes.passing",
+    "passing HTTP and exec probes: ready, and never restarted",
+    features=(Feature.PROBES_HTTP, Feature.PROBES_EXEC),
+)
+def passing(ctx: Context) -> None:
+    probes = {
+        "readiness": {"http": {"port": HTTP_PORT, "path": "/"}, **FAST},
+        "liveness": {"exec": {"command": ["cat", "/www/index.html"]}, **FAST},
+    }
+    harness = ctx.controller({"ports": PORTS, "probes": probes, "restart": RESTART_FAST})
+    harness.converge(
+        lambda: harness.replica().get("ready") is True, timeout=15, what="replica 0 is ready"
+    )
+    harness.hold(
+        lambda: harness.replica().get("ready") is True and harness.restarts() == 0,
+        seconds=2.5,
+        what="replica 0 to stay ready and never restart while its probes pass",
+    )

@@ -1,0 +1,114 @@
+"""Resource limits: enforced by the kernel, visible in the replica's cgroup
+(v1 or v2), and an out-of-memory kill reported as such."""
+
+from __future__ import annotations
+
+from portway.capabilities.vocabulary import Feature
+
+from .case import Context, case, describe
+from .failures import expect
+
+MEBIBYTE = 1024 * 1024
+PIDS_LIMIT = 20
+
+# the first existing file among a cgroup v2 and a cgroup v1 path
+_PICK = 'f={v2}; [ -f "$f" ] || f={v1}; echo "$f=$(cat $f)"; '
+
+
+@case(
+    "resources.oom_killed",
+    "exceeding the memory limit kills the replica: exit 137, reported OOMKilled",
+    features=(Feature.RESOURCES_MEMORY, Feature.OOM_REPORTED),
+)
+def oom_killed(ctx: Context) -> None:
+    # tail buffers a "line" of /dev/zero that never ends: memory grows until killed
+    done = ctx.finish({"command": ["tail", "/dev/zero"], "resources": {"memory": "16Mi"}})
+    status = done.status
+    expect(
+        status.exit_code == 137,
+        f"a replica over its 16Mi limit should die by SIGKILL (exit 137): {describe(status)}",
+    )
+    expect(status.oom_killed, f"the OOM kill is not reported as OOMKilled: {describe(status)}")
+
+
+@case(
+    "resources.oom_reason",
+    "the controller records an OOM kill as the replica's last reason, OOMKilled",
+    features=(Feature.RESOURCES_MEMORY, Feature.OOM_REPORTED),
+    requires=(Feature.RESTART_NEVER,),
+)
+def oom_reason(ctx: Context) -> None:
+    harness = ctx.controller(
+        {
+            "command": ["tail", "/dev/zero"],
+            "resources": {"memory": "16Mi"},
+            "restart": {"policy": "never"},
+        }
+    )
+    harness.converge(
+        lambda: harness.replica().get("state") == "exited",
+        timeout=20,
+        what="replica 0 is killed for memory",
+    )
+    replica = harness.replica()
+    expect(
+        replica.get("last_reason") == "OOMKilled" and replica.get("last_exit_code") == 137,
+        f"recorded exit: {replica.get('last_reason')!r} with code "
+        f"{replica.get('last_exit_code')!r}, expected OOMKilled with 137; {harness.describe()}",
+    )
+
+
+@case(
+    "resources.memory_cgroup",
+    "a memory limit of 64Mi is the replica's cgroup memory limit",
+    features=(Feature.RESOURCES_MEMORY,),
+)
+def memory_cgroup(ctx: Context) -> None:
+    script = _PICK.format(
+        v2="/sys/fs/cgroup/memory.max", v1="/sys/fs/cgroup/memory/memory.limit_in_bytes"
+    )
+    script += f'[ "$(cat $f)" = {64 * MEBIBYTE} ]'
+    ctx.expect_exit(
+        {"command": ["sh", "-c", script], "resources": {"memory": "64Mi"}},
+        0,
+        f"cgroup memory limit {64 * MEBIBYTE}",
+    )
+
+
+@case(
+    "resources.pids",
+    f"a pids limit of {PIDS_LIMIT}: forks fail beyond it",
+    features=(Feature.RESOURCES_PIDS,),
+)
+def pids(ctx: Context) -> None:
+    script = _PICK.format(v2="/sys/fs/cgroup/pids.max", v1="/sys/fs/cgroup/pids/pids.max")
+    # each successful round leaves one sleep behind; stop at the first failed fork
+    script += (
+        "n=0; while [ $n -lt 64 ]; do (sleep 30 &) 2>/dev/null || break; n=$((n+1)); done; "
+        f'echo "forked $n"; [ $n -gt 0 ] && [ $n -lt {PIDS_LIMIT} ]'
+    )
+    ctx.expect_exit(
+        {"command": ["sh", "-c", script], "resources": {"pids": PIDS_LIMIT}},
+        0,
+        f"pids limit {PIDS_LIMIT}: between 1 and {PIDS_LIMIT - 1} forks may succeed",
+    )
+
+
+@case(
+    "resources.cpu",
+    "a CPU limit of 0.5 is the replica's CFS quota (quota/period = 0.5)",
+    features=(Feature.RESOURCES_CPU,),
+)
+def cpu(ctx: Context) -> None:
+    script = (
+        "if [ -f /sys/fs/cgroup/cpu.max ]; then read q p < /sys/fs/cgroup/cpu.max; "
+        "else q=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us); "
+        "p=$(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us); fi; "
+        'echo "quota=$q period=$p"; [ "$q" != max ] && [ "$q" -gt 0 ] && '
+        "[ $((q * 1000 / p)) -ge 495 ] && [ $((q * 1000 / p)) -le 505 ]"
+    )
+    ctx.expect_exit(
+        {"command": ["sh", "-c", script], "resources": {"cpu": 0.5}},
+        0,
+        "cpu 0.5 as CFS quota/period",
+    )

@@ -1,0 +1,282 @@
+"""The conformance suite under pytest: one test per (backend, case).
+
+Each test runs one case against the real engine through
+``portway.conformance.run_case``. A case whose features the driver does not
+declare is not run; the test then passes after checking that the capability
+matrix marks those features unsupported: an undeclared feature is not a
+claim, and a skip would fail CI (see tests/conftest.py).
+
+At the end of the session the capability matrix of each backend that ran is
+printed to the terminal (so it is in the CI log) and written under pytest's
+base temporary directory (``conformance/capability-matrix.{md,json}``).
+
+Addresses: ``PORTWAY_<BACKEND>_ADDRESS``, else the engine's default socket
+(``PORTWAY_PODMAN_SOCKET`` / ``PORTWAY_CONTAINERD_SOCKET`` as in tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from portway.capabilities.matrix import Matrix, Status, load_packaged
+from portway.capabilities.vocabulary import Feature
+from portway.conformance import (
+    DEFAULT_IMAGE,
+    CaseResult,
+    ConformanceError,
+    Outcome,
+    SuiteResult,
+    all_cases,
+    kept_matrix_paths,
+    preflight,
+    render_markdown,
+    run_case,
+    write_matrix,
+)
+from portway.conformance.case import Case, new_cluster
+from portway.drivers.base import Driver, Health
+from portway.drivers.docker import docker_base_url
+from portway.drivers.registry import open_driver
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # driver name, and the pytest marker that says which engine is needed
+    module: str  # the driver's module
+    address_env: str
+    default_address: str
+    #: how to put the test images on this engine
+    images_hint: str
+
+    def address(self) -> str:
+        return os.environ.get(self.address_env, self.default_address)
+
+
+BACKENDS: tuple[Backend, ...] = (
+    Backend(
+        "docker",
+        "portway.drivers.docker",
+        "PORTWAY_DOCKER_ADDRESS",
+        "docker:///var/run/docker.sock",
+        "bash scripts/build-images.sh",
+    ),
+    Backend(
+        "podman",
+        "portway.drivers.podman",
+        "PORTWAY_PODMAN_ADDRESS",
+        "podman://" + os.environ.get("PORTWAY_PODMAN_SOCKET", "/run/podman/podman.sock"),
+        "bash scripts/engines-podman.sh",
+    ),
+    Backend(
+        "containerd",
+        "portway.drivers.containerd",
+        "PORTWAY_CONTAINERD_ADDRESS",
+        "containerd://"
+        + os.environ.get("PORTWAY_CONTAINERD_SOCKET", "/run/containerd/containerd.sock"),
+        "bash scripts/engines-containerd.sh",
+    ),
+)
+
+#: Backends whose driver is still being written: they get test parameters only
+#: once their driver module exists. When a driver lands, remove its name here,
+#: so that from then on a missing module is a failure, not silence.
+AWAITING_DRIVER: frozenset[str] = frozenset({"podman", "containerd"})
+
+
+def active_backends() -> list[Backend]:
+    return [
+        b
+        for b in BACKENDS
+        if b.name not in AWAITING_DRIVER or importlib.util.find_spec(b.module) is not None
+    ]
+
+
+CASES: tuple[Case, ...] = all_cases()
+
+
+def _params() -> list[object]:
+    return [
+        pytest.param(
+            backend, case, id=f"{backend.name}-{case.id}", marks=getattr(pytest.mark, backend.name)
+        )
+        for backend in active_backends()
+        for case in CASES
+    ]
+
+
+# --- the session: drivers opened once, results collected, matrix at the end ----
+
+
+@dataclass
+class ConformanceSession:
+    """Drivers opened on first use (nothing heavy at session start) and the
+    results of every case run, per backend."""
+
+    cluster: str = field(default_factory=new_cluster)
+    started_at: str = field(
+        default_factory=lambda: (
+            datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        )
+    )
+    drivers: dict[str, Driver] = field(default_factory=dict)
+    engines: dict[str, str] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)  # backend -> why it cannot run
+    results: dict[str, list[CaseResult]] = field(default_factory=dict)
+
+    def driver(self, backend: Backend) -> Driver:
+        if backend.name in self.broken:
+            pytest.fail(self.broken[backend.name], pytrace=False)
+        if backend.name not in self.drivers:
+            try:
+                driver = open_driver(f"conformance-{backend.name}", backend.name, backend.address())
+                self.engines[backend.name] = self._prepare(backend, driver)
+            except Exception as exc:  # every later test of this backend fails the same way
+                self.broken[backend.name] = f"{backend.name} cannot run the suite: {exc}"
+                pytest.fail(self.broken[backend.name], pytrace=False)
+            self.drivers[backend.name] = driver
+        return self.drivers[backend.name]
+
+    @staticmethod
+    def _prepare(backend: Backend, driver: Driver) -> str:
+        """The engine's description, once it is healthy and has the test image."""
+        try:
+            return preflight(driver, DEFAULT_IMAGE)
+        except ConformanceError as exc:
+            healthy = driver.fingerprint().health is Health.HEALTHY
+            if backend.name != "docker" or not healthy:
+                raise ConformanceError(f"{exc}; prepare it with {backend.images_hint}") from None
+        # a missing image on Docker: build it, as tests/integration do
+        env = {**os.environ, "DOCKER_HOST": docker_base_url(backend.address())}
+        built = subprocess.run(
+            ["bash", str(REPO / "scripts" / "build-images.sh")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        if built.returncode != 0:
+            raise ConformanceError(f"build-images.sh failed:\n{built.stdout}{built.stderr}")
+        return preflight(driver, DEFAULT_IMAGE)
+
+    def record(self, backend: Backend, result: CaseResult) -> None:
+        self.results.setdefault(backend.name, []).append(result)
+
+    def suite(self, backend: str) -> SuiteResult:
+        driver = self.drivers[backend]
+        return SuiteResult(
+            driver=driver.name,
+            target=driver.target,
+            engine=self.engines.get(backend, ""),
+            declared=driver.capabilities().features,
+            results=tuple(self.results.get(backend, [])),
+            generated_at=self.started_at,
+            complete=len(self.results.get(backend, [])) == len(CASES),
+        )
+
+    def close(self) -> None:
+        for driver in self.drivers.values():
+            close = getattr(driver, "close", None)
+            if callable(close):
+                close()
+
+
+@pytest.fixture(scope="session")
+def conformance_session(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ConformanceSession]:
+    session = ConformanceSession()
+    yield session
+    session.close()
+    ran = sorted(b for b in session.results if b in session.drivers)
+    if not ran:
+        return
+    suites = [session.suite(b) for b in ran]
+    matrix = Matrix()
+    for suite in suites:
+        matrix = matrix.merged(suite.to_driver_results())
+    out = tmp_path_factory.getbasetemp() / "conformance"
+    write_matrix(matrix, out / "capability-matrix.json", out / "capability-matrix.md")
+    lines = ["", "=" * 30 + " capability matrix " + "=" * 30]
+    for suite in suites:
+        lines.append(
+            f"{suite.driver}: {suite.passed} passed, {suite.failed} failed, "
+            f"{suite.unsupported} unsupported"
+            + ("" if suite.complete else f" (partial run: {len(suite.results)} of {len(CASES)})")
+        )
+    lines += [render_markdown(matrix), f"written to {out}"]
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            print("\n".join(lines), flush=True)
+    else:
+        print("\n".join(lines), flush=True)
+
+
+# --- one test per (backend, case) ------------------------------------------------
+
+
+@pytest.mark.parametrize(("backend", "case"), _params())
+def test_case(backend: Backend, case: Case, conformance_session: ConformanceSession) -> None:
+    driver = conformance_session.driver(backend)
+    result = run_case(driver, case, cluster=conformance_session.cluster)
+    conformance_session.record(backend, result)
+    if result.outcome is Outcome.UNSUPPORTED:
+        # not a claim, so not a failure; but the matrix must not call it proven
+        single = SuiteResult(
+            driver=driver.name,
+            target=driver.target,
+            engine="",
+            declared=driver.capabilities().features,
+            results=(result,),
+            generated_at="",
+        ).to_driver_results()
+        assert result.missing, result
+        for feature in result.missing:
+            assert single.status(feature) is Status.UNSUPPORTED, (feature, single)
+        for feature in case.features:
+            assert single.status(feature) is not Status.PASS, (feature, single)
+        return
+    if result.outcome is Outcome.FAIL:
+        pytest.fail(f"{case.id} on {backend.name}: {result.message}", pytrace=False)
+    assert result.outcome is Outcome.PASS
+
+
+# --- the kept matrix -------------------------------------------------------------
+
+
+def test_kept_matrix_agrees_with_docker_declarations() -> None:
+    """The matrix shipped in the repository (what the planner trusts) matches
+    what the Docker driver declares: every declared feature is pass or
+    untested, nothing undeclared is pass. Regenerate it with
+    ``python -m portway.conformance --address docker:///var/run/docker.sock --write-matrix``."""
+    kept = load_packaged().for_driver("docker")
+    json_path, _ = kept_matrix_paths()
+    assert kept is not None, f"{json_path} has no docker results; regenerate it"
+    # opening a driver connects to nothing; capabilities are fixed per driver
+    declared = open_driver("conformance", "docker", "docker:///var/run/docker.sock")
+    features = declared.capabilities().features
+    wrong = {
+        feature.value: kept.status(feature).value
+        for feature in Feature
+        if (feature in features and kept.status(feature) not in (Status.PASS, Status.UNTESTED))
+        or (feature not in features and kept.status(feature) is Status.PASS)
+    }
+    failures = {
+        f.value: list(kept.features[f].failures)
+        for f in Feature
+        if f.value in wrong and f in kept.features
+    }
+    assert not wrong, (
+        f"{json_path} disagrees with the Docker driver's declarations: {wrong}; "
+        f"failures: {failures}"
+    )
