@@ -744,6 +744,86 @@ def _exec(name: str, namespace: str, replica: int, command: list[str], timeout: 
     raise typer.Exit(result.exit_code)
 
 
+# --- conformance -------------------------------------------------------------
+
+
+@app.command()
+def conformance(
+    target: Annotated[
+        list[str] | None, typer.Option("--target", "-t", help="Targets to test (default: all).")
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Case ids, groups or globs (e.g. probes.*)."),
+    ] = None,
+    output_format: Annotated[
+        str | None, typer.Option("--output", "-o", help="markdown or json.")
+    ] = None,
+    write_matrix: Annotated[
+        bool,
+        typer.Option("--write-matrix", help="Keep the results as the planner's capability matrix."),
+    ] = False,
+) -> None:
+    """Run the behaviour cases against real targets and print the capability
+    matrix; the planner's "honored" verdicts come from the kept matrix."""
+    _guard(lambda: _conformance(target or [], only, output_format, write_matrix))
+
+
+def _conformance(
+    names: list[str], only: list[str] | None, fmt_text: str | None, keep: bool
+) -> None:
+    import json
+
+    from portway import conformance as suite
+
+    if fmt_text not in (None, "markdown", "json"):
+        raise InputError(f"-o {fmt_text}: expected markdown or json")
+    service = _app()
+    views = service.target_views()
+    if names:
+        known = {v.name for v in views}
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise InputError(
+                f"no target named {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        views = [v for v in views if v.name in names]
+    if not views:
+        raise InputError("no targets to test: see `portway get targets`")
+    pairs = [(v.name, service.targets.driver(v)) for v in views]
+
+    def progress(target_name: str, result: Any) -> None:
+        mark = {"pass": "ok  ", "fail": "FAIL", "unsupported": "n/a "}[result.outcome.value]
+        line = f"{mark} {target_name:<16} {result.case_id:<40} {result.duration:5.1f}s"
+        if result.outcome.value != "pass":
+            line += f"  {result.message.splitlines()[0][:150] if result.message else ''}"
+        output.err.print(line, markup=False)
+
+    results = suite.conformance(pairs, only=only, progress=progress)
+    json_path, md_path = suite.kept_matrix_paths()
+    matrix = suite.matrix_of(results, suite.load_matrix(json_path))
+    if keep:
+        partial = [r.target for r in results if not r.complete]
+        if partial:
+            raise InputError("--write-matrix needs full runs (drop --only)")
+        suite.write_matrix(matrix, json_path, md_path)
+        output.err.print(
+            f"kept the matrix in {json_path}" + (f" and {md_path}" if md_path else ""), markup=False
+        )
+    if fmt_text == "json":
+        sys.stdout.write(json.dumps(matrix.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(suite.render_markdown(matrix))
+    for result in results:
+        output.err.print(
+            f"{result.target} ({result.driver}): {result.passed} passed, {result.failed} failed, "
+            f"{result.unsupported} not declared, in {result.duration:.0f}s",
+            markup=False,
+        )
+    if any(r.failed for r in results):
+        raise typer.Exit(1)
+
+
 # --- schema / controller / version ---------------------------------------------
 
 
