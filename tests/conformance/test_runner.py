@@ -281,3 +281,30 @@ def test_module_entry(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["--address", "docker:///x", "--only", "logs", "--write-matrix"])
     assert exited.value.code == 2
+
+
+def test_a_covering_case_that_could_not_run_does_not_veto_the_ones_that_passed() -> None:
+    declared = frozenset({Feature.RESOURCES_MEMORY})
+    ran = CaseResult(
+        "resources.memory_limit",
+        "resources",
+        "limit applied",
+        (Feature.RESOURCES_MEMORY,),
+        Outcome.PASS,
+    )
+    not_run = CaseResult(
+        "resources.oom_killed",
+        "resources",
+        "OOM reported",
+        (Feature.RESOURCES_MEMORY, Feature.OOM_REPORTED),
+        Outcome.UNSUPPORTED,
+        missing=(Feature.OOM_REPORTED,),
+    )
+    only_not_run = SuiteResult("d", "t", "", declared, (not_run,), "").to_driver_results()
+    assert only_not_run.status(Feature.RESOURCES_MEMORY) is Status.UNTESTED
+    both = SuiteResult("d", "t", "", declared, (ran, not_run), "").to_driver_results()
+    assert both.status(Feature.RESOURCES_MEMORY) is Status.PASS
+    assert both.features[Feature.RESOURCES_MEMORY].cases == (
+        "resources.memory_limit",
+        "resources.oom_killed",
+    )
