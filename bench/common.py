@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,37 @@ HTTPD_ARGS = ("-f", "-p", "8080", "-h", "/www")
 
 LABEL_NAMESPACE = "portway.dev/namespace"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+PODMAN_SOCKET = "/run/podman/podman.sock"
+CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
+CONTAINERD_NAMESPACE = "portway"  # where scripts/engines-containerd.sh imports the images
+CTR = ("ctr", "--address", CONTAINERD_SOCKET, "-n", CONTAINERD_NAMESPACE)
+CTR_IMAGE = f"docker.io/{IMAGE}"  # containerd keeps the normalised reference
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A container engine a benchmark can run portway and its peer on."""
+
+    name: str  # docker | podman | containerd
+    target: str  # the portway target name for it
+    address: str  # `portway target add --address`
+    setup: str  # what brings it up
+
+
+DOCKER = Engine(
+    "docker", "local-docker", "docker:///var/run/docker.sock", "bash scripts/engines.sh"
+)
+PODMAN = Engine(
+    "podman", "local-podman", f"podman://{PODMAN_SOCKET}", "bash scripts/engines-podman.sh"
+)
+CONTAINERD = Engine(
+    "containerd",
+    "local-containerd",
+    f"containerd://{CONTAINERD_SOCKET}",
+    "bash scripts/engines-containerd.sh",
+)
+ENGINES = {e.name: e for e in (DOCKER, PODMAN, CONTAINERD)}
 
 
 class BenchError(RuntimeError):
@@ -154,6 +186,77 @@ def docker_server_version() -> str:
     return run(["docker", "info", "--format", "{{.ServerVersion}}"]).stdout.strip()
 
 
+def _unix_http_ok(path: str, url: str, timeout: float = 5.0) -> bool:
+    """True when an HTTP server on the unix socket ``path`` answers ``GET url`` with 200."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            sock.sendall(f"GET {url} HTTP/1.0\r\nHost: d\r\n\r\n".encode())
+            head = sock.recv(64).decode(errors="replace")
+    except OSError:
+        return False
+    return head.startswith("HTTP/") and head.split()[1:2] == ["200"]
+
+
+def _quiet(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return subprocess.CompletedProcess(list(cmd), 127, "", str(exc))
+
+
+def require_engine(engine: Engine) -> None:
+    """Fail loudly when ``engine``, its CLI or the test image in its store is missing."""
+    if engine.name == "docker":
+        require_docker()
+        return
+    if engine.name == "podman":
+        if shutil.which("podman") is None:
+            fail(f"the podman CLI is not on PATH; set podman up: {engine.setup}")
+        if not _unix_http_ok(PODMAN_SOCKET, "/_ping"):
+            fail(
+                f"the podman API service does not answer on {PODMAN_SOCKET}; "
+                f"start it: {engine.setup}"
+            )
+        if _quiet(["podman", "image", "exists", IMAGE]).returncode != 0:
+            fail(f"image {IMAGE} is missing in podman's store; build it: {engine.setup}")
+    elif engine.name == "containerd":
+        if shutil.which("ctr") is None:
+            fail(f"the ctr CLI is not on PATH; set containerd up: {engine.setup}")
+        if not Path(CONTAINERD_SOCKET).is_socket():
+            fail(f"containerd's socket {CONTAINERD_SOCKET} is missing; start it: {engine.setup}")
+        version = _quiet(["ctr", "--address", CONTAINERD_SOCKET, "version"])
+        if version.returncode != 0:
+            fail(
+                f"containerd does not answer on {CONTAINERD_SOCKET} "
+                f"({version.stderr.strip()}); start it: {engine.setup}"
+            )
+        images = _quiet([*CTR, "images", "ls", "-q"])
+        if CTR_IMAGE not in images.stdout.split():
+            fail(
+                f"image {CTR_IMAGE} is missing in containerd namespace {CONTAINERD_NAMESPACE}; "
+                f"import it: {engine.setup}"
+            )
+    else:
+        fail(f"unknown engine {engine.name!r}; known: {', '.join(ENGINES)}")
+    if not PORTWAY.exists():
+        fail(f"{PORTWAY} is missing; install portway into .venv (bash scripts/setup.sh)")
+
+
+def engine_version(engine: Engine) -> str:
+    """E.g. ``dockerd 20.10.24``, ``podman 4.3.1``, ``containerd 1.6.20``."""
+    if engine.name == "docker":
+        return f"dockerd {docker_server_version()}"
+    if engine.name == "podman":
+        out = run(["podman", "info", "--format", "{{.Version.Version}}"]).stdout.strip()
+        return f"podman {out}"
+    text = run(["ctr", "--address", CONTAINERD_SOCKET, "version"]).stdout
+    server = text.partition("Server:")[2].split()
+    version = server[server.index("Version:") + 1] if "Version:" in server else "?"
+    return f"containerd {version}"
+
+
 # --- portway state ------------------------------------------------------------------
 
 
@@ -184,8 +287,12 @@ def workload_yaml(
     image: str = IMAGE,
     command: Sequence[str] = HTTPD_COMMAND,
     args: Sequence[str] = HTTPD_ARGS,
+    targets: Sequence[str] = (),
+    portability: str = "",
 ) -> str:
-    """A minimal workload: no ports, no probes, default restart policy."""
+    """A minimal workload: no ports, no probes, default restart policy; with
+    ``targets``, placed only on those targets (``placement.targets``); with
+    ``portability``, that ``spec.portability`` (default: portway's, strict)."""
 
     def flow(items: Sequence[str]) -> str:
         return "[" + ", ".join(f'"{i}"' for i in items) + "]"
@@ -201,11 +308,23 @@ def workload_yaml(
         f"  command: {flow(command)}\n"
         f"  args: {flow(args)}\n"
         f"  replicas: {replicas}\n"
+        + (f"  placement: {{targets: {flow(targets)}}}\n" if targets else "")
+        + (f"  portability: {portability}\n" if portability else "")
     )
 
 
-def write_workload(path: Path, name: str, namespace: str, replicas: int) -> Path:
-    path.write_text(workload_yaml(name, namespace, replicas))
+def write_workload(
+    path: Path,
+    name: str,
+    namespace: str,
+    replicas: int,
+    *,
+    targets: Sequence[str] = (),
+    portability: str = "",
+) -> Path:
+    path.write_text(
+        workload_yaml(name, namespace, replicas, targets=targets, portability=portability)
+    )
     return path
 
 
@@ -215,12 +334,30 @@ def portway(
     return run([PORTWAY, *args], env=portway_env(home), timeout=timeout, check=check)
 
 
-# --- docker queries / cleanup --------------------------------------------------------
+# --- engine queries / cleanup --------------------------------------------------------
 
 
-def container_ids(labels: Sequence[str], *, running_only: bool = False) -> list[str]:
-    """IDs of containers carrying every ``key=value`` in ``labels``."""
-    cmd = ["docker", "ps", "-q", "--no-trunc"]
+def ctr_running_tasks() -> set[str]:
+    """IDs of the containerd containers (namespace CONTAINERD_NAMESPACE) whose task runs."""
+    rows = run([*CTR, "tasks", "ls"]).stdout.splitlines()[1:]
+    return {row.split()[0] for row in rows if len(row.split()) >= 3 and row.split()[2] == "RUNNING"}
+
+
+def container_ids(
+    labels: Sequence[str], *, running_only: bool = False, engine: Engine = DOCKER
+) -> list[str]:
+    """IDs of containers carrying every ``key=value`` in ``labels`` on ``engine``."""
+    if engine.name == "containerd":
+        terms = []
+        for label in labels:
+            key, _, value = label.partition("=")
+            terms.append(f'labels."{key}"=="{value}"')
+        ids = run([*CTR, "containers", "ls", "-q", ",".join(terms)]).stdout.split()
+        if running_only:
+            running = ctr_running_tasks()
+            ids = [i for i in ids if i in running]
+        return ids
+    cmd = [engine.name, "ps", "-q", "--no-trunc"]
     if not running_only:
         cmd.append("-a")
     else:
@@ -234,15 +371,17 @@ def namespace_label(namespace: str) -> str:
     return f"{LABEL_NAMESPACE}={namespace}"
 
 
-def count_running(labels: Sequence[str]) -> int:
-    return len(container_ids(labels, running_only=True))
+def count_running(labels: Sequence[str], *, engine: Engine = DOCKER) -> int:
+    return len(container_ids(labels, running_only=True, engine=engine))
 
 
-def wait_until_running(labels: Sequence[str], count: int, timeout: float = 120.0) -> float:
-    """Poll ``docker ps`` until ``count`` containers with ``labels`` run; returns seconds."""
+def wait_until_running(
+    labels: Sequence[str], count: int, timeout: float = 120.0, *, engine: Engine = DOCKER
+) -> float:
+    """Poll the engine until ``count`` containers with ``labels`` run; returns seconds."""
     start = time.perf_counter()
     while True:
-        have = count_running(labels)
+        have = count_running(labels, engine=engine)
         if have >= count:
             return time.perf_counter() - start
         if time.perf_counter() - start > timeout:
@@ -250,25 +389,67 @@ def wait_until_running(labels: Sequence[str], count: int, timeout: float = 120.0
         time.sleep(0.1)
 
 
-def remove_containers(labels: Sequence[str]) -> int:
-    """``docker rm -f`` every container with ``labels``; returns how many there were."""
-    ids = container_ids(labels)
+def remove_ctr_container(name: str, *, check: bool = True) -> None:
+    """Remove a container made by `ctr run -d` (no CNI): kill its task, wait
+    until it stopped, delete task and container (and with it its snapshot)."""
+    run([*CTR, "tasks", "kill", "-s", "KILL", name], check=False)
+    deadline = time.monotonic() + 30
+    while name in ctr_running_tasks() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run([*CTR, "tasks", "rm", name], check=check)
+    run([*CTR, "containers", "rm", name], check=check)
+
+
+def _destroy_containerd_replicas(labels: Sequence[str]) -> int:
+    """Remove portway's containerd replicas through its own driver, which also
+    tears down their CNI network namespace, snapshot and log files."""
+    from portway.drivers.registry import open_driver
+
+    selector = dict(label.partition("=")[::2] for label in labels)
+    driver = open_driver(CONTAINERD.target, CONTAINERD.name, CONTAINERD.address)
+    try:
+        statuses = driver.list_owned(selector)
+        for status in statuses:
+            driver.destroy(status.handle)
+    finally:
+        close = getattr(driver, "close", None)
+        if callable(close):
+            close()
+    return len(statuses)
+
+
+def remove_containers(labels: Sequence[str], *, engine: Engine = DOCKER) -> int:
+    """Force-remove every container with ``labels`` on ``engine``; returns how many
+    there were."""
+    if engine.name == "containerd":
+        try:
+            return _destroy_containerd_replicas(labels)
+        except Exception as exc:  # last resort below, and say why
+            log(
+                f"cleanup: portway's containerd driver could not remove replicas ({exc}); "
+                "falling back to ctr (their CNI network namespaces may be left)"
+            )
+            ids = container_ids(labels, engine=engine)
+            for name in ids:
+                remove_ctr_container(name, check=False)
+            return len(ids)
+    ids = container_ids(labels, engine=engine)
     for i in range(0, len(ids), 100):
-        run(["docker", "rm", "-f", "-v", *ids[i : i + 100]], check=False, timeout=300)
+        run([engine.name, "rm", "-f", "-v", *ids[i : i + 100]], check=False, timeout=300)
     return len(ids)
 
 
 @contextlib.contextmanager
-def portway_sandbox(prefix: str) -> Iterator[tuple[Path, str]]:
+def portway_sandbox(prefix: str, *, engine: Engine = DOCKER) -> Iterator[tuple[Path, str]]:
     """A fresh PORTWAY_HOME and a unique namespace; on exit (even on Ctrl-C),
-    force-removes every container of that namespace and deletes the home."""
+    force-removes every container of that namespace on ``engine`` and deletes the home."""
     namespace = unique_id(prefix)
     with temp_dir(f"portway-{prefix}-") as home:
         try:
             yield home, namespace
         finally:
             with contextlib.suppress(BenchError):
-                left = remove_containers([namespace_label(namespace)])
+                left = remove_containers([namespace_label(namespace)], engine=engine)
                 if left:
                     log(f"cleanup: force-removed {left} leftover container(s) of {namespace}")
 
