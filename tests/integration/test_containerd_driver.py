@@ -5,8 +5,8 @@ Needs containerd on /run/containerd/containerd.sock (or
 scripts/engines-containerd.sh, which imports the test images into the
 ``portway`` namespace and sets route_localnet. Every test works in its own
 portway namespace and checks that destroy leaves nothing behind: no container,
-task, snapshot, network namespace or iptables rule. Network traffic goes to
-127.0.0.1 only.
+task, snapshot, network namespace, iptables rule, logger process or state
+directory. Network traffic goes to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from portway.drivers.base import (
     Executor,
     Handle,
     Health,
+    LogLine,
     LogSource,
     ReplicaRequest,
     ReplicaState,
@@ -76,9 +78,26 @@ def http_get(port: int, timeout: float = 5.0) -> str:
             time.sleep(0.05)
 
 
+def logger_processes(container_id: str) -> list[str]:
+    """Command lines of processes running a logger for the replica."""
+    found: list[str] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = " ".join(a.decode(errors="replace") for a in argv)
+        if "_logger" in text and f"/{container_id}/" in text:
+            found.append(text)
+    return found
+
+
 def leftovers(container_id: str) -> list[str]:
     """Everything of a replica still on the host (empty: fully cleaned up)."""
     from portway.drivers.containerd import _net
+    from portway.drivers.containerd.driver import STATE_DIR
 
     found: list[str] = []
     if container_id in ctr("containers", "ls", "-q").split():
@@ -94,6 +113,10 @@ def leftovers(container_id: str) -> list[str]:
     ).stdout
     if container_id in rules:
         found.append("iptables")
+    if logger_processes(container_id):
+        found.append("logger")
+    if (STATE_DIR / "portway" / container_id).exists():
+        found.append("state directory")
     return found
 
 
@@ -190,11 +213,18 @@ def test_lifecycle_http_and_cleanup(ns: Namespace) -> None:
     handle = ns.create(HTTP)
     created = driver.inspect(handle)
     assert created.state is ReplicaState.CREATED
+    assert created.started_at is None
+    before = datetime.now(UTC)
     driver.start(handle)
     elapsed_ms = (time.monotonic() - started) * 1000
     status = driver.inspect(handle)
     assert status.state is ReplicaState.RUNNING
     assert status.image == IMAGE
+    assert status.started_at is not None
+    assert before <= status.started_at <= datetime.now(UTC)
+    assert status.finished_at is None
+    [listed] = driver.list_owned({LABEL_NAMESPACE: ns.name})
+    assert listed.started_at == status.started_at
     port = status.host_port_for(8080)
     assert port is not None and port.host_ip == "127.0.0.1"
     assert http_get(port.host_port) == "hello from portway\n"
@@ -205,6 +235,16 @@ def test_lifecycle_http_and_cleanup(ns: Namespace) -> None:
     assert stopped.state is ReplicaState.EXITED
     assert stopped.exit_code == 143
     assert stopped.finished_at is not None
+    assert stopped.started_at == status.started_at
+    assert stopped.started_at <= stopped.finished_at
+    [listed] = driver.list_owned({LABEL_NAMESPACE: ns.name})
+    assert (listed.started_at, listed.finished_at) == (stopped.started_at, stopped.finished_at)
+    driver.start(handle)  # a new task: a new start time
+    restarted = driver.inspect(handle)
+    assert restarted.state is ReplicaState.RUNNING
+    assert restarted.started_at is not None and restarted.started_at > stopped.finished_at
+    assert restarted.finished_at is None
+    driver.stop(handle, 5)
     driver.stop(handle, 5)  # idempotent
     driver.destroy(handle)
     assert leftovers(handle.id) == []
@@ -269,27 +309,177 @@ def test_fixed_host_port_and_conflict(ns: Namespace) -> None:
     ns.driver.destroy(handle)
 
 
-def test_logs_and_follow(ns: Namespace) -> None:
-    done = ns.run({"command": ["sh", "-c", "echo one; echo two >&2; echo three"]})
-    ns.wait_exited(done)
-    lines = [line.text for line in ns.driver.logs(done)]
-    assert sorted(lines) == ["one", "three", "two"]
-    # stdout and stderr share one file, in whatever order the shim wrote them
-    assert [line.text for line in ns.driver.logs(done, tail=1)] == lines[-1:]
+def test_logs_streams_times_tail_since(ns: Namespace) -> None:
+    script = "echo out-1; echo err-1 >&2; sleep 0.3; echo out-2; echo err-2 >&2; printf unended"
+    before = datetime.now(UTC)
+    done = ns.run({"command": ["sh", "-c", script]})
+    finished = ns.wait_exited(done)
+    lines = list(ns.driver.logs(done))  # right after the exit: nothing is missing
+    by_stream = {s: [x.text for x in lines if x.stream == s] for s in ("stdout", "stderr")}
+    assert by_stream == {"stdout": ["out-1", "out-2", "unended"], "stderr": ["err-1", "err-2"]}
+    assert finished.finished_at is not None
+    for line in lines:
+        assert line.timestamp is not None
+        assert before <= line.timestamp <= finished.finished_at + timedelta(seconds=1)
+    stamps = [x.timestamp for x in lines if x.timestamp is not None]
+    assert stamps == sorted(stamps)
+    assert [x.text for x in ns.driver.logs(done, tail=2)] == [x.text for x in lines[-2:]]
+    assert list(ns.driver.logs(done, tail=0)) == []
+    assert len(list(ns.driver.logs(done, tail=100))) == 5
+    later = [x for x in lines if x.text in ("out-2", "err-2", "unended")]
+    since = min(x.timestamp for x in later if x.timestamp is not None)
+    assert {x.text for x in ns.driver.logs(done, since=since)} == {"out-2", "err-2", "unended"}
+    naive = since.astimezone(UTC).replace(tzinfo=None)  # a naive time is UTC
+    assert {x.text for x in ns.driver.logs(done, since=naive)} == {"out-2", "err-2", "unended"}
+    assert list(ns.driver.logs(done, since=datetime.now(UTC))) == []
+
+
+def test_logs_long_lines_and_restart(ns: Namespace) -> None:
+    from portway.drivers.containerd import _logger
+
+    size = _logger.MAX_LINE * 2 + 100
+    script = f"head -c {size} /dev/zero | tr '\\0' x; echo; echo after"
+    handle = ns.run({"command": ["sh", "-c", script]})
+    ns.wait_exited(handle)
+    lines = [x.text for x in ns.driver.logs(handle)]
+    assert [len(x) for x in lines] == [_logger.MAX_LINE, _logger.MAX_LINE, 100, 5]
+    assert "".join(lines[:3]) == "x" * size and lines[3] == "after"
+    ns.driver.start(handle)  # a second run appends to the same log
+    ns.wait_exited(handle)
+    assert [x.text for x in ns.driver.logs(handle, tail=2)] == ["x" * 100, "after"]
+    assert len(list(ns.driver.logs(handle))) == 8
+
+
+def test_logs_follow(ns: Namespace) -> None:
     chatty = ns.run(
-        {"command": ["sh", "-c", "i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.1; done"]},
+        {
+            "command": [
+                "sh",
+                "-c",
+                "i=0; while true; do i=$((i+1)); echo line-$i; echo err-$i >&2; sleep 0.1; done",
+            ]
+        },
         workload="chatty",
     )
     stop = threading.Event()
-    seen: list[str] = []
+    seen: list[LogLine] = []
     for line in ns.driver.logs(chatty, follow=True, stop=stop):
-        seen.append(line.text)
-        if len(seen) == 5:
+        seen.append(line)
+        if len(seen) == 10:
             stop.set()
-    assert seen[:5] == [f"line-{i}" for i in range(1, 6)]
-    follower = ns.run({"command": ["sh", "-c", "echo a; sleep 0.5; echo b"]}, workload="f")
-    followed = [line.text for line in ns.driver.logs(follower, follow=True)]
-    assert followed == ["a", "b"]  # ends by itself when the task exits
+    assert [x.text for x in seen if x.stream == "stdout"][:5] == [f"line-{i}" for i in range(1, 6)]
+    assert [x.text for x in seen if x.stream == "stderr"][:3] == [f"err-{i}" for i in range(1, 4)]
+    assert all(x.timestamp is not None for x in seen)
+    # follow with tail=0 sees only what comes after it began
+    time.sleep(0.3)
+    written = len([x for x in ns.driver.logs(chatty) if x.stream == "stdout"])
+    stop = threading.Event()
+    fresh: list[str] = []
+    for line in ns.driver.logs(chatty, follow=True, tail=0, stop=stop):
+        if line.stream == "stdout":
+            fresh.append(line.text)
+        if len(fresh) == 3:
+            stop.set()
+    assert int(fresh[0].removeprefix("line-")) > written
+    follower = ns.run({"command": ["sh", "-c", "echo a; sleep 0.5; echo b >&2"]}, workload="f")
+    followed = [(x.stream, x.text) for x in ns.driver.logs(follower, follow=True)]
+    assert followed == [("stdout", "a"), ("stderr", "b")]  # ends by itself when the task exits
+    assert logger_processes(follower.id)  # the logger lives until the task is deleted
+    ns.driver.destroy(follower)
+    assert logger_processes(follower.id) == []
+
+
+def test_logger_process(tmp_path: Path) -> None:
+    """The logger as the shim runs it: pipes on fds 3 and 4, ready on fd 5, the
+    query as arguments, the bundle (with runc's init.pid) as working directory."""
+    import fcntl
+    import signal
+    import sys
+
+    from portway.drivers.containerd import _logger
+
+    log = tmp_path / "output.log"
+    init = subprocess.Popen(["sleep", "30"])  # stands in for the container's init
+    (tmp_path / "init.pid").write_text(f"{init.pid}\n")
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    # out of the way of 3, 4 and 5, which bash then sets as the shim does
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 50) for fd in (out_r, err_r, ready_w)]
+    for fd in (out_r, err_r, ready_w):
+        os.close(fd)
+    command = (
+        f'exec "$0" -I "$1" unknown "" path "$2" 3<&{high[0]} 4<&{high[1]} 5>&{high[2]} '
+        + " ".join(f"{fd}>&-" for fd in high)
+    )
+    logger = subprocess.Popen(
+        ["bash", "-c", command, sys.executable, _logger.__file__, str(log)],
+        cwd=tmp_path,
+        env={"CONTAINER_ID": "x", "CONTAINER_NAMESPACE": "portway"},
+        pass_fds=high,
+    )
+    try:
+        for fd in high:
+            os.close(fd)
+        assert os.read(ready_r, 1) == b""  # ready: fd 5 closed
+        assert log.exists()
+        os.write(out_w, b"one\ntw")
+        os.write(err_w, "é-err\n".encode())
+        os.write(out_w, b"o\nunended")
+        time.sleep(0.3)
+        assert not _logger.wait_complete(log, 0.1)  # the "container" still runs
+        init.kill()
+        init.wait()
+        assert _logger.wait_complete(log, 2)  # drained, though the pipes are open
+        records, rest = _logger.read_records(log.read_bytes())
+        assert rest == b""
+        by_stream = {s: [r.text for r in records if r.stream == s] for s in ("stdout", "stderr")}
+        assert by_stream == {"stdout": ["one", "two", "unended"], "stderr": ["é-err"]}
+        assert all(r.timestamp is not None for r in records)
+        assert logger.poll() is None  # it waits for the pipes to close
+        os.close(out_w)
+        os.close(err_w)
+        out_w = err_w = -1
+        logger.send_signal(signal.SIGTERM)
+        assert logger.wait(timeout=5) == 0
+    finally:
+        for fd in (out_w, err_w, ready_r):
+            if fd >= 0:
+                os.close(fd)
+        init.kill()
+        logger.kill()
+        logger.wait()
+        init.wait()
+
+
+def test_logger_format_helpers(tmp_path: Path) -> None:
+    from portway.drivers.containerd import _logger
+
+    stream = _logger._Stream(3, "stdout")
+    text = "a" + "é" * _logger.MAX_LINE  # two bytes each: a cut must not split one
+    stamp = _logger.rfc3339nano(1_700_000_000_123_456_789)
+    assert stamp == "2023-11-14T22:13:20.123456789Z"
+    records = stream.feed(text.encode() + b"\nrest", stamp)
+    pieces = [_logger.decode(r.rstrip(b"\n")) for r in records]
+    assert "".join(p.text for p in pieces) == text
+    assert all("\ufffd" not in p.text for p in pieces)
+    assert [b'"p": true' in r for r in records] == [True, True, False]
+    assert stream.pending == b"rest"
+    assert [_logger.decode(r.rstrip(b"\n")).text for r in stream.flush(stamp)] == ["rest"]
+    old = _logger.decode(b"raw line of an older log")  # before records: stdout, no time
+    assert (old.timestamp, old.stream, old.text) == (None, "stdout", "raw line of an older log")
+    record = _logger.decode(_logger.encode("stderr", b'a"\\\x01\xff', stamp))
+    assert (record.stream, record.text) == ("stderr", 'a"\\\x01\ufffd')
+    assert record.timestamp == datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)
+    path = tmp_path / "log"
+    path.write_bytes(b"a\nb\nc\nunfinish")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = path.stat().st_size
+        offsets = [_logger.tail_offset(fd, size, n, block=3) for n in (0, 1, 2, 3, 9)]
+        assert offsets == [6, 4, 2, 0, 0]
+    finally:
+        os.close(fd)
 
 
 def test_exec(ns: Namespace) -> None:
@@ -303,6 +493,12 @@ def test_exec(ns: Namespace) -> None:
     assert slow.exit_code == 124
     assert slow.output == b"before\n"
     assert time.monotonic() - started < 10
+    big = ns.driver.exec(handle, ["sh", "-c", "head -c 300000 /dev/zero; echo done >&2"])
+    assert big.exit_code == 0
+    assert big.output.count(b"\0") == 300000 and b"done\n" in big.output
+    from portway.drivers.containerd.driver import STATE_DIR
+
+    assert not list((STATE_DIR / "portway" / handle.id).glob("pwexec-*"))  # fifos removed
 
 
 def test_oom_stats_and_security(ns: Namespace) -> None:

@@ -3,7 +3,12 @@
 One replica is: a container record (owner labels, OCI runtime spec, image),
 an overlayfs snapshot keyed by the container id, a task (runc, created at
 ``create`` so a bad spec fails early), a network namespace wired by the CNI
-plugins, and output files under ``/var/lib/portway/containerd/<id>/``.
+plugins, and files under ``/var/lib/portway/containerd/<namespace>/<id>/``:
+``output.log`` (the replica's output, written by ``_logger`` which the runc
+shim runs as the task's binary logger: one JSON record per line, with stream
+and time), ``state.json`` (when the driver last started the task:
+containerd's Tasks API keeps no start time) and, while an exec runs, the two
+fifos its output comes through (``_exec_output``).
 
 All containerd (gRPC), CNI and file-system errors are translated in one place
 (``ContainerdDriver._engine``) into the ``DriverError`` family. Images are
@@ -13,6 +18,8 @@ never pulled. The namespace ``moby`` (Docker's) is refused.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import itertools
 import json
 import os
 import re
@@ -20,6 +27,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -28,7 +36,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlencode, urlparse
 
 from portway.capabilities.vocabulary import Feature
 from portway.drivers.base import (
@@ -47,7 +55,7 @@ from portway.drivers.base import (
     ReplicaStatus,
     Stats,
 )
-from portway.drivers.containerd import _net, _oci
+from portway.drivers.containerd import _exec_output, _logger, _net, _oci
 from portway.errors import (
     DriverError,
     ImageNotFoundError,
@@ -83,6 +91,11 @@ LABEL_IMAGE = LABEL_PREFIX + "containerd.image"
 EXEC_TIMEOUT_EXIT_CODE = 124
 _KILL_WAIT_SECONDS = 10.0
 _FOLLOW_POLL_SECONDS = 0.1
+_EXEC_OUTPUT_WAIT_SECONDS = 2.0
+_TASK_CHECK_SECONDS = 0.5
+# after the task exited, how long logs() waits for its logger to drain the pipes
+_LOG_COMPLETE_WAIT_SECONDS = 2.0
+LOGGER_NAME = "portway-containerd-logger"
 _ID_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
 _EXTENSION_KEYS = ("init",)
 _FORBIDDEN_NAMESPACES = ("moby", "k8s.io")
@@ -97,6 +110,8 @@ _STATES = {
     5: ReplicaState.PAUSED,
 }
 _CREATED, _RUNNING, _STOPPED, _PAUSED = 1, 2, 3, 4
+# a task whose process may still write output (5: pausing)
+_LIVE = (_CREATED, _RUNNING, _PAUSED, 5)
 
 
 def parse_address(address: str) -> tuple[str, str]:
@@ -155,6 +170,27 @@ def _ephemeral_port(host_ip: str, protocol: str, taken: set[tuple[str, int]]) ->
     raise OSError("no free ephemeral port found")
 
 
+def _logger_pids(log_path: Path) -> list[int]:
+    """Processes running ``_logger`` (or its wrapper) on ``log_path``."""
+    wanted = os.fsencode(str(log_path))
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        is_logger = any(
+            arg.endswith(b"/_logger.py") or f"/{LOGGER_NAME}-".encode() in arg for arg in argv[:3]
+        )
+        if is_logger and any(
+            key == b"path" and value == wanted for key, value in itertools.pairwise(argv)
+        ):
+            found.append(int(entry.name))
+    return found
+
+
 class _AlreadyExists(PermanentDriverError):
     """gRPC ALREADY_EXISTS; callers that expect it handle it."""
 
@@ -177,6 +213,8 @@ class ContainerdDriver:
             raise PermanentDriverError(target, str(exc)) from None
         self._lock = threading.Lock()
         self._ports_lock = threading.Lock()
+        self._logger_lock = threading.Lock()
+        self._logger_path: Path | None = None
         self._api: _api.Api | None = None
 
     def __repr__(self) -> str:
@@ -225,7 +263,10 @@ class ContainerdDriver:
                 "is containerd running? (scripts/engines-containerd.sh)",
                 delay=2.0,
             )
-        if code in (codes.DEADLINE_EXCEEDED, codes.RESOURCE_EXHAUSTED, codes.ABORTED):
+        # containerd reports its own end of a call's deadline as UNKNOWN when it
+        # notices first (e.g. a Wait with a timeout): a timeout all the same
+        timed_out = code == codes.UNKNOWN and "context deadline exceeded" in details
+        if timed_out or code in (codes.DEADLINE_EXCEEDED, codes.RESOURCE_EXHAUSTED, codes.ABORTED):
             return TemporaryDriverError(self.target, f"{action}: {details}", delay=2.0)
         return PermanentDriverError(self.target, f"{action}: containerd refused: {details}")
 
@@ -243,6 +284,9 @@ class ContainerdDriver:
 
     def _log_path(self, container_id: str) -> Path:
         return self._state_dir(container_id) / "output.log"
+
+    def _state_file(self, container_id: str) -> Path:
+        return self._state_dir(container_id) / "state.json"
 
     def _cgroup(self, container_id: str) -> str:
         return f"{CGROUP_PARENT}/{self._namespace}-{container_id}"
@@ -587,17 +631,45 @@ class ContainerdDriver:
         log = self._log_path(container_id)
         with self._engine(f"create task {container_id}"):
             log.parent.mkdir(parents=True, exist_ok=True)
-            # file:// makes the runc shim copy stdout and stderr into one file
-            # itself: no copier in this process, and output survives us.
+            # binary:// makes the runc shim start our logger with the task's
+            # stdout and stderr pipes: no copier in this process, output
+            # survives us, and the streams stay apart. The shim takes the URI
+            # from stdout (both are set alike); its query arrives as arguments.
+            uri = f"binary://{quote(str(self._logger_binary()))}?{urlencode({'path': str(log)})}"
             api.call(
                 api.tasks.Create,
                 _api.tasks.CreateTaskRequest(
-                    container_id=container_id,
-                    rootfs=mounts,
-                    stdout=f"file://{log}",
-                    stderr=f"file://{log}",
+                    container_id=container_id, rootfs=mounts, stdout=uri, stderr=uri
                 ),
             )
+
+    def _logger_binary(self) -> Path:
+        """The executable the shims start as the tasks' logger: a wrapper that runs
+        this Python on ``_logger.py``. Its name carries a hash of its content, so
+        portway installations sharing the host (another checkout, CI's clone)
+        never overwrite each other's; it is written atomically if missing."""
+        with self._logger_lock:
+            if self._logger_path is not None and self._logger_path.is_file():
+                return self._logger_path
+            python = sys.executable
+            if not python or not Path(python).is_absolute():
+                raise PermanentDriverError(
+                    self.target, f"no absolute path to this Python ({python!r}) for the logger"
+                )
+            script = _logger.wrapper_script(python, str(Path(_logger.__file__).resolve()))
+            digest = hashlib.sha256(script.encode()).hexdigest()[:12]
+            path = STATE_DIR / "bin" / f"{LOGGER_NAME}-{digest}"
+            if not (path.is_file() and os.access(path, os.X_OK)):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+                try:
+                    temporary.write_text(script)
+                    temporary.chmod(0o755)
+                    temporary.replace(path)
+                finally:
+                    temporary.unlink(missing_ok=True)
+            self._logger_path = path
+            return path
 
     def _rollback(self, container_id: str, created: list[str], ports: list[Any]) -> None:
         with contextlib.suppress(DriverError):
@@ -610,6 +682,7 @@ class ContainerdDriver:
         if "container" in created:
             with contextlib.suppress(DriverError):
                 self._delete_container(container_id)
+            shutil.rmtree(self._state_dir(container_id), ignore_errors=True)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -641,8 +714,29 @@ class ContainerdDriver:
                     _net.setup(handle.id, ports)
             self._create_task(handle.id)
         api = self._client()
+        # taken before the start, so that started_at <= finished_at always
+        begun = datetime.now(UTC)
         with self._engine(f"start {handle.name}"):
             api.call(api.tasks.Start, _api.tasks.StartRequest(container_id=handle.id))
+            self._record_start(handle.id, begun)
+
+    def _record_start(self, container_id: str, when: datetime) -> None:
+        path = self._state_file(container_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".state.{uuid.uuid4().hex}")
+        try:
+            temporary.write_text(json.dumps({"started_at": when.isoformat()}))
+            temporary.replace(path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def _started_at(self, container_id: str) -> datetime | None:
+        """When the driver last started the replica's task, if it did."""
+        try:
+            recorded = json.loads(self._state_file(container_id).read_text())
+            return datetime.fromisoformat(recorded["started_at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def stop(self, handle: Handle, timeout: float) -> None:
         self._check(handle)
@@ -730,7 +824,8 @@ class ContainerdDriver:
         task = self._task(handle.id)
         if task is not None and task.status != _STOPPED:
             self._kill_and_wait(handle.id, signal.SIGKILL, _KILL_WAIT_SECONDS, all_=True)
-        self._delete_task(handle.id)
+        self._delete_task(handle.id)  # the shim stops the task's logger and waits for it
+        self._stop_loggers(handle.id)
         problems = _net.teardown(handle.id, ports)
         self._delete_container(handle.id)
         self._remove_snapshot(handle.id)
@@ -739,6 +834,21 @@ class ContainerdDriver:
             raise PermanentDriverError(
                 self.target, f"destroy {handle.name}: network cleanup: {'; '.join(problems)}"
             )
+
+    def _stop_loggers(self, container_id: str) -> None:
+        """End loggers still writing the replica's log once its task is gone (one
+        can outlive a shim that died); normally there are none."""
+        pids = _logger_pids(self._log_path(container_id))
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + _LOG_COMPLETE_WAIT_SECONDS
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.05)
+            pids = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
     def recover(self, handle: Handle) -> ReplicaStatus | None:
         try:
@@ -789,11 +899,14 @@ class ContainerdDriver:
                 state=ReplicaState.EXITED,
                 error="the container has no task (its process is gone)",
                 created_at=created_at,
+                started_at=self._started_at(cid),
                 ports=ports,
                 image=image,
             )
         state = _STATES.get(int(task.status), ReplicaState.UNKNOWN)
         exited = state is ReplicaState.EXITED
+        # a created task has not run: a recorded time is of an earlier task
+        started = state in (ReplicaState.RUNNING, ReplicaState.PAUSED, ReplicaState.EXITED)
         return ReplicaStatus(
             handle=self._handle(cid),
             labels=labels,
@@ -801,6 +914,7 @@ class ContainerdDriver:
             exit_code=int(task.exit_status) if exited else None,
             oom_killed=exited and self._oom_killed(cid),
             created_at=created_at,
+            started_at=self._started_at(cid) if started else None,
             finished_at=_timestamp(task.exited_at) if exited else None,
             ports=ports,
             image=image,
@@ -833,57 +947,80 @@ class ContainerdDriver:
         since: datetime | None = None,
         stop: threading.Event | None = None,
     ) -> Iterator[LogLine]:
-        """Lines of the replica's output. The runc shim writes stdout and stderr
-        into one file without timestamps, so every line is reported as
-        ``stdout`` with no timestamp, and ``since`` cannot filter (it is
-        ignored). ``follow`` ends when the task stops or ``stop`` is set."""
+        """Lines of the replica's output, each with its stream and the time the
+        logger read it (``_logger`` writes them). ``tail`` keeps the last lines,
+        ``since`` the lines read at or after it (a naive time is UTC). Once the
+        task has exited, reading waits (up to 2s) until the logger has drained
+        the pipes, so no last line is missed. ``follow`` goes on until ``stop``
+        is set, or the task has exited and the file is drained. A line longer
+        than 64 KiB comes in pieces."""
         self._check(handle)
         if self._get_container(handle.id) is None:
             raise ReplicaGoneError(self.target, f"logs of {handle.name}: no such container")
-        return self._log_lines(handle, follow, tail, stop)
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        return self._log_lines(handle, follow, tail, since, stop)
+
+    def _task_live(self, container_id: str) -> bool:
+        task = self._task(container_id)
+        return task is not None and int(task.status) in _LIVE
 
     def _log_lines(
-        self, handle: Handle, follow: bool, tail: int | None, stop: threading.Event | None
+        self,
+        handle: Handle,
+        follow: bool,
+        tail: int | None,
+        since: datetime | None,
+        stop: threading.Event | None,
     ) -> Iterator[LogLine]:
         path = self._log_path(handle.id)
+        # decided before reading: once the task has ended and its logger has
+        # drained the pipes, the file holds all the output there will be
+        complete = (
+            not follow
+            and not self._task_live(handle.id)
+            and _logger.wait_complete(path, _LOG_COMPLETE_WAIT_SECONDS)
+        )
         try:
             stream = path.open("rb")
         except FileNotFoundError:
             return
+        pending = b""
+
+        def lines(data: bytes, final: bool) -> Iterator[LogLine]:
+            nonlocal pending
+            records, pending = _logger.read_records(pending + data)
+            if final and pending:  # no more will come: an unfinished line is all there is
+                records.append(_logger.decode(pending))
+                pending = b""
+            for record in records:
+                if since is None or record.timestamp is None or record.timestamp >= since:
+                    yield LogLine(record.timestamp, record.stream, record.text)
+
         with stream:
-            data = stream.read()
-            *lines, pending = data.split(b"\n")
             if tail is not None:
-                lines = lines[-tail:] if tail > 0 else []
-            for line in lines:
-                yield LogLine(None, "stdout", line.decode("utf-8", errors="replace"))
+                size = os.fstat(stream.fileno()).st_size
+                stream.seek(_logger.tail_offset(stream.fileno(), size, tail))
+            yield from lines(stream.read(), complete)
+            if not follow:
+                return
             last_check = 0.0
-            running = follow
-            while running and not (stop is not None and stop.is_set()):
+            while not (stop is not None and stop.is_set()):
                 chunk = stream.read()
                 if chunk:
-                    *lines, pending = (pending + chunk).split(b"\n")
-                    for line in lines:
-                        yield LogLine(None, "stdout", line.decode("utf-8", errors="replace"))
+                    yield from lines(chunk, False)
                     continue
                 now = time.monotonic()
-                if now - last_check > 0.5:
+                if now - last_check >= _TASK_CHECK_SECONDS:
                     last_check = now
-                    task = self._task(handle.id)
-                    running = task is not None and task.status in (_RUNNING, _PAUSED, _CREATED)
-                    if not running:
-                        break
+                    if not self._task_live(handle.id):
+                        final = _logger.wait_complete(path, _LOG_COMPLETE_WAIT_SECONDS)
+                        yield from lines(stream.read(), final)
+                        return
                 if stop is not None:
                     stop.wait(_FOLLOW_POLL_SECONDS)
                 else:
                     time.sleep(_FOLLOW_POLL_SECONDS)
-            if not (stop is not None and stop.is_set()):
-                pending += stream.read()
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    yield LogLine(None, "stdout", line.decode("utf-8", errors="replace"))
-                if pending:
-                    yield LogLine(None, "stdout", pending.decode("utf-8", errors="replace"))
 
     # --- Executor -------------------------------------------------------------------
 
@@ -899,47 +1036,46 @@ class ContainerdDriver:
         process["args"] = list(command)
         process["terminal"] = False
         exec_id = f"pwexec-{uuid.uuid4().hex[:12]}"
-        output = self._state_dir(handle.id) / f"{exec_id}.log"
         api = self._client()
         action = f"exec in {handle.name}"
-        with self._engine(action):
-            output.parent.mkdir(parents=True, exist_ok=True)
-            api.call(
-                api.tasks.Exec,
-                _api.tasks.ExecProcessRequest(
-                    container_id=handle.id,
-                    exec_id=exec_id,
-                    stdout=f"file://{output}",
-                    stderr=f"file://{output}",
-                    spec=_api.json_any(_api.PROCESS_TYPE_URL, process),
-                ),
-            )
-        try:
+        with contextlib.ExitStack() as stack:
+            with self._engine(action):
+                directory = self._state_dir(handle.id)
+                directory.mkdir(parents=True, exist_ok=True)
+                output = stack.enter_context(_exec_output.ExecOutput(directory, exec_id))
             with self._engine(action):
                 api.call(
-                    api.tasks.Start,
-                    _api.tasks.StartRequest(container_id=handle.id, exec_id=exec_id),
+                    api.tasks.Exec,
+                    _api.tasks.ExecProcessRequest(
+                        container_id=handle.id,
+                        exec_id=exec_id,
+                        stdout=output.stdout,
+                        stderr=output.stderr,
+                        spec=_api.json_any(_api.PROCESS_TYPE_URL, process),
+                    ),
                 )
-            code = self._wait(handle.id, timeout, exec_id)
-            if code is None:
-                self._kill_and_wait(
-                    handle.id, signal.SIGKILL, _KILL_WAIT_SECONDS, all_=False, exec_id=exec_id
-                )
-                code = EXEC_TIMEOUT_EXIT_CODE
-        finally:
-            # deleting the process also waits for the shim to finish copying output
-            with contextlib.suppress(DriverError), self._engine(action):
-                api.call(
-                    api.tasks.DeleteProcess,
-                    _api.tasks.DeleteProcessRequest(container_id=handle.id, exec_id=exec_id),
-                )
-        try:
-            data = output.read_bytes()
-        except FileNotFoundError:
-            data = b""
-        finally:
-            output.unlink(missing_ok=True)
-        return ExecResult(code, data)
+            try:
+                with self._engine(action):
+                    api.call(
+                        api.tasks.Start,
+                        _api.tasks.StartRequest(container_id=handle.id, exec_id=exec_id),
+                    )
+                output.start()
+                code = self._wait(handle.id, timeout, exec_id)
+                if code is None:
+                    self._kill_and_wait(
+                        handle.id, signal.SIGKILL, _KILL_WAIT_SECONDS, all_=False, exec_id=exec_id
+                    )
+                    code = EXEC_TIMEOUT_EXIT_CODE
+            finally:
+                # deleting the process waits (up to 2s) for the shim's copiers,
+                # then closes its ends of the fifos
+                with contextlib.suppress(DriverError), self._engine(action):
+                    api.call(
+                        api.tasks.DeleteProcess,
+                        _api.tasks.DeleteProcessRequest(container_id=handle.id, exec_id=exec_id),
+                    )
+            return ExecResult(code, output.result(_EXEC_OUTPUT_WAIT_SECONDS))
 
     # --- StatsSource -----------------------------------------------------------------
 
