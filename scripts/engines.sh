@@ -57,20 +57,28 @@ portway_engines_up() (
     done
   fi
 
-  if pgrep -x dockerd >/dev/null; then
-    say "dockerd is already running; waiting for it to answer"
-  else
+  start_dockerd() {
     # A pid file left by a dockerd that died makes the next one refuse to start.
-    pidfile=/var/run/docker.pid
+    local pidfile=/var/run/docker.pid
     if [[ -f $pidfile ]] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
       rm -f "$pidfile"
     fi
     say "start dockerd (log: $logdir/dockerd.log)"
     start_bg "$logdir/dockerd.log" dockerd --containerd="$ctr_sock"
+  }
+  if pgrep -x dockerd >/dev/null; then
+    say "dockerd is already running; waiting for it to answer"
+  else
+    start_dockerd
   fi
 
   deadline=$((SECONDS + timeout))
   until engine_up; do
+    # A dockerd that was shutting down when we looked has gone meanwhile:
+    # start a new one rather than wait for an engine that will never answer.
+    if ! pgrep -x dockerd >/dev/null; then
+      start_dockerd
+    fi
     if ((SECONDS >= deadline)); then
       echo "engines.sh: docker engine did not answer within ${timeout}s" >&2
       for log in "$logdir/containerd.log" "$logdir/dockerd.log"; do

@@ -312,6 +312,14 @@ def test_controller_sigkill_at_random_points(
     assert len(names) == len(set(names))
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_dockerd_restart_marks_target_unhealthy_then_converges(
     pw: Portway, client: docker.DockerClient, namespace: str
 ) -> None:
@@ -332,6 +340,8 @@ def test_dockerd_restart_marks_target_unhealthy_then_converges(
         targets = pw.json("get", "targets")["items"]
         assert targets[0]["health"] != "healthy"
     finally:
+        # dockerd stops answering before it has finished shutting down
+        eventually(lambda: not _alive(pid), timeout=60, what="the old dockerd to exit")
         subprocess.run(["bash", str(REPO / "scripts" / "engines.sh")], check=True, timeout=120)
 
     def healthy_again() -> bool:
