@@ -462,3 +462,24 @@ def test_garbage_collection_removes_only_our_unwanted_containers(
     events = pw.json("get", "events", "ghost", "-n", namespace)["items"]
     assert [e["reason"] for e in events] == ["GarbageCollected"]
     assert "no workload wants it" in events[0]["message"]
+
+
+def test_apply_refuses_a_bad_extension_key_before_writing(
+    pw: Portway, client: docker.DockerClient, namespace: str
+) -> None:
+    text = workload_yaml("ext", namespace, replicas=1, readiness=False)
+    text = text.replace("spec:\n", "spec:\n  extensions: {docker: {bogus: 1}, podman: {}}\n", 1)
+    refused = pw.apply(text, check=False)
+    assert refused.returncode == 2
+    assert "spec.extensions.docker" in refused.stderr
+    assert "extensions.docker.bogus is not supported" in refused.stderr
+    assert pw.json("get", "workloads", "-n", namespace)["items"] == []
+    assert containers(client, namespace) == []
+    path = pw.home / "ext.yaml"
+    path.write_text(text)
+    shown = pw.json("plan", "-f", str(path))["items"][0]["targets"][0]
+    assert any("bogus" in p for p in shown["extensionProblems"])
+    assert {e["backend"]: e["applies"] for e in shown["extensions"]} == {
+        "docker": True,
+        "podman": False,
+    }

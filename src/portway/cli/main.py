@@ -229,7 +229,13 @@ def _plan(file: Path, targets: list[str], fmt_text: str | None) -> None:
                         "document": p.document,
                         "isolation": p.workload.spec.isolation.value,
                         "portability": p.workload.spec.portability.value,
-                        "targets": [t.to_json() for t in p.targets],
+                        "targets": [
+                            {
+                                **t.to_json(),
+                                "extensionProblems": p.extension_problems.get(t.target, []),
+                            }
+                            for t in p.targets
+                        ],
                     }
                     for p in plans
                 ]
@@ -275,6 +281,8 @@ def _plan(file: Path, targets: list[str], fmt_text: str | None) -> None:
                 )
             for note in tp.notes:
                 p_(f"  note: {note}", markup=False)
+            for problem in wp.extension_problems.get(tp.target, []):
+                p_(f"  {tp.target}: [red]invalid extension[/]: {problem}")
         for tp in wp.targets:
             refused = tp.refusals(mode)
             if refused:

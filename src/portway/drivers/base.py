@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from portway.capabilities.vocabulary import Feature
 from portway.spec.model import WorkloadSpec
@@ -249,6 +249,14 @@ class Pinger(Protocol):
     def ping(self) -> None:
         """A cheap liveness check between full fingerprints; raises
         ``TargetUnavailableError`` (or another ``DriverError``) on failure."""
+        ...
+
+
+@runtime_checkable
+class ExtensionChecker(Protocol):
+    def check_extension(self, settings: Mapping[str, Any]) -> list[str]:
+        """Problems with ``extensions.<this driver>`` (empty: fine), found
+        without calling the engine, so ``apply`` can refuse before writing."""
         ...
 
 

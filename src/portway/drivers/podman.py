@@ -689,6 +689,13 @@ class PodmanDriver:
             )
         return self._handle(_text(info.get("Id")), request.name)
 
+    def check_extension(self, settings: Mapping[str, Any]) -> list[str]:
+        try:
+            self._extension(settings)
+        except PermanentDriverError as exc:
+            return [str(exc).removeprefix(f"target {exc.target!r}: ")]
+        return []
+
     def _extension(self, raw: Mapping[str, Any]) -> _Extension:
         unknown = sorted(set(raw) - set(_EXTENSION_KEYS))
         if unknown:

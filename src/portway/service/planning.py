@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from portway.capabilities.matrix import Matrix, load_packaged
 from portway.capabilities.planner import Mode, TargetPlan, TargetProfile, plan_for_target
 from portway.controller.records import TargetView
+from portway.drivers.base import ExtensionChecker
 from portway.errors import InputError, Issue, PortwayError
 from portway.service.app import App
 from portway.spec.model import Workload
@@ -57,14 +58,23 @@ class WorkloadPlan:
     file: str
     document: int
     targets: tuple[TargetPlan, ...]
+    #: target name -> what its driver says is wrong with its extension block
+    extension_problems: Mapping[str, list[str]] = field(default_factory=dict)
 
 
 def plan_workloads(
     app: App, items: Sequence[tuple[Workload, str, int]], names: Sequence[str] = ()
 ) -> list[WorkloadPlan]:
     found = profiles(app, names)
+    views = {v.name: v for v in app.target_views()}
     return [
-        WorkloadPlan(w, file, doc, tuple(plan_for_target(w.spec, p) for p in found))
+        WorkloadPlan(
+            w,
+            file,
+            doc,
+            tuple(plan_for_target(w.spec, p) for p in found),
+            {p.name: extension_problems(app, views[p.name], w) for p in found if p.name in views},
+        )
         for w, file, doc in items
     ]
 
@@ -88,6 +98,34 @@ def gate(workload: Workload, target_plan: TargetPlan, file: str, document: int) 
             )
         )
     return issues
+
+
+def extension_problems(app: App, view: TargetView, workload: Workload) -> list[str]:
+    """What the target's driver says is wrong with ``extensions.<its driver>``."""
+    settings = workload.spec.extensions.get(view.driver)
+    if settings is None:
+        return []
+    try:
+        driver = app.targets.driver(view)
+    except PortwayError:
+        return []  # the plan already says the driver cannot load
+    if not isinstance(driver, ExtensionChecker):
+        return []
+    return driver.check_extension(settings)
+
+
+def extension_issues(
+    app: App, view: TargetView, workload: Workload, file: str, document: int
+) -> list[Issue]:
+    return [
+        Issue(
+            f"{problem} (target {view.name})",
+            file=file,
+            document=document,
+            path=f"spec.extensions.{view.driver}",
+        )
+        for problem in extension_problems(app, view, workload)
+    ]
 
 
 def degradations(target_plan: TargetPlan) -> list[dict[str, str]]:

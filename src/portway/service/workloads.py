@@ -33,7 +33,7 @@ from portway.errors import (
 from portway.scheduler.placement import Candidate, Placed, choose_target
 from portway.service import preflight
 from portway.service.app import App
-from portway.service.planning import degradations, gate, profile_of
+from portway.service.planning import degradations, extension_issues, gate, profile_of
 from portway.spec.model import Workload
 from portway.store import Record
 
@@ -114,6 +114,7 @@ def apply(app: App, items: Sequence[Sourced]) -> list[Applied]:
         issues += preflight.check_image(workload, target, app.targets, item.file, item.document)
         target_plan = plan_for_target(workload.spec, profile_of(app, target, matrix))
         issues += gate(workload, target_plan, item.file, item.document)
+        issues += extension_issues(app, target, workload, item.file, item.document)
         degraded[workload.key] = degradations(target_plan)
     if policy_issues:
         raise PolicyError(policy_issues + issues)

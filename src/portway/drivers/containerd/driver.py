@@ -489,6 +489,13 @@ class ContainerdDriver:
             raise
         return self._handle(container_id)
 
+    def check_extension(self, settings: Mapping[str, Any]) -> list[str]:
+        try:
+            self._extension(settings)
+        except PermanentDriverError as exc:
+            return [str(exc).removeprefix(f"target {exc.target!r}: ")]
+        return []
+
     def _extension(self, raw: Mapping[str, Any]) -> bool:
         unknown = sorted(set(raw) - set(_EXTENSION_KEYS))
         if unknown:
