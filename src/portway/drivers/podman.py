@@ -28,7 +28,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import quote, urlparse
@@ -58,6 +57,7 @@ from portway.drivers.base import (
     ReplicaStatus,
     Stats,
 )
+from portway.drivers.engine_extensions import EngineExtension, parse_engine_extension
 from portway.errors import (
     DriverError,
     ImageNotFoundError,
@@ -67,7 +67,7 @@ from portway.errors import (
     ReplicaGoneError,
     TargetUnavailableError,
 )
-from portway.spec.model import Isolation, VolumeType, parse_bytes
+from portway.spec.model import Isolation, VolumeType
 
 __all__ = ["PodmanDriver", "podman_base_url"]
 
@@ -114,7 +114,6 @@ _EVENT_ACTIONS = (
     "remove",
     "rename",
 )
-_EXTENSION_KEYS = ("runtime", "labels", "shmSize", "init")
 
 _ZERO_TIME_PREFIX = "0001-01-01"
 _TIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$")
@@ -280,16 +279,7 @@ def _split_stamp(text: str) -> tuple[datetime | None, str]:
     return (None, text) if timestamp is None else (timestamp, rest)
 
 
-@dataclass(frozen=True)
-class _Extension:
-    runtime: str | None = None
-    labels: Mapping[str, str] | None = None
-    shm_size: int | None = None
-    # An init process (catatonit) as PID 1 forwards SIGTERM and reaps zombies.
-    # Without it, a program that installs no SIGTERM handler (busybox httpd,
-    # sleep) ignores SIGTERM as PID 1 and every graceful stop waits for the
-    # full timeout. ``extensions.podman.init: false`` turns it off.
-    init: bool = True
+_Extension = EngineExtension
 
 
 class _ConflictError(PermanentDriverError):
@@ -697,45 +687,7 @@ class PodmanDriver:
         return []
 
     def _extension(self, raw: Mapping[str, Any]) -> _Extension:
-        unknown = sorted(set(raw) - set(_EXTENSION_KEYS))
-        if unknown:
-            raise PermanentDriverError(
-                self.target,
-                f"extensions.podman.{unknown[0]} is not supported by the podman driver "
-                f"(supported keys: {', '.join(_EXTENSION_KEYS)})",
-            )
-        runtime = raw.get("runtime")
-        if runtime is not None and (not isinstance(runtime, str) or not runtime):
-            raise PermanentDriverError(
-                self.target, "extensions.podman.runtime must be a runtime handler name"
-            )
-        labels = raw.get("labels")
-        if labels is not None:
-            if not isinstance(labels, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-            ):
-                raise PermanentDriverError(
-                    self.target, "extensions.podman.labels must map strings to strings"
-                )
-            reserved = sorted(k for k in labels if k.startswith(LABEL_PREFIX))
-            if reserved:
-                raise PermanentDriverError(
-                    self.target,
-                    f"extensions.podman.labels may not set {reserved[0]!r}: "
-                    f"the {LABEL_PREFIX} prefix is reserved for portway",
-                )
-        shm_size: int | None = None
-        if raw.get("shmSize") is not None:
-            try:
-                shm_size = parse_bytes(raw["shmSize"])
-            except (TypeError, ValueError) as exc:
-                raise PermanentDriverError(
-                    self.target, f"extensions.podman.shmSize: {exc}"
-                ) from None
-        init = raw.get("init", True)
-        if not isinstance(init, bool):
-            raise PermanentDriverError(self.target, "extensions.podman.init must be true or false")
-        return _Extension(runtime=runtime, labels=labels, shm_size=shm_size, init=init)
+        return parse_engine_extension(DRIVER_NAME, self.target, raw)
 
     def _volumes(
         self, client: APIClient, request: ReplicaRequest
