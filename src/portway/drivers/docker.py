@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from typing import Any, TypedDict, cast
+from typing import Any, TypedDict
 from urllib.parse import quote, urlparse
 
 import docker
@@ -50,6 +50,43 @@ from portway.drivers.base import (
     ReplicaStatus,
     Stats,
 )
+from portway.drivers.engine_common import (
+    CLIENT_TIMEOUT_SECONDS,
+    EXEC_TIMEOUT_EXIT_CODE,
+    LABEL_VOLUME,
+    MAX_POOL_SIZE,
+    parse_engine_time,
+)
+from portway.drivers.engine_common import (
+    STREAMS as _STREAMS,
+)
+from portway.drivers.engine_common import (
+    Json as _Json,
+)
+from portway.drivers.engine_common import (
+    StreamWatch as _StreamWatch,
+)
+from portway.drivers.engine_common import (
+    caused_by as _caused_by,
+)
+from portway.drivers.engine_common import (
+    frames as _frames,
+)
+from portway.drivers.engine_common import (
+    labels as _labels,
+)
+from portway.drivers.engine_common import (
+    obj as _obj,
+)
+from portway.drivers.engine_common import (
+    parse_version as _parse_version,
+)
+from portway.drivers.engine_common import (
+    root_message as _root_message,
+)
+from portway.drivers.engine_common import (
+    text as _text,
+)
 from portway.drivers.engine_extensions import EngineExtension, parse_engine_extension
 from portway.errors import (
     DriverError,
@@ -65,16 +102,7 @@ from portway.spec.model import Isolation, VolumeType
 __all__ = ["DockerDriver"]
 
 DRIVER_NAME = "docker"
-CLIENT_TIMEOUT_SECONDS = 30
 MIN_API_VERSION = (1, 41)
-MAX_POOL_SIZE = 32
-# How long a stream watcher blocks on ``stop`` before checking whether its
-# stream ended by itself. Waking is cheap but not free: an idle controller
-# keeps an event stream open all day, so this is not a 50 ms busy-ish poll.
-_STOP_POLL_SECONDS = 0.5
-# Exit code reported when ``exec`` hits its timeout (as coreutils ``timeout``).
-EXEC_TIMEOUT_EXIT_CODE = 124
-LABEL_VOLUME = LABEL_PREFIX + "volume"
 
 _STATES: dict[str, ReplicaState] = {
     "created": ReplicaState.CREATED,
@@ -102,32 +130,19 @@ _EVENT_ACTIONS = (
     "update",
 )
 
-_ZERO_TIME_PREFIX = "0001-01-01"
-_TIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$")
 _EXITED_RE = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")
 _PORT_IN_USE_RE = re.compile(
     r"(\[[0-9a-fA-F:.]*\]|[0-9a-fA-F.:]*?):(\d+)"
     r"(?:: bind: address already in use| failed: port is already allocated)"
 )
-_STREAMS = {0: "stdout", 1: "stdout", 2: "stderr"}
 
 
 # --- small typing helpers: the engine's JSON stays ``Any`` only in here ----
-
-_Json = dict[str, Any]
 
 
 class _PortBinding(TypedDict):
     HostIp: str
     HostPort: str
-
-
-def _obj(value: Any) -> _Json:
-    return cast(_Json, value) if isinstance(value, dict) else {}
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _int(value: Any) -> int | None:
@@ -138,23 +153,6 @@ def _int(value: Any) -> int | None:
     if isinstance(value, str) and value.lstrip("-").isdigit():
         return int(value)
     return None
-
-
-def _labels(value: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in _obj(value).items()}
-
-
-def parse_engine_time(text: str) -> datetime | None:
-    """RFC 3339 with nanoseconds -> aware datetime; Docker's zero time -> None."""
-    if not text or text.startswith(_ZERO_TIME_PREFIX):
-        return None
-    match = _TIME_RE.match(text.strip())
-    if not match:
-        return None
-    base, fraction, zone = match.groups()
-    micros = (fraction or "")[:6].ljust(6, "0")
-    offset = "+00:00" if zone == "Z" else zone
-    return datetime.fromisoformat(f"{base}.{micros}{offset}")
 
 
 def docker_base_url(address: str) -> str:
@@ -176,10 +174,6 @@ def docker_base_url(address: str) -> str:
         f"{address!r} is not a docker address; expected docker:///var/run/docker.sock "
         "or docker+tcp://HOST:PORT"
     )
-
-
-def _parse_version(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", text)[:2])
 
 
 def _host_port(text: Any) -> int | None:
@@ -220,36 +214,6 @@ def _ports_from_list(rows: Any) -> tuple[PublishedPort, ...]:
     return tuple(sorted(out, key=lambda p: (p.container_port, p.protocol, p.host_ip)))
 
 
-def _read_exact(raw: Any, size: int) -> bytes:
-    """Read ``size`` bytes from a urllib3 response, fewer only at EOF."""
-    chunks: list[bytes] = []
-    missing = size
-    while missing > 0:
-        chunk = raw.read(missing)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)
-
-
-def _frames(response: requests.Response) -> Iterator[tuple[int, bytes]]:
-    """Docker's multiplexed stream: 8-byte header (stream id, size), payload."""
-    raw = response.raw
-    while True:
-        header = _read_exact(raw, 8)
-        if len(header) < 8:
-            return
-        size = int.from_bytes(header[4:8], "big")
-        if size == 0:
-            continue
-        payload = _read_exact(raw, size)
-        if payload:
-            yield header[0], payload
-        if len(payload) < size:
-            return
-
-
 def _log_line(stream: str, raw_line: bytes) -> LogLine:
     text = raw_line.decode("utf-8", errors="replace").removesuffix("\r")
     stamp, _, rest = text.partition(" ")
@@ -264,39 +228,6 @@ _Extension = EngineExtension
 
 class _ConflictError(PermanentDriverError):
     """HTTP 409 from the engine; callers that expect it handle it."""
-
-
-class _StreamWatch:
-    """Cancels a stream from a helper thread as soon as ``stop`` is set.
-
-    A thread blocked reading a socket only wakes up when the socket is shut
-    down, so cancellation has to come from outside the reading thread. The
-    reading thread calls ``finish`` when done, and closes the stream itself.
-    """
-
-    def __init__(self, stop: threading.Event | None, cancel: Callable[[], None]) -> None:
-        self._stop = stop
-        self._cancel = cancel
-        self._done = threading.Event()
-        self.cancelled = False
-        if stop is not None:
-            threading.Thread(target=self._watch, name="portway-docker-stream", daemon=True).start()
-
-    def _watch(self) -> None:
-        assert self._stop is not None
-        while not self._done.is_set():
-            if self._stop.wait(_STOP_POLL_SECONDS):
-                self.cancelled = True
-                with suppress(Exception):
-                    self._cancel()
-                return
-
-    @property
-    def stopping(self) -> bool:
-        return self.cancelled or (self._stop is not None and self._stop.is_set())
-
-    def finish(self) -> None:
-        self._done.set()
 
 
 def _api_url(client: docker.APIClient, path: str) -> str:
@@ -940,25 +871,6 @@ class DockerDriver:
 
 
 # --- error helpers --------------------------------------------------------
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
-    return any(isinstance(e, kinds) for e in _chain(exc))
-
-
-def _root_message(exc: BaseException) -> str:
-    *_, root = _chain(exc)
-    text = str(root) or type(root).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _explanation(exc: docker.errors.APIError) -> str:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 from urllib.parse import quote, urlparse
 
 import podman.errors
@@ -57,6 +57,43 @@ from portway.drivers.base import (
     ReplicaStatus,
     Stats,
 )
+from portway.drivers.engine_common import (
+    CLIENT_TIMEOUT_SECONDS,
+    EXEC_TIMEOUT_EXIT_CODE,
+    LABEL_VOLUME,
+    MAX_POOL_SIZE,
+    parse_engine_time,
+)
+from portway.drivers.engine_common import (
+    STREAMS as _STREAMS,
+)
+from portway.drivers.engine_common import (
+    Json as _Json,
+)
+from portway.drivers.engine_common import (
+    StreamWatch as _StreamWatch,
+)
+from portway.drivers.engine_common import (
+    caused_by as _caused_by,
+)
+from portway.drivers.engine_common import (
+    frames as _frames,
+)
+from portway.drivers.engine_common import (
+    labels as _labels,
+)
+from portway.drivers.engine_common import (
+    obj as _obj,
+)
+from portway.drivers.engine_common import (
+    parse_version as _parse_version,
+)
+from portway.drivers.engine_common import (
+    root_message as _root_message,
+)
+from portway.drivers.engine_common import (
+    text as _text,
+)
 from portway.drivers.engine_extensions import EngineExtension, parse_engine_extension
 from portway.errors import (
     DriverError,
@@ -72,16 +109,7 @@ from portway.spec.model import Isolation, VolumeType
 __all__ = ["PodmanDriver", "podman_base_url"]
 
 DRIVER_NAME = "podman"
-CLIENT_TIMEOUT_SECONDS = 30
 MIN_LIBPOD_VERSION = (4, 0)
-MAX_POOL_SIZE = 32
-# How long a stream watcher blocks on ``stop`` before checking whether its
-# stream ended by itself (see the Docker driver: an idle event stream stays
-# open all day, so this is not a busy poll).
-_STOP_POLL_SECONDS = 0.5
-# Exit code reported when ``exec`` hits its timeout (as coreutils ``timeout``).
-EXEC_TIMEOUT_EXIT_CODE = 124
-LABEL_VOLUME = LABEL_PREFIX + "volume"
 # CFS period for CPU limits; runc refuses a quota below 1 ms.
 _CPU_PERIOD_MICROS = 100_000
 _CPU_MIN_QUOTA_MICROS = 1_000
@@ -115,12 +143,9 @@ _EVENT_ACTIONS = (
     "rename",
 )
 
-_ZERO_TIME_PREFIX = "0001-01-01"
-_TIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$")
 _PORT_IN_USE_RE = re.compile(
     r"(\[[0-9a-fA-F:.]*\]|[0-9a-fA-F.:]*?):(\d+): bind: address already in use"
 )
-_STREAMS = {0: "stdout", 1: "stdout", 2: "stderr"}
 _JSON_HEADERS = {"Content-Type": "application/json"}
 # Streams never share their connection: the watcher that cancels a stream
 # shuts its socket down, which must not hit a pooled connection reused later.
@@ -128,16 +153,6 @@ _STREAM_HEADERS = {"Connection": "close"}
 
 
 # --- small typing helpers: the service's JSON stays ``Any`` only in here ---
-
-_Json = dict[str, Any]
-
-
-def _obj(value: Any) -> _Json:
-    return cast(_Json, value) if isinstance(value, dict) else {}
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _int(value: Any) -> int | None:
@@ -152,27 +167,10 @@ def _int(value: Any) -> int | None:
     return None
 
 
-def _labels(value: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in _obj(value).items()}
-
-
-def parse_podman_time(text: str) -> datetime | None:
-    """RFC 3339 with nanoseconds -> aware datetime; Go's zero time -> None."""
-    if not text or text.startswith(_ZERO_TIME_PREFIX):
-        return None
-    match = _TIME_RE.match(text.strip())
-    if not match:
-        return None
-    base, fraction, zone = match.groups()
-    micros = (fraction or "")[:6].ljust(6, "0")
-    offset = "+00:00" if zone == "Z" else zone
-    return datetime.fromisoformat(f"{base}.{micros}{offset}")
-
-
 def _unix_time(value: Any) -> datetime | None:
     """Seconds since the epoch (Podman lists), or an RFC 3339 string; <= 0 -> None."""
     if isinstance(value, str):
-        return parse_podman_time(value)
+        return parse_engine_time(value)
     seconds = _int(value)
     if seconds is None or seconds <= 0:
         return None
@@ -193,10 +191,6 @@ def podman_base_url(address: str) -> str:
         f"{address!r} is not a podman address; expected podman:///run/podman/podman.sock "
         "(the socket of `podman system service`)"
     )
-
-
-def _parse_version(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", text)[:2])
 
 
 def _sorted_ports(ports: list[PublishedPort]) -> tuple[PublishedPort, ...]:
@@ -243,39 +237,9 @@ def _ports_from_list(rows: Any) -> tuple[PublishedPort, ...]:
     return _sorted_ports(out)
 
 
-def _read_exact(raw: Any, size: int) -> bytes:
-    """Read ``size`` bytes from a urllib3 response, fewer only at EOF."""
-    chunks: list[bytes] = []
-    missing = size
-    while missing > 0:
-        chunk = raw.read(missing)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)
-
-
-def _frames(response: Any) -> Iterator[tuple[int, bytes]]:
-    """The multiplexed stream (as Docker's): 8-byte header (stream id, size), payload."""
-    raw = response.raw
-    while True:
-        header = _read_exact(raw, 8)
-        if len(header) < 8:
-            return
-        size = int.from_bytes(header[4:8], "big")
-        if size == 0:
-            continue
-        payload = _read_exact(raw, size)
-        if payload:
-            yield header[0], payload
-        if len(payload) < size:
-            return
-
-
 def _split_stamp(text: str) -> tuple[datetime | None, str]:
     stamp, _, rest = text.partition(" ")
-    timestamp = parse_podman_time(stamp)
+    timestamp = parse_engine_time(stamp)
     return (None, text) if timestamp is None else (timestamp, rest)
 
 
@@ -284,39 +248,6 @@ _Extension = EngineExtension
 
 class _ConflictError(PermanentDriverError):
     """A name (container or volume) is taken; callers that expect it handle it."""
-
-
-class _StreamWatch:
-    """Cancels a stream from a helper thread as soon as ``stop`` is set.
-
-    A thread blocked reading a socket only wakes up when the socket is shut
-    down, so cancellation has to come from outside the reading thread. The
-    reading thread calls ``finish`` when done, and closes the stream itself.
-    """
-
-    def __init__(self, stop: threading.Event | None, cancel: Callable[[], None]) -> None:
-        self._stop = stop
-        self._cancel = cancel
-        self._done = threading.Event()
-        self.cancelled = False
-        if stop is not None:
-            threading.Thread(target=self._watch, name="portway-podman-stream", daemon=True).start()
-
-    def _watch(self) -> None:
-        assert self._stop is not None
-        while not self._done.is_set():
-            if self._stop.wait(_STOP_POLL_SECONDS):
-                self.cancelled = True
-                with suppress(Exception):
-                    self._cancel()
-                return
-
-    @property
-    def stopping(self) -> bool:
-        return self.cancelled or (self._stop is not None and self._stop.is_set())
-
-    def finish(self) -> None:
-        self._done.set()
 
 
 def _shutdown(response: Any) -> Callable[[], None]:
@@ -827,9 +758,9 @@ class PodmanDriver:
             exit_code=exit_code,
             oom_killed=state.get("OOMKilled") is True,
             error=error,
-            created_at=parse_podman_time(_text(info.get("Created"))),
-            started_at=parse_podman_time(_text(state.get("StartedAt"))),
-            finished_at=parse_podman_time(_text(state.get("FinishedAt"))),
+            created_at=parse_engine_time(_text(info.get("Created"))),
+            started_at=parse_engine_time(_text(state.get("StartedAt"))),
+            finished_at=parse_engine_time(_text(state.get("FinishedAt"))),
             ports=_ports_from_inspect(_obj(info.get("NetworkSettings")).get("Ports")),
             image=_text(info.get("ImageName")) or _text(config.get("Image")),
         )
@@ -1104,25 +1035,6 @@ class PodmanDriver:
 
 
 # --- error helpers --------------------------------------------------------
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
-    return any(isinstance(e, kinds) for e in _chain(exc))
-
-
-def _root_message(exc: BaseException) -> str:
-    *_, root = _chain(exc)
-    text = str(root) or type(root).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _cause(exc: podman.errors.APIError) -> str:
