@@ -9,26 +9,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
 
 from portway.drivers.base import (
     LABEL_NAMESPACE,
-    Handle,
     Health,
-    ReplicaRequest,
-    ReplicaState,
-    ReplicaStatus,
 )
 from portway.drivers.docker import DockerDriver, docker_base_url
-from portway.spec.model import WorkloadSpec
+from tests.integration.driver_ns import Namespace
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-images.sh"
@@ -77,55 +70,6 @@ def engine(docker_driver: DockerDriver) -> Iterator[docker.APIClient]:
     client = docker.APIClient(base_url=docker_base_url(ADDRESS), version="auto", timeout=30)
     yield client
     client.close()
-
-
-@dataclass
-class Namespace:
-    """One test's private namespace on the engine; everything in it is removed after."""
-
-    driver: DockerDriver
-    name: str
-
-    def request(
-        self,
-        spec: dict[str, Any] | None = None,
-        *,
-        workload: str = "web",
-        index: int = 0,
-        generation: int = 1,
-    ) -> ReplicaRequest:
-        model = WorkloadSpec.model_validate({"image": IMAGE, **(spec or {})})
-        return ReplicaRequest(
-            namespace=self.name,
-            workload=workload,
-            index=index,
-            generation=generation,
-            template_hash=model.template_hash(),
-            spec=model,
-        )
-
-    def run(self, spec: dict[str, Any] | None = None, **kwargs: Any) -> Handle:
-        handle = self.driver.create(self.request(spec, **kwargs))
-        self.driver.start(handle)
-        return handle
-
-    def wait_for(
-        self,
-        handle: Handle,
-        predicate: Callable[[ReplicaStatus], bool],
-        timeout: float = 10.0,
-    ) -> ReplicaStatus:
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.driver.inspect(handle)
-            if predicate(status):
-                return status
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting on {handle.name}; last status {status}")
-            time.sleep(0.05)
-
-    def wait_exited(self, handle: Handle, timeout: float = 10.0) -> ReplicaStatus:
-        return self.wait_for(handle, lambda s: s.state is ReplicaState.EXITED, timeout)
 
 
 @pytest.fixture

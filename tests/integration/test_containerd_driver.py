@@ -18,8 +18,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,18 +30,15 @@ from portway.drivers.base import (
     LABEL_NAMESPACE,
     LABEL_WORKLOAD,
     Executor,
-    Handle,
     Health,
     LogLine,
     LogSource,
-    ReplicaRequest,
     ReplicaState,
-    ReplicaStatus,
     StatsSource,
 )
 from portway.drivers.registry import open_driver
 from portway.errors import ImageNotFoundError, PortInUseError, ReplicaGoneError
-from portway.spec.model import WorkloadSpec
+from tests.integration.driver_ns import Namespace
 
 pytestmark = pytest.mark.containerd
 
@@ -135,51 +131,6 @@ def driver() -> Iterator[Any]:
     assert fingerprint.health is Health.HEALTHY, fingerprint.detail
     yield drv
     drv.close()  # type: ignore[attr-defined]
-
-
-@dataclass
-class Namespace:
-    driver: Any
-    name: str
-    made: list[Handle] = field(default_factory=list)
-
-    def request(
-        self, spec: dict[str, Any] | None = None, *, workload: str = "web", index: int = 0
-    ) -> ReplicaRequest:
-        model = WorkloadSpec.model_validate({"image": IMAGE, **(spec or {})})
-        return ReplicaRequest(
-            namespace=self.name,
-            workload=workload,
-            index=index,
-            generation=1,
-            template_hash=model.template_hash(),
-            spec=model,
-        )
-
-    def create(self, spec: dict[str, Any] | None = None, **kwargs: Any) -> Handle:
-        handle: Handle = self.driver.create(self.request(spec, **kwargs))
-        self.made.append(handle)
-        return handle
-
-    def run(self, spec: dict[str, Any] | None = None, **kwargs: Any) -> Handle:
-        handle = self.create(spec, **kwargs)
-        self.driver.start(handle)
-        return handle
-
-    def wait_for(
-        self, handle: Handle, predicate: Callable[[ReplicaStatus], bool], timeout: float = 10.0
-    ) -> ReplicaStatus:
-        deadline = time.monotonic() + timeout
-        while True:
-            status: ReplicaStatus = self.driver.inspect(handle)
-            if predicate(status):
-                return status
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting on {handle.name}; last status {status}")
-            time.sleep(0.05)
-
-    def wait_exited(self, handle: Handle, timeout: float = 10.0) -> ReplicaStatus:
-        return self.wait_for(handle, lambda s: s.state is ReplicaState.EXITED, timeout)
 
 
 @pytest.fixture

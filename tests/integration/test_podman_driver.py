@@ -16,8 +16,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,9 +39,7 @@ from portway.drivers.base import (
     LogLine,
     LogSource,
     Pinger,
-    ReplicaRequest,
     ReplicaState,
-    ReplicaStatus,
     StatsSource,
 )
 from portway.drivers.podman import PodmanDriver
@@ -54,7 +51,7 @@ from portway.errors import (
     ReplicaGoneError,
     TargetUnavailableError,
 )
-from portway.spec.model import WorkloadSpec
+from tests.integration.driver_ns import Namespace
 
 pytestmark = pytest.mark.podman
 
@@ -152,55 +149,6 @@ def engine_json(engine: APIClient, path: str, **params: Any) -> Any:
 
 def kill(engine: APIClient, handle: Handle) -> None:
     engine.post(f"/containers/{handle.id}/kill", params={"signal": "KILL"}).raise_for_status()
-
-
-@dataclass
-class Namespace:
-    """One test's private namespace on the engine; everything in it is removed after."""
-
-    driver: PodmanDriver
-    name: str
-
-    def request(
-        self,
-        spec: dict[str, Any] | None = None,
-        *,
-        workload: str = "web",
-        index: int = 0,
-        generation: int = 1,
-    ) -> ReplicaRequest:
-        model = WorkloadSpec.model_validate({"image": IMAGE, **(spec or {})})
-        return ReplicaRequest(
-            namespace=self.name,
-            workload=workload,
-            index=index,
-            generation=generation,
-            template_hash=model.template_hash(),
-            spec=model,
-        )
-
-    def run(self, spec: dict[str, Any] | None = None, **kwargs: Any) -> Handle:
-        handle = self.driver.create(self.request(spec, **kwargs))
-        self.driver.start(handle)
-        return handle
-
-    def wait_for(
-        self,
-        handle: Handle,
-        predicate: Callable[[ReplicaStatus], bool],
-        timeout: float = 10.0,
-    ) -> ReplicaStatus:
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.driver.inspect(handle)
-            if predicate(status):
-                return status
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting on {handle.name}; last status {status}")
-            time.sleep(0.05)
-
-    def wait_exited(self, handle: Handle, timeout: float = 10.0) -> ReplicaStatus:
-        return self.wait_for(handle, lambda s: s.state is ReplicaState.EXITED, timeout)
 
 
 @pytest.fixture
