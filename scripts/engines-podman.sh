@@ -41,7 +41,7 @@ fi
 # hybrid cgroup v1 hierarchy); catatonit is the init process behind --init;
 # netavark + aardvark-dns are the network stack (port publishing);
 # busybox-static is what scripts/build-images.sh makes the test images from.
-packages=(podman runc catatonit netavark aardvark-dns iptables busybox-static curl)
+packages=(podman runc catatonit netavark aardvark-dns iptables busybox-static curl runsc)
 missing=()
 for pkg in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
@@ -63,6 +63,9 @@ else
 fi
 
 # --- configuration --------------------------------------------------------------
+# gVisor for the sandboxed tier: Podman takes a runtime binary, so it gets the
+# wrapper that adds runsc's --network=host (see scripts/gvisor.sh).
+runsc_wrapper=$(bash "$root/scripts/gvisor.sh")
 # Written only when it differs, so a running service is not surprised.
 want_conf=$(
   cat <<EOF
@@ -81,6 +84,10 @@ runtime = "runc"
 # No systemd here: plain cgroupfs, and events go to a file, not journald.
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+
+[engine.runtimes]
+# The sandboxed isolation tier (gVisor); portway asks for it by this name.
+runsc = ["$runsc_wrapper"]
 
 [network]
 network_backend = "netavark"

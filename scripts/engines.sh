@@ -29,7 +29,43 @@ portway_engines_up() (
     setsid nohup "$@" >>"$log" 2>&1 </dev/null &
   }
 
+  # gVisor as the "runsc" runtime: the sandboxed isolation tier. dockerd
+  # reloads its runtimes on SIGHUP, so a running engine picks it up in place.
+  daemon_json=${PORTWAY_DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}
+  config_changed=false
+  if command -v runsc >/dev/null; then
+    want_json=$(
+      python3 - "$daemon_json" "$(command -v runsc)" <<'PY'
+import json, sys
+path, runsc = sys.argv[1], sys.argv[2]
+try:
+    with open(path) as f:
+        config = json.load(f)
+except FileNotFoundError:
+    config = {}
+config.setdefault("runtimes", {})["runsc"] = {"path": runsc, "runtimeArgs": ["--network=host"]}
+print(json.dumps(config, indent=2, sort_keys=True))
+PY
+    )
+    if [[ ! -f $daemon_json || "$(cat "$daemon_json")" != "$want_json" ]]; then
+      say "write $daemon_json (runtime runsc: gVisor with --network=host)"
+      mkdir -p "$(dirname "$daemon_json")"
+      printf '%s\n' "$want_json" >"$daemon_json"
+      config_changed=true
+    fi
+  else
+    say "runsc not installed: no sandboxed tier on docker (scripts/install.sh installs it)"
+  fi
+
   if engine_up; then
+    if $config_changed; then
+      say "reload dockerd's configuration (SIGHUP)"
+      pkill -HUP -x dockerd || true
+      for _ in $(seq 1 20); do
+        "$docker_bin" info --format '{{json .Runtimes}}' 2>/dev/null | grep -q runsc && break
+        sleep 0.5
+      done
+    fi
     say "docker engine is up ($("$docker_bin" info --format '{{.ServerVersion}}' 2>/dev/null))"
     return 0
   fi

@@ -68,16 +68,44 @@ class Fingerprint:
 
 
 @dataclass(frozen=True)
+class RuntimeHandler:
+    """How one target runs one isolation tier, like a Kubernetes RuntimeClass:
+    the engine's name for the runtime, and what the sandbox itself costs beyond
+    the workload's own limits (RuntimeClass ``overhead``), which placement adds
+    when checking that a replica fits."""
+
+    tier: str  # "standard", "sandboxed", "wasm", "microvm"
+    handler: str  # the engine's own name: "runc", "runsc", "wasmtime", ...
+    overhead_memory: int = 0  # bytes
+    overhead_cpu: float = 0.0  # cores
+
+
+@dataclass(frozen=True)
 class DriverCapabilities:
-    """What a driver implements, fixed per driver (like Nomad's
-    ``Capabilities``), in the shared feature vocabulary. A declaration is a
-    claim: the conformance suite proves it against the real engine before the
-    planner calls a field "honored"."""
+    """What a driver implements, in the shared feature vocabulary (like
+    Nomad's ``Capabilities``). Fixed per driver, except the isolation tiers,
+    which come from the runtime handlers its fingerprint found. A declaration
+    is a claim: the conformance suite proves it against the real engine before
+    the planner calls a field "honored"."""
 
     features: frozenset[Feature]
+    #: one per isolation tier this target offers (empty: standard only, unnamed)
+    handlers: tuple[RuntimeHandler, ...] = ()
+    #: features declared for the standard tier that a tier does not offer,
+    #: with the reason (e.g. gVisor implements no cgroup OOM accounting):
+    #: tier -> feature -> why
+    tier_gaps: Mapping[str, Mapping[Feature, str]] = field(default_factory=dict)
 
     def supports(self, feature: Feature) -> bool:
         return feature in self.features
+
+    def handler_for(self, tier: str) -> RuntimeHandler | None:
+        return next((h for h in self.handlers if h.tier == tier), None)
+
+    def features_for(self, tier: str) -> frozenset[Feature]:
+        """What the driver claims for a replica run in ``tier``."""
+        gaps = self.tier_gaps.get(tier, {})
+        return frozenset(f for f in self.features if f not in gaps)
 
     @property
     def isolation_tiers(self) -> frozenset[str]:

@@ -1,0 +1,1 @@
+"""The WebAssembly tier: WASI modules run by wasmtime in worker processes."""
