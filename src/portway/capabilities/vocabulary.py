@@ -15,6 +15,7 @@ from portway.spec.model import (
     Isolation,
     Protocol,
     RestartPolicyName,
+    SeccompProfile,
     VolumeType,
     WorkloadSpec,
 )
@@ -46,6 +47,13 @@ class Feature(StrEnum):
     SECURITY_CAP_ADD = "security.cap_add"
     SECURITY_CAP_DROP = "security.cap_drop"
     SECURITY_NO_NEW_PRIVILEGES = "security.no_new_privileges"
+    SECURITY_RUN_AS_NON_ROOT = "security.run_as_non_root"
+    SECURITY_PRIVILEGED = "security.privileged"
+    SECURITY_HOST_NETWORK = "security.host_network"
+    SECURITY_HOST_PID = "security.host_pid"
+    SECURITY_HOST_IPC = "security.host_ipc"
+    SECURITY_SECCOMP_UNCONFINED = "security.seccomp_unconfined"
+    SECURITY_SYSCTLS = "security.sysctls"
     ISOLATION_STANDARD = "isolation.standard"
     ISOLATION_SANDBOXED = "isolation.sandboxed"
     ISOLATION_MICROVM = "isolation.microvm"
@@ -117,6 +125,15 @@ FEATURES: dict[Feature, FeatureInfo] = {
     Feature.SECURITY_CAP_ADD: FeatureInfo(_D, _DROP, "add Linux capabilities"),
     Feature.SECURITY_CAP_DROP: FeatureInfo(_D, _DROP, "drop Linux capabilities"),
     Feature.SECURITY_NO_NEW_PRIVILEGES: FeatureInfo(_D, _DROP, "forbid privilege escalation"),
+    Feature.SECURITY_RUN_AS_NON_ROOT: FeatureInfo(
+        _D, _REJECT, "refuse to start a replica that would run as root"
+    ),
+    Feature.SECURITY_PRIVILEGED: FeatureInfo(_D, _REJECT, "run a privileged replica"),
+    Feature.SECURITY_HOST_NETWORK: FeatureInfo(_D, _REJECT, "share the host's network namespace"),
+    Feature.SECURITY_HOST_PID: FeatureInfo(_D, _REJECT, "share the host's PID namespace"),
+    Feature.SECURITY_HOST_IPC: FeatureInfo(_D, _REJECT, "share the host's IPC namespace"),
+    Feature.SECURITY_SECCOMP_UNCONFINED: FeatureInfo(_D, _REJECT, "run without a seccomp filter"),
+    Feature.SECURITY_SYSCTLS: FeatureInfo(_D, _REJECT, "set namespaced sysctls"),
     Feature.ISOLATION_STANDARD: FeatureInfo(_D, _REJECT, "run with the standard runtime"),
     Feature.ISOLATION_SANDBOXED: FeatureInfo(_D, _REJECT, "run in a sandbox (gVisor)"),
     Feature.ISOLATION_MICROVM: FeatureInfo(_D, _REJECT, "run in a micro-VM"),
@@ -209,5 +226,19 @@ def uses(spec: WorkloadSpec) -> list[Use]:
         add(Use("spec.security.capabilities.drop", Feature.SECURITY_CAP_DROP))
     if security.no_new_privileges:
         add(Use("spec.security.noNewPrivileges", Feature.SECURITY_NO_NEW_PRIVILEGES))
+    if security.run_as_non_root:
+        add(Use("spec.security.runAsNonRoot", Feature.SECURITY_RUN_AS_NON_ROOT))
+    if security.privileged:
+        add(Use("spec.security.privileged", Feature.SECURITY_PRIVILEGED))
+    if security.host_network:
+        add(Use("spec.security.hostNetwork", Feature.SECURITY_HOST_NETWORK))
+    if security.host_pid:
+        add(Use("spec.security.hostPid", Feature.SECURITY_HOST_PID))
+    if security.host_ipc:
+        add(Use("spec.security.hostIpc", Feature.SECURITY_HOST_IPC))
+    if security.seccomp_profile is SeccompProfile.UNCONFINED:
+        add(Use("spec.security.seccompProfile", Feature.SECURITY_SECCOMP_UNCONFINED))
+    if security.sysctls:
+        add(Use("spec.security.sysctls", Feature.SECURITY_SYSCTLS))
     add(Use("spec.isolation", _ISOLATION[spec.isolation]))
     return found

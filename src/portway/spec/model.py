@@ -360,11 +360,50 @@ class Capabilities(_Model):
         return out
 
 
+class SeccompProfile(StrEnum):
+    RUNTIME_DEFAULT = "RuntimeDefault"  # the engine's default filter
+    UNCONFINED = "Unconfined"  # no filter at all
+
+
 class Security(_Model):
+    """The replica's security context. Everything that weakens isolation
+    (privileged, host namespaces, unconfined seccomp, sysctls, added
+    capabilities) is what namespace policy (Pod Security levels) judges."""
+
     user: str | None = Field(default=None, description="uid, uid:gid or a user name.")
     read_only_root_filesystem: bool = False
     capabilities: Capabilities = Field(default_factory=Capabilities)
     no_new_privileges: bool = False
+    run_as_non_root: bool = Field(
+        default=False,
+        description="Refuse to start unless the replica runs as a uid other than 0.",
+    )
+    privileged: bool = Field(
+        default=False, description="Every capability, every device, no confinement."
+    )
+    host_network: bool = Field(default=False, description="Share the host's network namespace.")
+    host_pid: bool = Field(default=False, description="Share the host's PID namespace.")
+    host_ipc: bool = Field(default=False, description="Share the host's IPC namespace.")
+    seccomp_profile: SeccompProfile = SeccompProfile.RUNTIME_DEFAULT
+    sysctls: dict[str, str] = Field(
+        default_factory=dict, description="Namespaced kernel parameters, e.g. net.ipv4.ip_forward."
+    )
+
+    @field_validator("sysctls")
+    @classmethod
+    def _sysctls(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not re.match(r"^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$", key):
+                raise ValueError(f"{key!r} is not a sysctl name (e.g. net.ipv4.ip_forward)")
+        return v
+
+
+class Trust(StrEnum):
+    """What a workload says of itself instead of naming a tier: untrusted work
+    needs at least the sandboxed tier."""
+
+    TRUSTED = "trusted"
+    UNTRUSTED = "untrusted"
 
 
 class Isolation(StrEnum):
@@ -400,7 +439,14 @@ class WorkloadSpec(_Model):
     probes: Probes = Field(default_factory=Probes)
     volumes: list[Volume] = Field(default_factory=list)
     security: Security = Field(default_factory=Security)
-    isolation: Isolation = Isolation.STANDARD
+    isolation: Isolation = Field(
+        default=Isolation.STANDARD,
+        description="Isolation tier. When not given, the namespace's default tier applies "
+        "(standard unless the namespace policy says otherwise).",
+    )
+    trust: Trust | None = Field(
+        default=None, description="untrusted: run in the sandboxed tier or stronger."
+    )
     placement: Placement = Field(default_factory=Placement)
     portability: Portability = Field(
         default=Portability.STRICT,
