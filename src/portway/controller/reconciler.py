@@ -179,7 +179,7 @@ class Reconciler:
                 labels=v.labels,
                 healthy=v.healthy,
                 cordoned=v.cordoned,
-                isolation_tiers=frozenset({"standard"}),
+                isolation_tiers=v.isolation_tiers,
             )
             for v in views.values()
         ]
