@@ -30,6 +30,7 @@ from portway.drivers.base import (
     LogLine,
     LogSource,
     ReplicaState,
+    RuntimeHandler,
     StatsSource,
 )
 from portway.drivers.docker import DockerDriver
@@ -99,7 +100,14 @@ def test_registry_fingerprint_and_capabilities(docker_driver: DockerDriver) -> N
     caps = driver.capabilities()
     for feature in (Feature.EXEC, Feature.LOGS_FOLLOW, Feature.VOLUMES_NAMED, Feature.PORTS_UDP):
         assert caps.supports(feature), feature
-    assert caps.isolation_tiers == frozenset({"standard"})
+    # scripts/engines*.sh configure gVisor's runsc as the sandboxed tier
+    assert "runsc" in fingerprint.runtime_handlers
+    assert caps.isolation_tiers == frozenset({"standard", "sandboxed"})
+    assert caps.handler_for("standard") == RuntimeHandler("standard", "runc")
+    sandboxed = caps.handler_for("sandboxed")
+    assert sandboxed is not None
+    assert sandboxed.handler == "runsc"
+    assert sandboxed.overhead_memory > 0
     driver.close()
 
 

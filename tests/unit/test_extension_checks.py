@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from portway.drivers.base import ExtensionChecker
+from portway.capabilities.vocabulary import Feature
+from portway.drivers.base import ExtensionChecker, RuntimeHandler
 from portway.drivers.docker import DockerDriver
 from portway.drivers.podman import PodmanDriver
+from portway.spec.model import Isolation
 
 
 def test_docker_and_podman_name_the_bad_key_and_the_supported_ones() -> None:
@@ -19,3 +21,29 @@ def test_docker_and_podman_name_the_bad_key_and_the_supported_ones() -> None:
         assert "supported keys: runtime, labels, shmSize, init" in problem
         [wrong_type] = driver.check_extension({"init": "yes"})
         assert "init" in wrong_type
+
+
+def test_a_sandboxed_workload_may_not_name_another_runtime() -> None:
+    # handlers as a fingerprint of an engine with runsc would have found them
+    # (set directly: this test calls no engine)
+    sandboxed = (RuntimeHandler("standard", "runc"), RuntimeHandler("sandboxed", "runsc"))
+    for driver, name in (
+        (DockerDriver("t", "docker:///nonexistent/docker.sock"), "docker"),
+        (PodmanDriver("t", "podman:///nonexistent/podman.sock"), "podman"),
+    ):
+        driver._handlers = sandboxed
+        [problem] = driver.check_extension({"runtime": "runc"}, isolation=Isolation.SANDBOXED)
+        assert f"extensions.{name}.runtime 'runc' contradicts isolation 'sandboxed'" in problem
+        assert driver.check_extension({"runtime": "runsc"}, isolation=Isolation.SANDBOXED) == []
+        assert driver.check_extension({"runtime": "runc"}) == []  # standard: the escape hatch
+        assert Feature.ISOLATION_SANDBOXED in driver.capabilities().features
+
+
+def test_an_engine_that_cannot_be_asked_offers_no_sandbox() -> None:
+    for driver in (
+        DockerDriver("t", "docker:///nonexistent/docker.sock"),
+        PodmanDriver("t", "podman:///nonexistent/podman.sock"),
+    ):
+        capabilities = driver.capabilities()
+        assert capabilities.isolation_tiers == {"standard"}
+        assert capabilities.handler_for("sandboxed") is None

@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from portway.capabilities.vocabulary import Feature
-from portway.spec.model import WorkloadSpec
+from portway.spec.model import Isolation, WorkloadSpec
 
 # Owner labels: every object a driver creates carries them. Drivers list and
 # adopt by these labels only; the controller never tracks anything else.
@@ -282,9 +282,13 @@ class Pinger(Protocol):
 
 @runtime_checkable
 class ExtensionChecker(Protocol):
-    def check_extension(self, settings: Mapping[str, Any]) -> list[str]:
-        """Problems with ``extensions.<this driver>`` (empty: fine), found
-        without calling the engine, so ``apply`` can refuse before writing."""
+    def check_extension(
+        self, settings: Mapping[str, Any], isolation: Isolation = Isolation.STANDARD
+    ) -> list[str]:
+        """Problems with ``extensions.<this driver>`` (empty: fine) for a
+        replica in tier ``isolation``, found without creating anything, so
+        ``apply`` can refuse before writing (e.g. a runtime that would take
+        a sandboxed replica out of its sandbox)."""
         ...
 
 

@@ -48,6 +48,7 @@ from portway.drivers.base import (
     ReplicaRequest,
     ReplicaState,
     ReplicaStatus,
+    RuntimeHandler,
     Stats,
 )
 from portway.drivers.engine_common import (
@@ -88,6 +89,15 @@ from portway.drivers.engine_common import (
     text as _text,
 )
 from portway.drivers.engine_extensions import EngineExtension, parse_engine_extension
+from portway.drivers.runtime_handlers import (
+    TierRefused,
+    docker_runtimes,
+    extension_conflict,
+    handlers_for,
+    runtime_for,
+    tier_features,
+    without_tiers,
+)
 from portway.errors import (
     DriverError,
     ImageNotFoundError,
@@ -225,6 +235,10 @@ def _log_line(stream: str, raw_line: bytes) -> LogLine:
 
 _Extension = EngineExtension
 
+# Features declared for the standard tier that do not hold under gVisor on
+# Docker, found by running the conformance cases with isolation sandboxed.
+_SANDBOX_GAPS: Mapping[str, Mapping[Feature, str]] = {}
+
 
 class _ConflictError(PermanentDriverError):
     """HTTP 409 from the engine; callers that expect it handle it."""
@@ -271,6 +285,8 @@ class DockerDriver:
         self._lock = threading.Lock()
         self._api: docker.APIClient | None = None
         self._host_memory: int | None = None  # engine host's RAM, from info()
+        # the isolation tiers' runtimes, from the last info(); None: not asked yet
+        self._handlers: tuple[RuntimeHandler, ...] | None = None
 
     def __repr__(self) -> str:
         return f"DockerDriver(target={self.target!r}, address={self.address!r})"
@@ -412,6 +428,7 @@ class DockerDriver:
         }
         self._host_memory = _int(info.get("MemTotal"))
         runtimes = tuple(sorted(_obj(info.get("Runtimes"))))
+        self._handlers = handlers_for(*docker_runtimes(info))
         problem = ""
         if not answered:
             problem = "the engine did not answer OK to a ping"
@@ -435,20 +452,33 @@ class DockerDriver:
         )
 
     def capabilities(self) -> DriverCapabilities:
-        # Everything but the non-standard isolation tiers (the isolation issue
-        # adds gVisor as this driver's sandbox).
-        tiers = {Feature.ISOLATION_SANDBOXED, Feature.ISOLATION_MICROVM, Feature.ISOLATION_WASM}
-        return DriverCapabilities(frozenset(Feature) - tiers - HOST_ACCESS_FEATURES)
+        # Every feature but the host-access ones; of the isolation tiers,
+        # standard and (where the engine has a runsc runtime) sandboxed.
+        handlers = self._runtime_handlers()
+        return DriverCapabilities(
+            without_tiers(Feature) - HOST_ACCESS_FEATURES | tier_features(handlers),
+            handlers=handlers,
+            tier_gaps=_SANDBOX_GAPS,
+        )
+
+    def _runtime_handlers(self) -> tuple[RuntimeHandler, ...]:
+        """The handlers the last fingerprint found, or asked for now. An engine
+        that cannot be asked offers no named handler (so no sandboxed tier);
+        that answer is not kept, the next call asks again."""
+        if self._handlers is None:
+            try:
+                client = self._client()
+                with self._engine("engine info"):
+                    info = _obj(client.info())
+            except DriverError:
+                return ()
+            self._handlers = handlers_for(*docker_runtimes(info))
+        return self._handlers
 
     def create(self, request: ReplicaRequest) -> Handle:
         spec = request.spec
-        if spec.isolation is not Isolation.STANDARD:
-            raise PermanentDriverError(
-                self.target,
-                f"{request.name}: isolation {spec.isolation.value!r} is not offered by the docker "
-                "driver (only 'standard'); place the workload on a target that offers it",
-            )
         extension = self._extension(spec.extensions.get(DRIVER_NAME, {}))
+        runtime = self._runtime(request, extension)
         labels = {**(extension.labels or {}), **request.labels(self.target)}
         client = self._client()
         mounts, tmpfs = self._volumes(client, request)
@@ -477,7 +507,7 @@ class DockerDriver:
             tmpfs=tmpfs or None,
             mounts=mounts or None,
             init=extension.init,
-            runtime=extension.runtime,
+            runtime=runtime,
             shm_size=extension.shm_size,
         )
         for _attempt in range(2):
@@ -521,12 +551,27 @@ class DockerDriver:
             )
         return self._handle(_text(_obj(info).get("Id")), request.name)
 
-    def check_extension(self, settings: Mapping[str, Any]) -> list[str]:
+    def _runtime(self, request: ReplicaRequest, extension: _Extension) -> str | None:
+        """The runtime for the replica's isolation tier (None: the engine's default)."""
+        handlers = () if request.spec.isolation is Isolation.STANDARD else self._runtime_handlers()
         try:
-            self._extension(settings)
+            return runtime_for(request.spec.isolation, extension.runtime, handlers, DRIVER_NAME)
+        except TierRefused as exc:
+            raise PermanentDriverError(self.target, f"{request.name}: {exc}") from None
+
+    def check_extension(
+        self, settings: Mapping[str, Any], isolation: Isolation = Isolation.STANDARD
+    ) -> list[str]:
+        try:
+            extension = self._extension(settings)
         except PermanentDriverError as exc:
             return [str(exc).removeprefix(f"target {exc.target!r}: ")]
-        return []
+        if extension.runtime is None or isolation is Isolation.STANDARD:
+            return []
+        conflict = extension_conflict(
+            Isolation(isolation), extension.runtime, self._runtime_handlers(), DRIVER_NAME
+        )
+        return [conflict] if conflict else []
 
     def _extension(self, raw: Mapping[str, Any]) -> _Extension:
         return parse_engine_extension(DRIVER_NAME, self.target, raw)

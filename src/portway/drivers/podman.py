@@ -55,6 +55,7 @@ from portway.drivers.base import (
     ReplicaRequest,
     ReplicaState,
     ReplicaStatus,
+    RuntimeHandler,
     Stats,
 )
 from portway.drivers.engine_common import (
@@ -95,6 +96,17 @@ from portway.drivers.engine_common import (
     text as _text,
 )
 from portway.drivers.engine_extensions import EngineExtension, parse_engine_extension
+from portway.drivers.runtime_handlers import (
+    Runtime,
+    TierRefused,
+    extension_conflict,
+    handlers_for,
+    podman_runtimes,
+    read_podman_conf,
+    runtime_for,
+    tier_features,
+    without_tiers,
+)
 from portway.errors import (
     DriverError,
     ImageNotFoundError,
@@ -245,6 +257,23 @@ def _split_stamp(text: str) -> tuple[datetime | None, str]:
 
 _Extension = EngineExtension
 
+# Features declared for the standard tier that do not hold under gVisor on
+# Podman, found by running the conformance cases with isolation sandboxed.
+_SANDBOX_GAPS: Mapping[str, Mapping[Feature, str]] = {}
+
+
+def _known_runtimes(default: Mapping[str, Any]) -> tuple[Runtime, ...]:
+    """The service's default runtime (``info.host.ociRuntime``) plus every
+    runtime configured on this host whose binary exists.
+
+    The libpod API does not list the configured runtimes, only the default
+    one, so we read the host's containers.conf files as Podman does. That is
+    only right for a service on this host, which is the only kind of address
+    this driver accepts (a local unix socket, see ``podman_base_url``)."""
+    name, path = _text(default.get("name")), _text(default.get("path"))
+    configured = [r for r in podman_runtimes(read_podman_conf()) if r.name != name]
+    return ((Runtime(name, path),) if name else ()) + tuple(configured)
+
 
 class _ConflictError(PermanentDriverError):
     """A name (container or volume) is taken; callers that expect it handle it."""
@@ -287,6 +316,8 @@ class PodmanDriver:
         self._lock = threading.Lock()
         self._api: APIClient | None = None
         self._host_memory: int | None = None  # the service host's RAM, from info
+        # the isolation tiers' runtimes, from the last info; None: not asked yet
+        self._handlers: tuple[RuntimeHandler, ...] | None = None
 
     def __repr__(self) -> str:
         return f"PodmanDriver(target={self.target!r}, address={self.address!r})"
@@ -468,9 +499,9 @@ class PodmanDriver:
             "network_backend": _text(host.get("networkBackend")),
             "events_logger": _text(host.get("eventLogger")),
         }
-        # Only the runtime the service runs containers with: the runtimes
-        # table in containers.conf lists paths whether or not they exist.
-        runtimes = tuple(filter(None, [_text(runtime.get("name"))]))
+        known = _known_runtimes(runtime)
+        self._handlers = handlers_for(_text(runtime.get("name")), known)
+        runtimes = tuple(sorted({r.name for r in known}))
         problem = ""
         if not answered:
             problem = "the engine did not answer OK to a ping"
@@ -494,28 +525,38 @@ class PodmanDriver:
         )
 
     def capabilities(self) -> DriverCapabilities:
-        # Everything but the non-standard isolation tiers and OOM reporting:
-        # Podman 4.3 with conmon on this cgroup v1 host reports OOMKilled=false
-        # for a container the kernel OOM-killed (exit 137 only).
-        missing = {
-            Feature.ISOLATION_SANDBOXED,
-            Feature.ISOLATION_MICROVM,
-            Feature.ISOLATION_WASM,
-            *HOST_ACCESS_FEATURES,
-            Feature.OOM_REPORTED,
-        }
-        return DriverCapabilities(frozenset(Feature) - missing)
+        # Every feature but OOM reporting: Podman 4.3 with conmon on this
+        # cgroup v1 host reports OOMKilled=false for a container the kernel
+        # OOM-killed (exit 137 only). Of the isolation tiers, standard and
+        # (where a runsc runtime is configured) sandboxed.
+        handlers = self._runtime_handlers()
+        features = without_tiers(Feature) - HOST_ACCESS_FEATURES - {Feature.OOM_REPORTED}
+        return DriverCapabilities(
+            features | tier_features(handlers), handlers=handlers, tier_gaps=_SANDBOX_GAPS
+        )
+
+    def _runtime_handlers(self) -> tuple[RuntimeHandler, ...]:
+        """The handlers the last fingerprint found, or asked for now. A service
+        that cannot be asked offers no named handler (so no sandboxed tier);
+        that answer is not kept, the next call asks again."""
+        if self._handlers is None:
+            try:
+                client = self._client()
+                with self._engine("engine info"):
+                    info = _obj(self._get_json(client, "/info"))
+            except DriverError:
+                return ()
+            runtime = _obj(_obj(info.get("host")).get("ociRuntime"))
+            self._handlers = handlers_for(_text(runtime.get("name")), _known_runtimes(runtime))
+        return self._handlers
 
     def create(self, request: ReplicaRequest) -> Handle:
         spec = request.spec
-        if spec.isolation is not Isolation.STANDARD:
-            raise PermanentDriverError(
-                self.target,
-                f"{request.name}: isolation {spec.isolation.value!r} is not offered by the podman "
-                "driver (only 'standard'); place the workload on a target that offers it",
-            )
         extension = self._extension(spec.extensions.get(DRIVER_NAME, {}))
         body = self._spec_generator(request, extension)
+        runtime = self._runtime(request, extension)
+        if runtime is not None:
+            body["oci_runtime"] = runtime
         client = self._client()
         body["mounts"], body["volumes"] = self._volumes(client, request)
         for _attempt in range(2):
@@ -559,8 +600,6 @@ class PodmanDriver:
             body["read_only_filesystem"] = True
         if security.no_new_privileges:
             body["no_new_privileges"] = True
-        if extension.runtime is not None:
-            body["oci_runtime"] = extension.runtime
         if extension.shm_size is not None:
             body["shm_size"] = extension.shm_size
         mappings: list[_Json] = []
@@ -611,12 +650,27 @@ class PodmanDriver:
             )
         return self._handle(_text(info.get("Id")), request.name)
 
-    def check_extension(self, settings: Mapping[str, Any]) -> list[str]:
+    def _runtime(self, request: ReplicaRequest, extension: _Extension) -> str | None:
+        """The runtime for the replica's isolation tier (None: the service's default)."""
+        handlers = () if request.spec.isolation is Isolation.STANDARD else self._runtime_handlers()
         try:
-            self._extension(settings)
+            return runtime_for(request.spec.isolation, extension.runtime, handlers, DRIVER_NAME)
+        except TierRefused as exc:
+            raise PermanentDriverError(self.target, f"{request.name}: {exc}") from None
+
+    def check_extension(
+        self, settings: Mapping[str, Any], isolation: Isolation = Isolation.STANDARD
+    ) -> list[str]:
+        try:
+            extension = self._extension(settings)
         except PermanentDriverError as exc:
             return [str(exc).removeprefix(f"target {exc.target!r}: ")]
-        return []
+        if extension.runtime is None or isolation is Isolation.STANDARD:
+            return []
+        conflict = extension_conflict(
+            Isolation(isolation), extension.runtime, self._runtime_handlers(), DRIVER_NAME
+        )
+        return [conflict] if conflict else []
 
     def _extension(self, raw: Mapping[str, Any]) -> _Extension:
         return parse_engine_extension(DRIVER_NAME, self.target, raw)

@@ -126,7 +126,7 @@ def extension_problems(app: App, view: TargetView, workload: Workload) -> list[s
         return []  # the plan already says the driver cannot load
     if not isinstance(driver, ExtensionChecker):
         return []
-    return driver.check_extension(settings)
+    return driver.check_extension(settings, isolation=workload.spec.isolation)
 
 
 def extension_issues(
