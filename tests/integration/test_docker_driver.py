@@ -26,6 +26,7 @@ from portway.drivers.base import (
     DriverEvent,
     EventSource,
     Executor,
+    Handle,
     Health,
     LogLine,
     LogSource,
@@ -483,3 +484,63 @@ def test_events_report_die_and_end_on_stop(ns: Namespace, engine: docker.APIClie
     assert die.handle_id == handle.id
     assert die.labels[LABEL_NAMESPACE] == ns.name
     assert {"create", "start", "die"} <= {e.action for e in seen if e.handle_id == handle.id}
+
+
+# --- isolation tiers ----------------------------------------------------------
+
+# What gVisor's Sentry answers for /proc/version whatever the host runs (runsc
+# release 20221219 emulates Linux 4.4.0); the host's own kernel never says it.
+GVISOR_PROC_VERSION = "Linux version 4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016"
+
+
+def proc_version(driver: DockerDriver, handle: Handle) -> str:
+    result = driver.exec(handle, ["cat", "/proc/version"])
+    assert result.exit_code == 0, result.output
+    return result.output.decode().strip()
+
+
+def test_sandboxed_replica_runs_in_gvisor_serves_on_loopback_and_stops(
+    ns: Namespace, engine: docker.APIClient
+) -> None:
+    driver = ns.driver
+    assert isinstance(driver, DockerDriver)
+    handle = ns.run({**HTTP, "isolation": "sandboxed"})
+    status = ns.wait_for(handle, lambda s: s.state is ReplicaState.RUNNING and bool(s.ports))
+    assert engine.inspect_container(handle.id)["HostConfig"]["Runtime"] == "runsc"
+    assert proc_version(driver, handle) == GVISOR_PROC_VERSION
+    [port] = status.ports
+    assert port.host_ip == "127.0.0.1"
+    assert "hello from portway" in http_get(port.host_port, timeout=10)
+    driver.stop(handle, timeout=10)
+    assert ns.wait_exited(handle).state is ReplicaState.EXITED
+    driver.destroy(handle)
+    with pytest.raises(ReplicaGoneError):
+        driver.inspect(handle)
+    assert driver.list_owned({LABEL_NAMESPACE: ns.name}) == []
+
+
+def test_the_same_spec_in_the_standard_tier_shows_the_host_kernel(
+    ns: Namespace, engine: docker.APIClient
+) -> None:
+    driver = ns.driver
+    assert isinstance(driver, DockerDriver)
+    kernel = driver.fingerprint().attributes["kernel"]
+    handle = ns.run(HTTP)
+    ns.wait_for(handle, lambda s: s.state is ReplicaState.RUNNING)
+    assert engine.inspect_container(handle.id)["HostConfig"]["Runtime"] == "runc"
+    version = proc_version(driver, handle)
+    assert kernel in version
+    assert version != GVISOR_PROC_VERSION
+
+
+def test_tiers_the_driver_cannot_run_and_weakening_extensions_are_refused(ns: Namespace) -> None:
+    for tier in ("microvm", "wasm"):
+        with pytest.raises(PermanentDriverError, match=f"isolation '{tier}' is not offered"):
+            ns.create({**HTTP, "isolation": tier})
+    weakened = {**HTTP, "isolation": "sandboxed", "extensions": {"docker": {"runtime": "runc"}}}
+    with pytest.raises(PermanentDriverError, match="'runc' contradicts isolation 'sandboxed'"):
+        ns.create(weakened)
+    assert ns.driver.list_owned({LABEL_NAMESPACE: ns.name}) == []
+    # naming the sandbox's own runtime is allowed
+    same = {**HTTP, "isolation": "sandboxed", "extensions": {"docker": {"runtime": "runsc"}}}
+    ns.create(same)

@@ -182,14 +182,11 @@ def test_registry_fingerprint_and_capabilities(podman_driver: PodmanDriver) -> N
     caps = driver.capabilities()
     for feature in (Feature.EXEC, Feature.LOGS_FOLLOW, Feature.VOLUMES_NAMED, Feature.PORTS_UDP):
         assert caps.supports(feature), feature
-    # scripts/engines*.sh configure gVisor's runsc as the sandboxed tier
+    # scripts/engines-podman.sh configures gVisor's runsc, and the fingerprint
+    # says so, but the libpod API cannot put a container on it: no sandbox tier
     assert "runsc" in fingerprint.runtime_handlers
-    assert caps.isolation_tiers == frozenset({"standard", "sandboxed"})
-    assert caps.handler_for("standard") == RuntimeHandler("standard", "runc")
-    sandboxed = caps.handler_for("sandboxed")
-    assert sandboxed is not None
-    assert sandboxed.handler == "runsc"
-    assert sandboxed.overhead_memory > 0
+    assert caps.isolation_tiers == frozenset({"standard"})
+    assert caps.handlers == (RuntimeHandler("standard", "runc"),)
     driver.close()
 
 
@@ -645,3 +642,30 @@ def test_events_report_died_and_end_on_stop(ns: Namespace, engine: APIClient) ->
     assert die.handle_id == handle.id
     assert die.labels[LABEL_NAMESPACE] == ns.name
     assert {"create", "start", "died"} <= {e.action for e in seen if e.handle_id == handle.id}
+
+
+# --- isolation tiers ----------------------------------------------------------
+
+
+def test_sandboxed_and_other_tiers_are_refused_with_the_reason(ns: Namespace) -> None:
+    for tier, why in (
+        ("sandboxed", "the libpod API ignores a container's runtime"),
+        ("microvm", "isolation 'microvm' is not offered by the podman driver"),
+        ("wasm", "isolation 'wasm' is not offered by the podman driver"),
+    ):
+        with pytest.raises(PermanentDriverError, match=why):
+            ns.create({**HTTP, "isolation": tier})
+    assert ns.driver.list_owned({LABEL_NAMESPACE: ns.name}) == []
+
+
+def test_an_extension_runtime_the_service_ignores_is_refused_not_run(
+    ns: Namespace, engine: APIClient
+) -> None:
+    spec = {**HTTP, "extensions": {"podman": {"runtime": "runsc"}}}
+    with pytest.raises(PermanentDriverError, match=r"'runsc' was not honoured.*runtime 'runc'"):
+        ns.create(spec)
+    # the container the service made with the wrong runtime is gone again
+    assert ns.driver.list_owned({LABEL_NAMESPACE: ns.name}) == []
+    # the service's default runtime, named explicitly, is honoured
+    handle = ns.create({**HTTP, "extensions": {"podman": {"runtime": "runc"}}})
+    assert engine_json(engine, f"/containers/{handle.id}/json")["OCIRuntime"] == "runc"

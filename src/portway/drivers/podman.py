@@ -262,6 +262,19 @@ _Extension = EngineExtension
 _SANDBOX_GAPS: Mapping[str, Mapping[Feature, str]] = {}
 
 
+def _offered_by_api(handlers: tuple[RuntimeHandler, ...]) -> tuple[RuntimeHandler, ...]:
+    """The handlers a replica can actually be created with through the API.
+
+    Podman's CLI picks a runtime per process (``podman --runtime runsc run``),
+    but the libpod REST API ignores the SpecGenerator's ``oci_runtime`` (and
+    the compat API ignores HostConfig.Runtime): the service creates every
+    container with its own default runtime. Verified on Podman 4.3.1; fixed
+    upstream in 2026 (Podman issue 28429, PR 28454). So a gVisor runtime that
+    is configured (and reported in the fingerprint) is not a tier this driver
+    can offer: only the default runtime's standard tier is."""
+    return tuple(h for h in handlers if h.tier == Isolation.STANDARD.value)
+
+
 def _known_runtimes(default: Mapping[str, Any]) -> tuple[Runtime, ...]:
     """The service's default runtime (``info.host.ociRuntime``) plus every
     runtime configured on this host whose binary exists.
@@ -500,7 +513,7 @@ class PodmanDriver:
             "events_logger": _text(host.get("eventLogger")),
         }
         known = _known_runtimes(runtime)
-        self._handlers = handlers_for(_text(runtime.get("name")), known)
+        self._handlers = _offered_by_api(handlers_for(_text(runtime.get("name")), known))
         runtimes = tuple(sorted({r.name for r in known}))
         problem = ""
         if not answered:
@@ -527,8 +540,8 @@ class PodmanDriver:
     def capabilities(self) -> DriverCapabilities:
         # Every feature but OOM reporting: Podman 4.3 with conmon on this
         # cgroup v1 host reports OOMKilled=false for a container the kernel
-        # OOM-killed (exit 137 only). Of the isolation tiers, standard and
-        # (where a runsc runtime is configured) sandboxed.
+        # OOM-killed (exit 137 only). Of the isolation tiers, only standard:
+        # see _offered_by_api.
         handlers = self._runtime_handlers()
         features = without_tiers(Feature) - HOST_ACCESS_FEATURES - {Feature.OOM_REPORTED}
         return DriverCapabilities(
@@ -547,7 +560,8 @@ class PodmanDriver:
             except DriverError:
                 return ()
             runtime = _obj(_obj(info.get("host")).get("ociRuntime"))
-            self._handlers = handlers_for(_text(runtime.get("name")), _known_runtimes(runtime))
+            found = handlers_for(_text(runtime.get("name")), _known_runtimes(runtime))
+            self._handlers = _offered_by_api(found)
         return self._handlers
 
     def create(self, request: ReplicaRequest) -> Handle:
@@ -563,12 +577,15 @@ class PodmanDriver:
             try:
                 with self._engine(f"create {request.name}"):
                     created = self._post_json(client, "/containers/create", body)
-                return self._handle(_text(_obj(created).get("Id")), request.name)
+                handle = self._handle(_text(_obj(created).get("Id")), request.name)
             except _ConflictError:
                 try:
-                    return self._adopt(request)
+                    handle = self._adopt(request)
                 except ReplicaGoneError:
                     continue  # removed between our create and inspect: try again
+            if runtime is not None:
+                self._check_runtime(handle, runtime)
+            return handle
         raise PermanentDriverError(
             self.target, f"create {request.name}: the name keeps conflicting; try again"
         )
@@ -653,10 +670,35 @@ class PodmanDriver:
     def _runtime(self, request: ReplicaRequest, extension: _Extension) -> str | None:
         """The runtime for the replica's isolation tier (None: the service's default)."""
         handlers = () if request.spec.isolation is Isolation.STANDARD else self._runtime_handlers()
+        if request.spec.isolation is Isolation.SANDBOXED:
+            raise PermanentDriverError(
+                self.target,
+                f"{request.name}: isolation 'sandboxed' is not offered by the podman driver: "
+                "the libpod API ignores a container's runtime (SpecGenerator oci_runtime, "
+                "Podman issue 28429), so a replica cannot be put in gVisor through it; "
+                "place the workload on a docker target",
+            )
         try:
             return runtime_for(request.spec.isolation, extension.runtime, handlers, DRIVER_NAME)
         except TierRefused as exc:
             raise PermanentDriverError(self.target, f"{request.name}: {exc}") from None
+
+    def _check_runtime(self, handle: Handle, wanted: str) -> None:
+        """The service may create a container with another runtime than the one
+        asked for (Podman 4.x ignores oci_runtime): refuse such a replica rather
+        than run it outside the runtime its workload named."""
+        with self._engine(f"inspect {handle.name}"):
+            info = _obj(self._get_json(self._client(), f"/containers/{quote(handle.id)}/json"))
+        got = _text(info.get("OCIRuntime"))
+        if got == wanted:
+            return
+        self.destroy(handle)
+        raise PermanentDriverError(
+            self.target,
+            f"{handle.name}: extensions.{DRIVER_NAME}.runtime {wanted!r} was not honoured: the "
+            f"Podman service created the container with runtime {got!r} (its API ignores a "
+            "container's runtime, Podman issue 28429); remove extensions.podman.runtime",
+        )
 
     def check_extension(
         self, settings: Mapping[str, Any], isolation: Isolation = Isolation.STANDARD
