@@ -32,7 +32,15 @@ def test_a_sandboxed_workload_may_not_name_another_runtime() -> None:
     assert "extensions.docker.runtime 'runc' contradicts isolation 'sandboxed'" in problem
     assert driver.check_extension({"runtime": "runsc"}, isolation=Isolation.SANDBOXED) == []
     assert driver.check_extension({"runtime": "runc"}) == []  # standard: the escape hatch
-    assert Feature.ISOLATION_SANDBOXED in driver.capabilities().features
+    capabilities = driver.capabilities()
+    assert Feature.ISOLATION_SANDBOXED in capabilities.features
+    # what gVisor does not give a sandboxed replica is declared, with the reason
+    sandboxed = capabilities.features_for("sandboxed")
+    assert Feature.PROBES_TCP not in sandboxed
+    assert Feature.RESOURCES_PIDS not in sandboxed
+    assert Feature.RESOURCES_MEMORY in sandboxed  # enforced on the sandbox's cgroup
+    assert "EAGAIN" in capabilities.tier_gaps["sandboxed"][Feature.PROBES_TCP]
+    assert Feature.PROBES_TCP in capabilities.features_for("standard")
 
 
 def test_an_engine_that_cannot_be_asked_offers_no_sandbox() -> None:

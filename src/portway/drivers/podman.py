@@ -257,10 +257,6 @@ def _split_stamp(text: str) -> tuple[datetime | None, str]:
 
 _Extension = EngineExtension
 
-# Features declared for the standard tier that do not hold under gVisor on
-# Podman, found by running the conformance cases with isolation sandboxed.
-_SANDBOX_GAPS: Mapping[str, Mapping[Feature, str]] = {}
-
 
 def _offered_by_api(handlers: tuple[RuntimeHandler, ...]) -> tuple[RuntimeHandler, ...]:
     """The handlers a replica can actually be created with through the API.
@@ -544,9 +540,7 @@ class PodmanDriver:
         # see _offered_by_api.
         handlers = self._runtime_handlers()
         features = without_tiers(Feature) - HOST_ACCESS_FEATURES - {Feature.OOM_REPORTED}
-        return DriverCapabilities(
-            features | tier_features(handlers), handlers=handlers, tier_gaps=_SANDBOX_GAPS
-        )
+        return DriverCapabilities(features | tier_features(handlers), handlers=handlers)
 
     def _runtime_handlers(self) -> tuple[RuntimeHandler, ...]:
         """The handlers the last fingerprint found, or asked for now. A service

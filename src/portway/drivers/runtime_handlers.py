@@ -30,13 +30,18 @@ from portway.spec.model import Isolation
 _GVISOR_WORDS = frozenset({"runsc", "gvisor"})
 _WORD_RE = re.compile(r"[A-Za-z0-9]+")
 
-# What one gVisor sandbox costs beyond the workload's own limits, measured on
-# this project's reference host (2 cores, cgroup v1, runsc 20221219, Docker
-# 20.10 and Podman 4.3 with runsc --network=host) with bench/sandbox_overhead.py:
-# an idle busybox httpd replica, the sum of the PSS of the runsc sandbox,
-# gofer and the engine's shim/conmon versus the same container under runc,
-# and their CPU over 30 s idle. Rounded up; see that script for the figures.
-SANDBOX_OVERHEAD_MEMORY = 64 * 1024 * 1024  # bytes
+# What one gVisor sandbox costs beyond the workload's own limits. Measured
+# with bench/sandbox_overhead.py (3 rounds, medians) on the reference host (2
+# cores, cgroup v1, runsc 20221219 --network=host, Docker 20.10.24, Podman
+# 4.3.1): an idle busybox httpd replica, summing the PSS of every host process
+# under the container's shim (docker) or conmon (podman): under runc the init
+# and httpd, under runsc the Sentry, gofer and runsc helpers.
+#   docker: runc 8.9 MiB, runsc 24.9 MiB -> +16.0 MiB; CPU idle +0.10 % of a core
+#   podman: runc 2.5 MiB, runsc 22.9 MiB -> +20.4 MiB; CPU idle +0.05 % of a core
+# Rounded up with room for the Sentry's caches once the workload does work:
+# 32 MiB and 0.01 cores. (The sandbox sits in the container's cgroup, so under
+# runsc this memory also counts against the replica's own memory limit.)
+SANDBOX_OVERHEAD_MEMORY = 32 * 1024 * 1024  # bytes
 SANDBOX_OVERHEAD_CPU = 0.01  # cores
 
 # Podman's containers.conf files, in the order Podman 4.x (containers/common)
