@@ -159,6 +159,57 @@ else
   say "podman API service is up ($socket)"
 fi
 
+# --- the sandbox service -------------------------------------------------------------
+# Podman's API cannot choose a container's runtime (it ignores oci_runtime,
+# Podman issue 28429), so portway creates sandboxed replicas through a second
+# service of the same Podman whose default runtime is gVisor's runsc, at
+# NAME-sandboxed.sock next to the main socket (portway.drivers.podman
+# sandbox_socket). Both share the store; the main service runs the rest.
+sandbox_socket=${socket%.sock}-sandboxed.sock
+sandbox_pidfile=/run/podman/portway-sandboxed-service.pid
+sandbox_log=$logdir/podman-sandboxed.log
+
+sandbox_up() {
+  [[ -S $sandbox_socket ]] &&
+    curl -fsS --max-time 5 --unix-socket "$sandbox_socket" http://d/_ping >/dev/null 2>&1
+}
+
+if ! grep -q '^runsc = ' "$conf"; then
+  say "no runsc runtime in $conf: no sandbox service (the sandboxed tier stays off)"
+elif $conf_changed && sandbox_up && pid=$(cat "$sandbox_pidfile" 2>/dev/null) &&
+  [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == podman ]]; then
+  say "configuration changed: restart the podman sandbox service (pid $pid)"
+  "${sudo[@]}" kill "$pid"
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+fi
+if grep -q '^runsc = ' "$conf"; then
+  if sandbox_up; then
+    say "podman sandbox service is up ($sandbox_socket, runtime runsc)"
+  else
+    if [[ -S $sandbox_socket ]] && ! pgrep -f "podman.*system service.*$sandbox_socket" >/dev/null; then
+      rm -f "$sandbox_socket"
+    fi
+    say "start podman --runtime runsc system service (log: $sandbox_log)"
+    setsid nohup podman --runtime runsc system service --time=0 "unix://$sandbox_socket" \
+      >>"$sandbox_log" 2>&1 </dev/null &
+    echo $! >"$sandbox_pidfile"
+    deadline=$((SECONDS + timeout))
+    until sandbox_up; do
+      if ((SECONDS >= deadline)); then
+        echo "engines-podman.sh: the podman sandbox service did not answer within ${timeout}s;" \
+          "last 20 lines of $sandbox_log:" >&2
+        tail -n 20 "$sandbox_log" >&2 2>/dev/null || echo "(no log)" >&2
+        exit 1
+      fi
+      sleep 0.5
+    done
+    say "podman sandbox service is up ($sandbox_socket, runtime runsc)"
+  fi
+fi
+
 # --- test images ----------------------------------------------------------------------
 # build-images.sh itself rebuilds only what changed; skip it when both exist.
 if podman image exists portway/busybox:latest && podman image exists portway/busybox:v2; then

@@ -182,12 +182,27 @@ def test_registry_fingerprint_and_capabilities(podman_driver: PodmanDriver) -> N
     caps = driver.capabilities()
     for feature in (Feature.EXEC, Feature.LOGS_FOLLOW, Feature.VOLUMES_NAMED, Feature.PORTS_UDP):
         assert caps.supports(feature), feature
-    # scripts/engines-podman.sh configures gVisor's runsc, and the fingerprint
-    # says so, but the libpod API cannot put a container on it: no sandbox tier
+    # scripts/engines-podman.sh configures gVisor's runsc and starts the
+    # sandbox service (default runtime runsc) next to the target's socket
     assert "runsc" in fingerprint.runtime_handlers
-    assert caps.isolation_tiers == frozenset({"standard"})
-    assert caps.handlers == (RuntimeHandler("standard", "runc"),)
+    assert caps.isolation_tiers == frozenset({"standard", "sandboxed"})
+    assert caps.handler_for("standard") == RuntimeHandler("standard", "runc")
+    sandboxed = caps.handler_for("sandboxed")
+    assert sandboxed is not None
+    assert sandboxed.handler == "runsc"
+    assert sandboxed.overhead_memory > 0
     driver.close()
+
+
+def test_without_a_sandbox_service_the_tier_is_not_offered(tmp_path: Path) -> None:
+    driver = PodmanDriver("it-podman", f"{ADDRESS}?sandbox={tmp_path}/none.sock")
+    try:
+        assert driver.fingerprint().health is Health.HEALTHY
+        assert driver.capabilities().isolation_tiers == frozenset({"standard"})
+        with pytest.raises(PermanentDriverError, match="needs a Podman service whose default"):
+            driver.create(Namespace(driver, "t-nosandbox").request({"isolation": "sandboxed"}))
+    finally:
+        driver.close()
 
 
 def test_short_image_names_resolve_to_local_images(ns: Namespace) -> None:
@@ -647,14 +662,60 @@ def test_events_report_died_and_end_on_stop(ns: Namespace, engine: APIClient) ->
 # --- isolation tiers ----------------------------------------------------------
 
 
-def test_sandboxed_and_other_tiers_are_refused_with_the_reason(ns: Namespace) -> None:
-    for tier, why in (
-        ("sandboxed", "the libpod API ignores a container's runtime"),
-        ("microvm", "isolation 'microvm' is not offered by the podman driver"),
-        ("wasm", "isolation 'wasm' is not offered by the podman driver"),
-    ):
-        with pytest.raises(PermanentDriverError, match=why):
+# gVisor's Sentry (runsc 20221219) answers this whatever kernel the host runs
+GVISOR_PROC_VERSION = "Linux version 4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016"
+
+
+def proc_version(driver: PodmanDriver, handle: Handle) -> str:
+    result = driver.exec(handle, ["cat", "/proc/version"])
+    assert result.exit_code == 0, result.output
+    return result.output.decode().strip()
+
+
+def test_sandboxed_replica_runs_in_gvisor_serves_on_loopback_and_stops(
+    ns: Namespace, engine: APIClient
+) -> None:
+    driver = ns.driver
+    assert isinstance(driver, PodmanDriver)
+    handle = ns.run({**HTTP, "isolation": "sandboxed"})
+    status = ns.wait_for(handle, lambda s: s.state is ReplicaState.RUNNING and bool(s.ports))
+    assert engine_json(engine, f"/containers/{handle.id}/json")["OCIRuntime"] == "runsc"
+    assert proc_version(driver, handle) == GVISOR_PROC_VERSION
+    [port] = status.ports
+    assert port.host_ip == "127.0.0.1"
+    assert "hello from portway" in http_get(port.host_port, timeout=10)
+    driver.stop(handle, timeout=10)
+    assert ns.wait_exited(handle).state is ReplicaState.EXITED
+    driver.start(handle)  # the target's own service restarts it on runsc
+    ns.wait_for(handle, lambda s: s.state is ReplicaState.RUNNING)
+    assert proc_version(driver, handle) == GVISOR_PROC_VERSION
+    driver.destroy(handle)
+    with pytest.raises(ReplicaGoneError):
+        driver.inspect(handle)
+    assert driver.list_owned({LABEL_NAMESPACE: ns.name}) == []
+
+
+def test_the_same_spec_in_the_standard_tier_shows_the_host_kernel(
+    ns: Namespace, engine: APIClient
+) -> None:
+    driver = ns.driver
+    assert isinstance(driver, PodmanDriver)
+    kernel = driver.fingerprint().attributes["kernel"]
+    handle = ns.run(HTTP)
+    ns.wait_for(handle, lambda s: s.state is ReplicaState.RUNNING)
+    assert engine_json(engine, f"/containers/{handle.id}/json")["OCIRuntime"] == "runc"
+    version = proc_version(driver, handle)
+    assert kernel in version
+    assert version != GVISOR_PROC_VERSION
+
+
+def test_other_tiers_and_weakening_extensions_are_refused(ns: Namespace) -> None:
+    for tier in ("microvm", "wasm"):
+        with pytest.raises(PermanentDriverError, match=f"isolation '{tier}' is not offered"):
             ns.create({**HTTP, "isolation": tier})
+    weakened = {**HTTP, "isolation": "sandboxed", "extensions": {"podman": {"runtime": "runc"}}}
+    with pytest.raises(PermanentDriverError, match="'runc' contradicts isolation 'sandboxed'"):
+        ns.create(weakened)
     assert ns.driver.list_owned({LABEL_NAMESPACE: ns.name}) == []
 
 

@@ -54,10 +54,12 @@ def test_apply_sandboxed_runs_in_gvisor_serves_and_deletes(
 ) -> None:
     namespace = f"sbx-{uuid.uuid4().hex[:6]}"
     port = free_port_range(1)
-    text = sandboxed(workload_yaml("web", namespace, replicas=1, host_port=port))
+    # no readiness probe: HTTP probes are a declared gap of the sandboxed tier
+    # on docker (runsc --network=host drops some connections, see DockerDriver)
+    text = sandboxed(workload_yaml("web", namespace, replicas=1, host_port=port, readiness=False))
     applied = pw.apply(text)
     assert f"workload/web ready at 127.0.0.1:{port}" in applied.stdout, applied.stdout
-    assert http_get(port) == "hello from portway\n"
+    assert eventually(lambda: http_get(port) == "hello from portway\n", timeout=20)
 
     [made] = containers(client, namespace)
     assert client.api.inspect_container(made["Id"])["HostConfig"]["Runtime"] == "runsc"

@@ -189,3 +189,13 @@ def test_an_extension_may_not_take_a_sandboxed_replica_out_of_its_sandbox() -> N
         runtime_for(Isolation.SANDBOXED, "runc", SANDBOXED_TARGET, "docker")
     assert extension_conflict(Isolation.SANDBOXED, "runsc", SANDBOXED_TARGET, "docker") is None
     assert extension_conflict(Isolation.STANDARD, "runsc", SANDBOXED_TARGET, "docker") is None
+
+
+def test_podman_sandbox_service_socket_from_the_address() -> None:
+    from portway.drivers.podman import podman_base_url, sandbox_socket
+
+    plain = "podman:///run/podman/podman.sock"
+    assert sandbox_socket(plain) == "/run/podman/podman-sandboxed.sock"
+    explicit = "podman:///run/podman/podman.sock?sandbox=/run/other/gvisor.sock"
+    assert sandbox_socket(explicit) == "/run/other/gvisor.sock"
+    assert podman_base_url(explicit) == "unix:///run/podman/podman.sock"

@@ -90,6 +90,7 @@ from portway.drivers.engine_common import (
 )
 from portway.drivers.engine_extensions import EngineExtension, parse_engine_extension
 from portway.drivers.runtime_handlers import (
+    GVISOR_GAPS,
     TierRefused,
     docker_runtimes,
     extension_conflict,
@@ -235,48 +236,15 @@ def _log_line(stream: str, raw_line: bytes) -> LogLine:
 
 _Extension = EngineExtension
 
-# Features declared for the standard tier that do not hold under gVisor on
-# Docker: found by running the conformance suite with --tier sandboxed (runsc
-# 20221219 with --network=host, as scripts/engines.sh configures it) and
-# checked by hand. Memory and CPU limits are not here: they are enforced on
-# the sandbox's cgroup from outside (the OOM cases pass; `docker stats` shows
-# 0.5 cores for --cpus 0.5), only gVisor shows no cgroupfs inside.
-_GVISOR_HOSTINET = (
-    "under runsc --network=host a blocking read on an accepted TCP socket can fail with "
-    "EAGAIN, so a server such as busybox httpd drops a connection whose request has not "
-    "arrived yet"
-)
+# What does not hold for a sandboxed replica on Docker: gVisor's common gaps
+# (runtime_handlers.GVISOR_GAPS) and flaky OOM reporting.
 _SANDBOX_GAPS: Mapping[str, Mapping[Feature, str]] = {
     "sandboxed": {
-        Feature.PROBES_TCP: (
-            f"{_GVISOR_HOSTINET}: every idle probe connection through the published port "
-            "is closed at once, so a TCP probe never sees a listener"
-        ),
-        Feature.PROBES_HTTP: (
-            f"{_GVISOR_HOSTINET}: 2 to 9 of 30 HTTP requests through the published port "
-            "were closed without an answer in our runs, so readiness flaps"
-        ),
-        Feature.PORTS_UDP: (
-            "the conformance UDP server (udhcpd) received no datagram through the published "
-            "port under runsc --network=host (gVisor's host networking has no packet sockets)"
-        ),
+        **GVISOR_GAPS,
         Feature.OOM_REPORTED: (
             "the host's OOM killer kills a process of the gVisor sandbox (the Sentry holds "
             "the workload's memory), and Docker reported OOMKilled for only 4 of 6 such "
             "kills in our runs (the exit code is 137 every time)"
-        ),
-        Feature.RESOURCES_PIDS: (
-            "runsc's own Sentry and gofer threads count in the replica's pids cgroup (a limit "
-            "of 16 keeps the sandbox from starting) and the workload's processes are Sentry "
-            "tasks, not host processes, so the limit does not bound them as under runc"
-        ),
-        Feature.SECURITY_CAP_ADD: (
-            "gVisor grants an added capability but implements few of the privileged "
-            "operations it allows (NET_ADMIN: setting an MTU fails with ENOTTY)"
-        ),
-        Feature.SECURITY_NO_NEW_PRIVILEGES: (
-            "gVisor's /proc/self/status has no NoNewPrivs field, so the setting cannot be "
-            "observed in the replica (runsc 20221219)"
         ),
     }
 }

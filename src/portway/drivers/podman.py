@@ -9,7 +9,9 @@ reports. As in the Docker driver, ``list_owned`` is a single
 ``GET /libpod/containers/json`` with label filters, Podman's own restart
 policy is never set (portway's controller owns restarts) and images are never
 pulled: a short name such as ``portway/busybox:latest`` resolves to the local
-``localhost/portway/busybox:latest``.
+``localhost/portway/busybox:latest``. Sandboxed (gVisor) replicas are created
+through a second service of the same Podman whose default runtime is runsc,
+because the libpod API cannot choose a container's runtime (``sandbox_socket``).
 
 All service and transport errors are translated in one place
 (``PodmanDriver._engine``) into the ``DriverError`` family, chained with
@@ -29,8 +31,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 import podman.errors
 import requests
@@ -97,6 +100,7 @@ from portway.drivers.engine_common import (
 )
 from portway.drivers.engine_extensions import EngineExtension, parse_engine_extension
 from portway.drivers.runtime_handlers import (
+    GVISOR_GAPS,
     Runtime,
     TierRefused,
     extension_conflict,
@@ -189,6 +193,19 @@ def _unix_time(value: Any) -> datetime | None:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+def sandbox_socket(address: str) -> str:
+    """Where the sandbox service of a target listens: ``?sandbox=PATH`` in the
+    address, else ``NAME-sandboxed.sock`` next to the target's socket (the
+    one scripts/engines-podman.sh starts). Whether it exists and runs gVisor
+    is found out by asking it (``PodmanDriver._sandbox_handler``)."""
+    parsed = urlparse(address)
+    explicit = parse_qs(parsed.query).get("sandbox")
+    if explicit:
+        return explicit[-1]
+    path = PurePosixPath(parsed.path)
+    return str(path.with_name(f"{path.stem}-sandboxed{path.suffix or '.sock'}"))
+
+
 def podman_base_url(address: str) -> str:
     """``podman:///run/podman/podman.sock`` -> ``unix:///run/podman/podman.sock``.
     Raises ValueError."""
@@ -258,16 +275,19 @@ def _split_stamp(text: str) -> tuple[datetime | None, str]:
 _Extension = EngineExtension
 
 
-def _offered_by_api(handlers: tuple[RuntimeHandler, ...]) -> tuple[RuntimeHandler, ...]:
-    """The handlers a replica can actually be created with through the API.
+# Podman's CLI picks a runtime per process (``podman --runtime runsc run``),
+# but the libpod REST API ignores the SpecGenerator's ``oci_runtime`` (and the
+# compat API ignores HostConfig.Runtime): a service creates every container
+# with its own default runtime (verified on Podman 4.3.1; fixed upstream in
+# 2026, Podman issue 28429, PR 28454). So sandboxed replicas are created
+# through a second service of the same Podman whose default runtime is runsc
+# (``podman --runtime runsc system service``, see ``sandbox_socket``). The
+# container records its runtime's name, and the target's own service, which
+# has the same runtimes table, starts, stops, execs and removes it on runsc.
 
-    Podman's CLI picks a runtime per process (``podman --runtime runsc run``),
-    but the libpod REST API ignores the SpecGenerator's ``oci_runtime`` (and
-    the compat API ignores HostConfig.Runtime): the service creates every
-    container with its own default runtime. Verified on Podman 4.3.1; fixed
-    upstream in 2026 (Podman issue 28429, PR 28454). So a gVisor runtime that
-    is configured (and reported in the fingerprint) is not a tier this driver
-    can offer: only the default runtime's standard tier is."""
+
+def _standard_only(handlers: tuple[RuntimeHandler, ...]) -> tuple[RuntimeHandler, ...]:
+    """Of what the target's own service could run, what its API can choose: its default."""
     return tuple(h for h in handlers if h.tier == Isolation.STANDARD.value)
 
 
@@ -327,6 +347,8 @@ class PodmanDriver:
         self._host_memory: int | None = None  # the service host's RAM, from info
         # the isolation tiers' runtimes, from the last info; None: not asked yet
         self._handlers: tuple[RuntimeHandler, ...] | None = None
+        self._sandbox_socket = sandbox_socket(address)
+        self._sandbox_api: APIClient | None = None
 
     def __repr__(self) -> str:
         return f"PodmanDriver(target={self.target!r}, address={self.address!r})"
@@ -373,8 +395,40 @@ class PodmanDriver:
         """Close pooled connections; the driver reconnects on next use."""
         with self._lock:
             api, self._api = self._api, None
-        if api is not None:
-            api.close()
+            sandbox, self._sandbox_api = self._sandbox_api, None
+        for client in (api, sandbox):
+            if client is not None:
+                client.close()
+
+    def _sandbox_client(self) -> APIClient:
+        """A client of the sandbox service, pinned to the target service's API
+        version (both are the same Podman)."""
+        version = self._client().version
+        with self._lock:
+            if self._sandbox_api is None:
+                self._sandbox_api = APIClient(
+                    base_url=f"unix://{self._sandbox_socket}",
+                    version=version,
+                    timeout=CLIENT_TIMEOUT_SECONDS,
+                    max_pool_size=MAX_POOL_SIZE,
+                )
+            return self._sandbox_api
+
+    def _sandbox_handler(self) -> RuntimeHandler | None:
+        """The sandboxed tier's handler if a sandbox service answers and its
+        default runtime is gVisor; None otherwise (never a guess)."""
+        if not Path(self._sandbox_socket).is_socket():
+            return None
+        try:
+            with self._engine(f"sandbox service info ({self._sandbox_socket})"):
+                info = _obj(self._get_json(self._sandbox_client(), "/info"))
+        except DriverError:
+            return None
+        runtime = _obj(_obj(info.get("host")).get("ociRuntime"))
+        found = Runtime(_text(runtime.get("name")), _text(runtime.get("path")))
+        return next(
+            (h for h in handlers_for("", (found,)) if h.tier == Isolation.SANDBOXED.value), None
+        )
 
     @contextmanager
     def _engine(self, action: str) -> Iterator[None]:
@@ -509,7 +563,7 @@ class PodmanDriver:
             "events_logger": _text(host.get("eventLogger")),
         }
         known = _known_runtimes(runtime)
-        self._handlers = _offered_by_api(handlers_for(_text(runtime.get("name")), known))
+        self._handlers = self._tier_handlers(_text(runtime.get("name")), known)
         runtimes = tuple(sorted({r.name for r in known}))
         problem = ""
         if not answered:
@@ -536,11 +590,15 @@ class PodmanDriver:
     def capabilities(self) -> DriverCapabilities:
         # Every feature but OOM reporting: Podman 4.3 with conmon on this
         # cgroup v1 host reports OOMKilled=false for a container the kernel
-        # OOM-killed (exit 137 only). Of the isolation tiers, only standard:
-        # see _offered_by_api.
+        # OOM-killed (exit 137 only). Of the isolation tiers, standard and,
+        # where a sandbox service runs gVisor, sandboxed (see sandbox_socket).
         handlers = self._runtime_handlers()
         features = without_tiers(Feature) - HOST_ACCESS_FEATURES - {Feature.OOM_REPORTED}
-        return DriverCapabilities(features | tier_features(handlers), handlers=handlers)
+        return DriverCapabilities(
+            features | tier_features(handlers),
+            handlers=handlers,
+            tier_gaps={Isolation.SANDBOXED.value: GVISOR_GAPS},
+        )
 
     def _runtime_handlers(self) -> tuple[RuntimeHandler, ...]:
         """The handlers the last fingerprint found, or asked for now. A service
@@ -554,9 +612,16 @@ class PodmanDriver:
             except DriverError:
                 return ()
             runtime = _obj(_obj(info.get("host")).get("ociRuntime"))
-            found = handlers_for(_text(runtime.get("name")), _known_runtimes(runtime))
-            self._handlers = _offered_by_api(found)
+            name = _text(runtime.get("name"))
+            self._handlers = self._tier_handlers(name, _known_runtimes(runtime))
         return self._handlers
+
+    def _tier_handlers(
+        self, default: str, known: tuple[Runtime, ...]
+    ) -> tuple[RuntimeHandler, ...]:
+        sandbox = self._sandbox_handler()
+        standard = _standard_only(handlers_for(default, known))
+        return standard + ((sandbox,) if sandbox is not None else ())
 
     def create(self, request: ReplicaRequest) -> Handle:
         spec = request.spec
@@ -567,10 +632,12 @@ class PodmanDriver:
             body["oci_runtime"] = runtime
         client = self._client()
         body["mounts"], body["volumes"] = self._volumes(client, request)
+        # the service whose default runtime is the tier's (see sandbox_socket)
+        creator = self._sandbox_client() if spec.isolation is Isolation.SANDBOXED else client
         for _attempt in range(2):
             try:
                 with self._engine(f"create {request.name}"):
-                    created = self._post_json(client, "/containers/create", body)
+                    created = self._post_json(creator, "/containers/create", body)
                 handle = self._handle(_text(_obj(created).get("Id")), request.name)
             except _ConflictError:
                 try:
@@ -664,13 +731,14 @@ class PodmanDriver:
     def _runtime(self, request: ReplicaRequest, extension: _Extension) -> str | None:
         """The runtime for the replica's isolation tier (None: the service's default)."""
         handlers = () if request.spec.isolation is Isolation.STANDARD else self._runtime_handlers()
-        if request.spec.isolation is Isolation.SANDBOXED:
+        sandboxed = request.spec.isolation is Isolation.SANDBOXED
+        if sandboxed and not any(h.tier == Isolation.SANDBOXED.value for h in handlers):
             raise PermanentDriverError(
                 self.target,
-                f"{request.name}: isolation 'sandboxed' is not offered by the podman driver: "
-                "the libpod API ignores a container's runtime (SpecGenerator oci_runtime, "
-                "Podman issue 28429), so a replica cannot be put in gVisor through it; "
-                "place the workload on a docker target",
+                f"{request.name}: isolation 'sandboxed' needs a Podman service whose default "
+                f"runtime is gVisor's runsc at {self._sandbox_socket} (the libpod API cannot "
+                "choose a container's runtime), and none answers there; start it with "
+                "scripts/engines-podman.sh or place the workload on another target",
             )
         try:
             return runtime_for(request.spec.isolation, extension.runtime, handlers, DRIVER_NAME)
@@ -689,9 +757,9 @@ class PodmanDriver:
         self.destroy(handle)
         raise PermanentDriverError(
             self.target,
-            f"{handle.name}: extensions.{DRIVER_NAME}.runtime {wanted!r} was not honoured: the "
-            f"Podman service created the container with runtime {got!r} (its API ignores a "
-            "container's runtime, Podman issue 28429); remove extensions.podman.runtime",
+            f"{handle.name}: runtime {wanted!r} was not honoured: the Podman service created "
+            f"the container with runtime {got!r} (its API ignores a container's runtime, "
+            "Podman issue 28429); for a standard replica remove extensions.podman.runtime",
         )
 
     def check_extension(
