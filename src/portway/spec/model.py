@@ -528,7 +528,28 @@ class WorkloadSpec(_Model):
                     f"the {kind} probe uses port {probe_port}, which is not in ports "
                     f"(declare it as a tcp containerPort so it can be published on 127.0.0.1)"
                 )
+        if self.security.host_network:
+            self._check_host_network()
         return self
+
+    def _check_host_network(self) -> None:
+        # On the host's network a replica listens on the host's ports itself:
+        # there is nothing to publish, hostPort + index cannot be honoured, and
+        # HTTP/TCP probes (which use the published port) have nothing to reach.
+        if self.ports:
+            raise ValueError(
+                "security.hostNetwork: the replica shares the host's network, so its ports "
+                "cannot be published (it listens on the host's own ports); remove ports "
+                "(and use exec probes) or drop hostNetwork"
+            )
+        # the engines refuse these too: on the host's namespace they would
+        # change the host's own network settings
+        host_wide = sorted(k for k in self.security.sysctls if k.startswith("net."))
+        if host_wide:
+            raise ValueError(
+                f"security.sysctls: {host_wide[0]} would change the host's network settings "
+                "with hostNetwork; remove it or drop hostNetwork"
+            )
 
     def template_hash(self) -> str:
         """Digest of everything that defines a replica: all but replicas, placement
