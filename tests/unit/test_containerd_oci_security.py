@@ -107,3 +107,38 @@ def test_host_devices_lists_char_and_block_devices_only(tmp_path: Path) -> None:
     paths = {d["path"] for d in found}
     assert "/dev/null" not in paths  # runc makes its own
     assert not any(p.startswith("/dev/pts/") for p in paths)
+
+
+def test_facts_read_back_the_runtime_spec() -> None:
+    runtime_spec = _runtime_spec(
+        {
+            "readOnlyRootFilesystem": True,
+            "noNewPrivileges": True,
+            "capabilities": {"drop": ["CHOWN"], "add": ["NET_ADMIN"]},
+            "hostPid": True,
+            "sysctls": {"kernel.shm_rmid_forced": "1"},
+        }
+    )
+    facts = _oci.facts_from_runtime_spec(
+        runtime_spec, "io.containerd.runc.v2", [("127.0.0.1", 18080, 8080, "tcp")]
+    )
+    assert facts.privileged is False
+    assert facts.user == "0:0"
+    assert (facts.cap_add, facts.cap_drop) == (("NET_ADMIN",), ("CHOWN",))
+    assert facts.read_only_rootfs and facts.no_new_privileges
+    assert facts.seccomp == "unconfined"  # no filter is installed
+    assert (facts.pid_mode, facts.ipc_mode, facts.network_mode) == ("host", "", "")
+    assert facts.userns_mode == "host"  # no user namespace of its own
+    assert facts.sysctls == {"kernel.shm_rmid_forced": "1"}
+    assert facts.ulimits == ("nofile=1024:1024",)
+    assert facts.published == (("127.0.0.1", 18080, 8080, "tcp"),)
+    assert facts.runtime == "io.containerd.runc.v2"
+
+
+def test_facts_of_a_privileged_runtime_spec() -> None:
+    device = {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}
+    runtime_spec = _runtime_spec({"privileged": True}, host_devices=[device])
+    facts = _oci.facts_from_runtime_spec(runtime_spec, "io.containerd.runc.v2")
+    assert facts.privileged is True
+    assert facts.devices == ("/dev/fuse:/dev/fuse:rwm",)
+    assert "SYS_ADMIN" in facts.cap_add

@@ -63,6 +63,7 @@ def test_libpod_options_for_every_weakening_setting() -> None:
         "pidns": {"nsmode": "host"},
         "ipcns": {"nsmode": "host"},
         "seccomp_profile_path": "unconfined",
+        "annotations": {"io.podman.annotations.seccomp": "unconfined"},
         "init": False,  # podman refuses an init outside a private PID namespace
         "sysctl": {"net.ipv4.ip_unprivileged_port_start": "80"},
     }
@@ -183,6 +184,21 @@ def test_facts_from_a_docker_inspect_document() -> None:
     assert facts.healthcheck is True
 
 
+def test_facts_spell_podman_capabilities_and_ulimits_as_docker_does() -> None:
+    facts = facts_from_inspect(
+        {
+            "HostConfig": {
+                "CapAdd": ["CAP_NET_ADMIN"],
+                "CapDrop": ["CAP_MKNOD", "CAP_AUDIT_WRITE"],
+                "Ulimits": [{"Name": "RLIMIT_NOFILE", "Soft": 20000, "Hard": 20000}],
+            }
+        }
+    )
+    assert facts.cap_add == ("NET_ADMIN",)
+    assert facts.cap_drop == ("AUDIT_WRITE", "MKNOD")
+    assert facts.ulimits == ("nofile=20000:20000",)
+
+
 def test_facts_of_a_default_container_are_the_defaults() -> None:
     facts = facts_from_inspect(
         {
@@ -196,6 +212,21 @@ def test_facts_of_a_default_container_are_the_defaults() -> None:
     assert facts.cpu_limit == 0.0  # default shares are a weight, not a limit
     assert facts.healthcheck is False
     assert facts.mounts == ()
+
+
+def test_published_ports_of_a_running_replica_are_the_bound_ones() -> None:
+    facts = facts_from_inspect(
+        {
+            "HostConfig": {"PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}},
+            "NetworkSettings": {
+                "Ports": {
+                    "8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49153"}],
+                    "9090/tcp": None,  # exposed by the image, not published
+                }
+            },
+        }
+    )
+    assert facts.published == (("127.0.0.1", 49153, 8080, "tcp"),)
 
 
 def test_cpu_limit_from_quota_and_shares() -> None:
@@ -231,6 +262,20 @@ def test_host_network_refuses_net_sysctls() -> None:
                 "security": {"hostNetwork": True, "sysctls": {"net.ipv4.ip_forward": "1"}},
             }
         )
+
+
+@pytest.mark.parametrize("key", ["kernel.shm_rmid_forced", "fs.mqueue.msg_max"])
+def test_host_ipc_refuses_ipc_sysctls(key: str) -> None:
+    with pytest.raises(ValidationError, match="with hostIpc"):
+        WorkloadSpec.model_validate(
+            {"image": "x", "security": {"hostIpc": True, "sysctls": {key: "1"}}}
+        )
+
+
+@pytest.mark.parametrize("key", ["vm.swappiness", "kernel.hostname", "fs.file-max"])
+def test_host_wide_sysctls_are_refused(key: str) -> None:
+    with pytest.raises(ValidationError, match="not a namespaced sysctl"):
+        WorkloadSpec.model_validate({"image": "x", "security": {"sysctls": {key: "1"}}})
 
 
 def test_host_network_alone_and_other_sysctls_are_fine() -> None:

@@ -19,6 +19,7 @@ from portway.spec.model import SeccompProfile, Security
 HOST = "host"  # the namespace mode both engines use for "share the host's"
 SECCOMP_UNCONFINED = "unconfined"
 _NO_NEW_PRIVILEGES = "no-new-privileges"
+PODMAN_SECCOMP_ANNOTATION = "io.podman.annotations.seccomp"
 
 
 # --- create options --------------------------------------------------------
@@ -55,6 +56,10 @@ def libpod_security_options(security: Security) -> Json:
         body["no_new_privileges"] = True
     if security.seccomp_profile is SeccompProfile.UNCONFINED:
         body["seccomp_profile_path"] = SECCOMP_UNCONFINED
+        # Podman's inspect shows seccomp in SecurityOpt only from this
+        # annotation, which its own CLI sets; without it an audit would read
+        # the default filter on a replica that runs without one
+        body["annotations"] = {PODMAN_SECCOMP_ANNOTATION: SECCOMP_UNCONFINED}
     if security.privileged:
         body["privileged"] = True
     for field, wanted in (
@@ -113,6 +118,11 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
+def _capabilities(value: Any) -> tuple[str, ...]:
+    """As the spec spells them (``NET_ADMIN``): Podman reports ``CAP_NET_ADMIN``."""
+    return tuple(sorted(c.upper().removeprefix("CAP_") for c in _strings(value)))
+
+
 def _number(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
@@ -143,9 +153,14 @@ def _cpu_limit(host: Json) -> float:
     return shares / 1024 if shares and shares != 1024 else 0.0
 
 
-def _published(host: Json) -> tuple[tuple[str, int, int, str], ...]:
+def _published(info: Json, host: Json) -> tuple[tuple[str, int, int, str], ...]:
+    # the ports bound now (a running replica's ephemeral ports are known only
+    # there), else the configured ones, where 0 stands for "ephemeral"
+    bound = obj(obj(info.get("NetworkSettings")).get("Ports"))
+    if not any(isinstance(b, list) and b for b in bound.values()):
+        bound = obj(host.get("PortBindings"))
     found: list[tuple[str, int, int, str]] = []
-    for key, bindings in obj(host.get("PortBindings")).items():
+    for key, bindings in bound.items():
         number, _, protocol = str(key).partition("/")
         if not number.isdigit():
             continue
@@ -202,9 +217,9 @@ def _ulimits(host: Json) -> tuple[str, ...]:
     found = []
     for raw in host.get("Ulimits") or []:
         limit = obj(raw)
-        found.append(
-            f"{text(limit.get('Name'))}={_number(limit.get('Soft'))}:{_number(limit.get('Hard'))}"
-        )
+        # Docker says "nofile", Podman "RLIMIT_NOFILE"
+        name = text(limit.get("Name")).lower().removeprefix("rlimit_")
+        found.append(f"{name}={_number(limit.get('Soft'))}:{_number(limit.get('Hard'))}")
     return tuple(sorted(found))
 
 
@@ -226,8 +241,8 @@ def facts_from_inspect(info: Json) -> SecurityFacts:
     return SecurityFacts(
         privileged=host.get("Privileged") is True,
         user=text(config.get("User")),
-        cap_add=_strings(host.get("CapAdd")),
-        cap_drop=_strings(host.get("CapDrop")),
+        cap_add=_capabilities(host.get("CapAdd")),
+        cap_drop=_capabilities(host.get("CapDrop")),
         read_only_rootfs=host.get("ReadonlyRootfs") is True,
         no_new_privileges=_no_new_privileges(security_opt),
         seccomp=_security_opt(security_opt, "seccomp") or "",
@@ -241,7 +256,7 @@ def facts_from_inspect(info: Json) -> SecurityFacts:
         memory_limit=_number(host.get("Memory")),
         cpu_limit=_cpu_limit(host),
         pids_limit=pids if pids > 0 else 0,
-        published=_published(host),
+        published=_published(info, host),
         mounts=_mounts(info, host),
         devices=_devices(host),
         sysctls={str(k): str(v) for k, v in obj(host.get("Sysctls")).items()},

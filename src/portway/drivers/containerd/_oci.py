@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from portway.drivers.base import MountFact, SecurityFacts
 from portway.spec.model import VolumeType, WorkloadSpec
 
 # What Docker and containerd give a container unless told otherwise.
@@ -539,3 +540,103 @@ def overlay_read_file(mounts: Sequence[Any]) -> Any:
         return None
 
     return read_file
+
+
+# Mounts every replica gets; an audit cares about the others (its volumes).
+_SYSTEM_MOUNTS = frozenset(
+    {
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",  # noqa: S108 - the container's own /dev/shm
+        "/dev/mqueue",
+        "/sys",
+        "/sys/fs/cgroup",
+        INIT_PATH,
+    }
+)
+
+
+def _spec_mounts(mounts: Sequence[Any]) -> tuple[MountFact, ...]:
+    found = []
+    for mount in mounts:
+        if not isinstance(mount, dict) or mount.get("destination") in _SYSTEM_MOUNTS:
+            continue
+        options = [str(o) for o in mount.get("options") or []]
+        kind = str(mount.get("type") or "")
+        propagation = next((o for o in options if o.endswith(("private", "shared", "slave"))), "")
+        found.append(
+            MountFact(
+                source="tmpfs" if kind == "tmpfs" else str(mount.get("source") or ""),
+                destination=str(mount.get("destination") or ""),
+                kind=kind,
+                read_write="ro" not in options,
+                propagation=propagation,
+            )
+        )
+    return tuple(sorted(found, key=lambda m: m.destination))
+
+
+def facts_from_runtime_spec(
+    runtime_spec: Mapping[str, Any],
+    runtime: str,
+    published: Sequence[tuple[str, int, int, str]] = (),
+) -> SecurityFacts:
+    """``SecurityFacts`` from the OCI spec containerd stores with a container:
+    what runc is told to do, which is all containerd knows. ``privileged``
+    means what it does for Docker: every device allowed, nothing of /proc
+    masked; ``seccomp`` is "unconfined" unless the spec carries a filter."""
+    process = runtime_spec.get("process") or {}
+    linux = runtime_spec.get("linux") or {}
+    resources = linux.get("resources") or {}
+    user = process.get("user") or {}
+    caps = set((process.get("capabilities") or {}).get("bounding") or [])
+    default = set(DEFAULT_CAPABILITIES)
+    namespaces = {n.get("type") for n in linux.get("namespaces") or [] if isinstance(n, dict)}
+    devices_rules = resources.get("devices") or []
+    every_device = any(
+        isinstance(r, dict) and r.get("allow") and not r.get("type") and not r.get("major")
+        for r in devices_rules
+    )
+    cpu = resources.get("cpu") or {}
+    quota, period = cpu.get("quota") or 0, cpu.get("period") or CPU_PERIOD_US
+    pids = (resources.get("pids") or {}).get("limit") or 0
+
+    def mode(kind: str) -> str:
+        return "" if kind in namespaces else "host"
+
+    return SecurityFacts(
+        privileged=every_device and not linux.get("maskedPaths"),
+        user=f"{user.get('uid', 0)}:{user.get('gid', 0)}",
+        cap_add=tuple(sorted(c.removeprefix("CAP_") for c in caps - default)),
+        cap_drop=tuple(sorted(c.removeprefix("CAP_") for c in default - caps)),
+        read_only_rootfs=bool((runtime_spec.get("root") or {}).get("readonly")),
+        no_new_privileges=bool(process.get("noNewPrivileges")),
+        seccomp="" if linux.get("seccomp") else "unconfined",
+        apparmor=str(process.get("apparmorProfile") or ""),
+        runtime=runtime,
+        network_mode=mode("network"),
+        pid_mode=mode("pid"),
+        ipc_mode=mode("ipc"),
+        uts_mode=mode("uts"),
+        userns_mode="" if "user" in namespaces else "host",
+        memory_limit=int((resources.get("memory") or {}).get("limit") or 0),
+        cpu_limit=quota / period if quota > 0 else 0.0,
+        pids_limit=int(pids) if pids > 0 else 0,
+        published=tuple(sorted(published)),
+        mounts=_spec_mounts(runtime_spec.get("mounts") or []),
+        devices=tuple(
+            f"{d.get('path')}:{d.get('path')}:rwm"
+            for d in linux.get("devices") or []
+            if isinstance(d, dict)
+        ),
+        sysctls={str(k): str(v) for k, v in (linux.get("sysctl") or {}).items()},
+        ulimits=tuple(
+            sorted(
+                f"{str(r.get('type', '')).lower().removeprefix('rlimit_')}"
+                f"={r.get('soft', 0)}:{r.get('hard', 0)}"
+                for r in process.get("rlimits") or []
+                if isinstance(r, dict)
+            )
+        ),
+    )

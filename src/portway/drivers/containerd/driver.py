@@ -53,6 +53,7 @@ from portway.drivers.base import (
     ReplicaRequest,
     ReplicaState,
     ReplicaStatus,
+    SecurityFacts,
     Stats,
 )
 from portway.drivers.containerd import _exec_output, _logger, _net, _oci
@@ -897,6 +898,27 @@ class ContainerdDriver:
             return None
 
     # --- status ------------------------------------------------------------------
+
+    def security_facts(self, handle: Handle) -> SecurityFacts:
+        """From the OCI spec stored with the container: containerd keeps no
+        other record of what the replica runs with."""
+        self._check(handle)
+        container = self._get_container(handle.id)
+        if container is None:
+            raise ReplicaGoneError(
+                self.target, f"security facts of {handle.name}: no such container"
+            )
+        try:
+            runtime_spec = json.loads(container.spec.value)
+        except ValueError as exc:
+            raise PermanentDriverError(
+                self.target, f"security facts of {handle.name}: its stored spec is not JSON ({exc})"
+            ) from None
+        published = [
+            (p.host_ip, p.host_port, p.container_port, p.protocol)
+            for p in _net.decode_ports(_api.map_value(container.labels).get(LABEL_PORTS, ""))
+        ]
+        return _oci.facts_from_runtime_spec(runtime_spec, str(container.runtime.name), published)
 
     def inspect(self, handle: Handle) -> ReplicaStatus:
         self._check(handle)
