@@ -1,12 +1,12 @@
 """The OCI runtime spec the containerd driver builds for the security fields:
-privileged, host namespaces, sysctls (seccomp: no filter is ever installed)."""
+privileged, host namespaces, sysctls, and its own RuntimeDefault seccomp filter."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from portway.drivers.containerd import _oci
+from portway.drivers.containerd import _oci, _seccomp
 from portway.spec.model import WorkloadSpec
 
 _IMAGE = _oci.ImageConfig(
@@ -45,7 +45,7 @@ def test_default_replica_is_confined() -> None:
     assert "ro" in _mount(runtime_spec, "/sys")["options"]
     assert "devices" not in runtime_spec["linux"]
     assert "sysctl" not in runtime_spec["linux"]
-    assert "seccomp" not in runtime_spec["linux"]  # this driver installs no filter at all
+    assert runtime_spec["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ALLOW"
     assert not _oci.shares_host_network(runtime_spec)
 
 
@@ -61,6 +61,7 @@ def test_privileged_gets_the_given_caps_devices_and_nothing_hidden() -> None:
     assert caps["bounding"] == caps["effective"] == ["CAP_CHOWN", "CAP_SYS_ADMIN"]
     assert runtime_spec["linux"]["maskedPaths"] == []
     assert runtime_spec["linux"]["readonlyPaths"] == []
+    assert "seccomp" not in runtime_spec["linux"]
     assert runtime_spec["linux"]["resources"]["devices"] == [{"allow": True, "access": "rwm"}]
     assert runtime_spec["linux"]["devices"] == [device]
     assert "ro" not in _mount(runtime_spec, "/sys")["options"]
@@ -126,7 +127,7 @@ def test_facts_read_back_the_runtime_spec() -> None:
     assert facts.user == "0:0"
     assert (facts.cap_add, facts.cap_drop) == (("NET_ADMIN",), ("CHOWN",))
     assert facts.read_only_rootfs and facts.no_new_privileges
-    assert facts.seccomp == "unconfined"  # no filter is installed
+    assert facts.seccomp == ""  # the default filter
     assert (facts.pid_mode, facts.ipc_mode, facts.network_mode) == ("host", "", "")
     assert facts.userns_mode == "host"  # no user namespace of its own
     assert facts.sysctls == {"kernel.shm_rmid_forced": "1"}
@@ -142,3 +143,41 @@ def test_facts_of_a_privileged_runtime_spec() -> None:
     assert facts.privileged is True
     assert facts.devices == ("/dev/fuse:/dev/fuse:rwm",)
     assert "SYS_ADMIN" in facts.cap_add
+
+
+def _denied(profile: dict[str, Any]) -> set[str]:
+    """Calls refused outright (rules without argument conditions)."""
+    return {n for rule in profile["syscalls"] if "args" not in rule for n in rule["names"]}
+
+
+def test_unconfined_has_no_filter() -> None:
+    runtime_spec = _runtime_spec({"seccompProfile": "Unconfined"})
+    assert "seccomp" not in runtime_spec["linux"]
+    facts = _oci.facts_from_runtime_spec(runtime_spec, "io.containerd.runc.v2")
+    assert facts.seccomp == "unconfined"
+
+
+def test_default_filter_refuses_new_namespaces_and_host_administration() -> None:
+    profile = _seccomp.default_profile(_oci.DEFAULT_CAPABILITIES, machine="x86_64")
+    assert profile["architectures"][0] == "SCMP_ARCH_X86_64"
+    denied = _denied(profile)
+    assert {"mount", "keyctl", "bpf", "init_module", "reboot", "clone3"} <= denied
+    assert "ptrace" not in denied and "read" not in denied
+    flagged = [r for r in profile["syscalls"] if "args" in r]
+    user_ns = 0x10000000
+    assert any(
+        r["names"] == ["clone", "unshare"] and r["args"][0]["value"] == user_ns for r in flagged
+    )
+
+
+def test_a_granted_capability_allows_its_calls() -> None:
+    caps = [*_oci.DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"]
+    profile = _seccomp.default_profile(caps, machine="x86_64")
+    denied = _denied(profile)
+    assert "mount" not in denied and "clone3" not in denied
+    assert not any("args" in r for r in profile["syscalls"])  # namespaces allowed
+    assert "keyctl" in denied  # refused whatever the capabilities
+
+
+def test_unknown_architecture_leaves_the_native_one() -> None:
+    assert "architectures" not in _seccomp.default_profile((), machine="riscv64")

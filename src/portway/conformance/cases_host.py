@@ -149,7 +149,7 @@ def host_network(ctx: Context) -> None:
 @case(
     "security.seccomp_unconfined",
     "seccompProfile Unconfined: no filter (Seccomp: 0) and unshare(CLONE_NEWUSER), which "
-    "the default filter refuses, succeeds",
+    "Docker's and portway's containerd default filters refuse, succeeds",
     features=(Feature.SECURITY_SECCOMP_UNCONFINED,),
 )
 def seccomp_unconfined(ctx: Context) -> None:
@@ -163,6 +163,20 @@ def seccomp_unconfined(ctx: Context) -> None:
         0,
         "seccomp unconfined (exit 3: a filter is installed; 4: unshare -U refused)",
     )
+
+
+@case(
+    "security.seccomp_default",
+    "seccompProfile RuntimeDefault: a filter is installed (Seccomp: 2)",
+    features=(Feature.SECURITY_SECCOMP_UNCONFINED,),
+)
+def seccomp_default(ctx: Context) -> None:
+    # The other half of the claim: Unconfined differs from the default. What
+    # the default refuses differs by engine (Podman's allows unshare -U).
+    script = (
+        "grep '^Seccomp:' /proc/self/status; grep -q '^Seccomp:[[:space:]]*2$' /proc/self/status"
+    )
+    ctx.expect_exit({"command": ["sh", "-c", script]}, 0, "default seccomp filter installed")
 
 
 @case(

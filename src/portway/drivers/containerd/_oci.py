@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from portway.drivers.base import MountFact, SecurityFacts
-from portway.spec.model import VolumeType, WorkloadSpec
+from portway.drivers.containerd import _seccomp
+from portway.spec.model import SeccompProfile, VolumeType, WorkloadSpec
 
 # What Docker and containerd give a container unless told otherwise.
 DEFAULT_CAPABILITIES = (
@@ -484,15 +485,12 @@ def shares_host_network(runtime_spec: Mapping[str, Any]) -> bool:
 
 
 def runtime_spec(inp: SpecInput) -> dict[str, Any]:
-    """The OCI runtime spec (1.0.2) for one replica, as runc takes it.
-
-    No seccomp filter is installed, for any seccompProfile: this driver has no
-    default profile yet (RuntimeDefault here means none; see the capabilities).
-    """
+    """The OCI runtime spec (1.0.2) for one replica, as runc takes it."""
     security = inp.spec.security
     args = process_args(inp.spec, inp.image)
     if inp.init_binary:
         args = [INIT_PATH, "--", *args]
+    process = process_spec(inp, args)
     linux: dict[str, Any] = {
         "resources": _resources(inp.spec),
         "cgroupsPath": inp.cgroups_path,
@@ -505,9 +503,12 @@ def runtime_spec(inp: SpecInput) -> dict[str, Any]:
         linux["devices"] = [dict(d) for d in inp.host_devices]
     if security.sysctls:
         linux["sysctl"] = dict(security.sysctls)
+    # privileged means no filter, as with Docker
+    if security.seccomp_profile is SeccompProfile.RUNTIME_DEFAULT and not security.privileged:
+        linux["seccomp"] = _seccomp.default_profile(process["capabilities"]["bounding"])
     return {
         "ociVersion": "1.0.2-dev",
-        "process": process_spec(inp, args),
+        "process": process,
         "root": {"path": "rootfs", "readonly": security.read_only_root_filesystem},
         "hostname": inp.container_id[:63].rstrip("-."),
         "mounts": _mounts(inp),
