@@ -52,6 +52,15 @@ class TargetPool:
             self._drivers[target.name] = (target.driver, target.address, driver)
             return driver
 
+    def isolation_tiers(self, target: TargetView) -> frozenset[str]:
+        """The tiers the target's driver offers, for placement. A driver that
+        cannot load offers standard only, so ``apply`` can still say why the
+        target is unusable (its image check reports the load failure)."""
+        try:
+            return self.driver(target).capabilities().isolation_tiers
+        except PortwayError:
+            return frozenset({"standard"})
+
     def check(self, target: TargetView) -> Fingerprint:
         """Health of one target now; a change is recorded (and an event made).
 
