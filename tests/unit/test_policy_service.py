@@ -109,6 +109,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
             {"driver": driver, "address": f"{driver}://x", "labels": {}},
             {"health": "healthy", "checkedAt": 1e12},
         )
+    application.targets.check_all()  # records each target's tiers, as the controller does
     yield application
     application.close()
 

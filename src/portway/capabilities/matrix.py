@@ -36,7 +36,7 @@ class FeatureResult:
 
 @dataclass(frozen=True)
 class DriverResults:
-    driver: str
+    driver: str  # the column key: driver name, with "@tier" for a non-standard tier
     engine: str  # e.g. "Docker Engine 20.10.24+dfsg1 (API 1.41)"
     generated_at: str  # ISO 8601, UTC
     features: Mapping[Feature, FeatureResult] = field(default_factory=dict)
@@ -48,12 +48,30 @@ class DriverResults:
         return Status.UNTESTED if found is None else found.status
 
 
+STANDARD_TIER = "standard"
+
+
+def column_key(driver: str, tier: str = STANDARD_TIER) -> str:
+    """The matrix column of a driver in an isolation tier: ``docker`` for the
+    standard tier, ``docker@sandboxed`` for gVisor on Docker. A tier is its own
+    column because the same driver honors different things under another
+    runtime (gVisor has no cgroup OOM accounting, for one)."""
+    return driver if tier == STANDARD_TIER else f"{driver}@{tier}"
+
+
+def split_column_key(key: str) -> tuple[str, str]:
+    """``docker@sandboxed`` -> (``docker``, ``sandboxed``); ``docker`` -> (``docker``, standard)."""
+    driver, _, tier = key.partition("@")
+    return driver, tier or STANDARD_TIER
+
+
 @dataclass(frozen=True)
 class Matrix:
+    #: column key (see ``column_key``) -> results
     drivers: Mapping[str, DriverResults] = field(default_factory=dict)
 
-    def for_driver(self, driver: str) -> DriverResults | None:
-        return self.drivers.get(driver)
+    def for_driver(self, driver: str, tier: str = STANDARD_TIER) -> DriverResults | None:
+        return self.drivers.get(column_key(driver, tier))
 
     def merged(self, results: DriverResults) -> Matrix:
         """A copy with one driver's results replaced."""

@@ -17,11 +17,12 @@ A declared feature without passing evidence is never called honored.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from portway.capabilities.matrix import DriverResults, Status
+from portway.capabilities.matrix import STANDARD_TIER, DriverResults, Status
+from portway.capabilities.tiers import PLANNED
 from portway.capabilities.vocabulary import FEATURES, Feature, Provider, Use, WhenMissing, uses
 from portway.spec.model import Portability, WorkloadSpec
 
@@ -37,8 +38,20 @@ Mode = Portability  # strict: refuse any dropped field; lenient: deploy, record 
 
 
 @dataclass(frozen=True)
+class TierView:
+    """What a target offers in one isolation tier: the runtime handler its
+    fingerprint found, the features its driver claims under that runtime, and
+    the conformance column run under it."""
+
+    handler: str
+    features: frozenset[Feature]
+    results: DriverResults | None = None
+
+
+@dataclass(frozen=True)
 class TargetProfile:
-    """What the planner knows of one target."""
+    """What the planner knows of one target. ``features`` and ``results`` are
+    the standard tier's; ``tiers`` holds the other tiers the target offers."""
 
     name: str
     driver: str
@@ -47,6 +60,17 @@ class TargetProfile:
     healthy: bool = True
     detail: str = ""  # health detail
     problem: str = ""  # the driver cannot even be loaded: nothing can run here
+    tiers: Mapping[str, TierView] = field(default_factory=dict)
+    tier: str = STANDARD_TIER  # which tier ``features`` and ``results`` describe
+
+    def for_tier(self, tier: str) -> TargetProfile:
+        """The profile as seen by a workload in ``tier``: that tier's features
+        and conformance column, when the target offers the tier (otherwise the
+        standard view, where the tier's isolation feature is missing)."""
+        view = self.tiers.get(tier)
+        if tier == self.tier or view is None:
+            return self
+        return replace(self, features=view.features, results=view.results, tier=tier)
 
 
 @dataclass(frozen=True)
@@ -119,7 +143,11 @@ class TargetPlan:
 def _evidence(profile: TargetProfile, feature: Feature) -> tuple[Status, str]:
     results = profile.results
     if results is None:
-        return Status.UNTESTED, f"no conformance run recorded for the {profile.driver} driver"
+        where = f" in the {profile.tier} tier" if profile.tier != STANDARD_TIER else ""
+        return (
+            Status.UNTESTED,
+            f"no conformance run recorded for the {profile.driver} driver{where}",
+        )
     found = results.features.get(feature)
     if found is None:
         return Status.UNTESTED, "no conformance case covers it"
@@ -155,6 +183,8 @@ def judge(feature: Feature, profile: TargetProfile) -> tuple[Verdict, str]:
         how = f"by portway's controller ({info.summary})"
         return Verdict.EMULATED, how + (f"; {evidence}" if status is Status.PASS else "")
     if feature not in profile.features:
+        if feature in _TIER_FEATURES:
+            return _missing(feature, _no_tier(profile, _TIER_FEATURES[feature]))
         return _missing(feature, f"the {profile.driver} driver cannot {info.summary}")
     status, evidence = _evidence(profile, feature)
     if status is Status.PASS:
@@ -166,7 +196,25 @@ def judge(feature: Feature, profile: TargetProfile) -> tuple[Verdict, str]:
     return Verdict.DROPPED, f"declared by the {profile.driver} driver but not proven: {evidence}"
 
 
+_TIER_FEATURES = {
+    Feature.ISOLATION_STANDARD: "standard",
+    Feature.ISOLATION_SANDBOXED: "sandboxed",
+    Feature.ISOLATION_MICROVM: "microvm",
+    Feature.ISOLATION_WASM: "wasm",
+}
+
+
+def _no_tier(profile: TargetProfile, tier: str) -> str:
+    standard = {STANDARD_TIER} if Feature.ISOLATION_STANDARD in profile.features else set()
+    offered = sorted(standard | set(profile.tiers))
+    why = f"target {profile.name} has no runtime handler for the {tier} tier"
+    why += f" (its {profile.driver} driver offers: {', '.join(offered) or 'none'})"
+    note = PLANNED.get(tier)
+    return f"{why}; {note}" if note else why
+
+
 def plan_for_target(spec: WorkloadSpec, profile: TargetProfile) -> TargetPlan:
+    profile = profile.for_tier(spec.isolation.value)
     fields = tuple(
         FieldVerdict(use.path, use.feature, *judge(use.feature, profile)) for use in uses(spec)
     )
@@ -180,6 +228,12 @@ def plan_for_target(spec: WorkloadSpec, profile: TargetProfile) -> TargetPlan:
         for backend, settings in sorted(spec.extensions.items())
     )
     notes: list[str] = []
+    view = profile.tiers.get(profile.tier)
+    if view is not None and profile.tier != STANDARD_TIER:
+        notes.append(
+            f"tier {profile.tier} runs with the {view.handler} runtime; verdicts come from "
+            f"its own conformance column ({profile.driver}@{profile.tier})"
+        )
     if profile.problem:
         notes.append(f"target {profile.name}: {profile.problem}")
     elif not profile.healthy:
@@ -216,6 +270,7 @@ __all__ = [
     "Mode",
     "TargetPlan",
     "TargetProfile",
+    "TierView",
     "Use",
     "Verdict",
     "judge",

@@ -146,6 +146,21 @@ FEATURES: dict[Feature, FeatureInfo] = {
 }
 
 
+#: security settings that weaken isolation; a driver declares each only once
+#: it implements it (namespace policy decides whether a workload may ask)
+HOST_ACCESS_FEATURES: frozenset[Feature] = frozenset(
+    {
+        Feature.SECURITY_RUN_AS_NON_ROOT,
+        Feature.SECURITY_PRIVILEGED,
+        Feature.SECURITY_HOST_NETWORK,
+        Feature.SECURITY_HOST_PID,
+        Feature.SECURITY_HOST_IPC,
+        Feature.SECURITY_SECCOMP_UNCONFINED,
+        Feature.SECURITY_SYSCTLS,
+    }
+)
+
+
 @dataclass(frozen=True)
 class Use:
     """One place in a spec that needs one feature."""

@@ -21,6 +21,7 @@ from portway.cli import output
 from portway.cli import policy as policy_cli
 from portway.cli.output import Format, age, dump, parse_format, table
 from portway.errors import InputError, NotFoundError, PortwayError
+from portway.spec.model import Isolation
 
 app = typer.Typer(
     name="portway",
@@ -502,6 +503,15 @@ def _get_targets(fmt_text: str | None) -> None:
                         "detail": v.detail,
                         "version": v.version,
                         "runtimeHandlers": list(v.runtime_handlers),
+                        "tiers": {
+                            tier: {
+                                "handler": h.handler,
+                                "overheadMemory": h.overhead_memory,
+                                "overheadCpu": h.overhead_cpu,
+                            }
+                            for tier, h in sorted(v.tiers.items())
+                        },
+                        "unavailableTiers": output.unavailable_tiers(v),
                         "attributes": dict(v.attributes),
                     }
                     for v in views
@@ -516,15 +526,16 @@ def _get_targets(fmt_text: str | None) -> None:
         if fmt is Format.WIDE:
             row += [
                 v.address,
-                ",".join(v.runtime_handlers),
+                output.tiers_text(v),
                 v.attributes.get("cgroup_version", ""),
+                output.capacity_text(v.attributes),
                 output.labels_text(v.labels),
                 v.detail,
             ]
         rows.append(row)
     headers = ["NAME", "DRIVER", "HEALTH", "VERSION"]
     if fmt is Format.WIDE:
-        headers += ["ADDRESS", "RUNTIMES", "CGROUP", "LABELS", "DETAIL"]
+        headers += ["ADDRESS", "TIERS (HANDLER)", "CGROUP", "CAPACITY", "LABELS", "DETAIL"]
     table(headers, rows)
     if not views:
         output.err.print("no targets: is the Docker socket at /var/run/docker.sock?", markup=False)
@@ -791,14 +802,25 @@ def conformance(
         bool,
         typer.Option("--write-matrix", help="Keep the results as the planner's capability matrix."),
     ] = False,
+    tier: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tier", help="Isolation tiers to test (default: every tier each target offers)."
+        ),
+    ] = None,
 ) -> None:
     """Run the behaviour cases against real targets and print the capability
-    matrix; the planner's "honored" verdicts come from the kept matrix."""
-    _guard(lambda: _conformance(target or [], only, output_format, write_matrix))
+    matrix; the planner's "honored" verdicts come from the kept matrix. Each
+    isolation tier of a target is its own column (docker, docker@sandboxed)."""
+    _guard(lambda: _conformance(target or [], only, output_format, write_matrix, tier or []))
 
 
 def _conformance(
-    names: list[str], only: list[str] | None, fmt_text: str | None, keep: bool
+    names: list[str],
+    only: list[str] | None,
+    fmt_text: str | None,
+    keep: bool,
+    tiers: list[str],
 ) -> None:
     import json
 
@@ -827,7 +849,17 @@ def _conformance(
             line += f"  {result.message.splitlines()[0][:150] if result.message else ''}"
         output.err.print(line, markup=False)
 
-    results = suite.conformance(pairs, only=only, progress=progress)
+    known_tiers = {t.value for t in Isolation}
+    bad = sorted(set(tiers) - known_tiers)
+    if bad:
+        raise InputError(f"--tier {bad[0]}: expected one of {', '.join(sorted(known_tiers))}")
+    results = []
+    for pair in pairs:
+        offered = pair[1].capabilities().isolation_tiers
+        chosen = [t for t in tiers if t in offered] if tiers else sorted(offered)
+        for t in sorted(set(tiers) - offered):
+            output.err.print(f"skip   {pair[0]:<16} tier {t}: not offered", markup=False)
+        results += suite.conformance([pair], only=only, progress=progress, tiers=chosen)
     json_path, md_path = suite.kept_matrix_paths()
     matrix = suite.matrix_of(results, suite.load_matrix(json_path))
     if keep:
@@ -844,7 +876,7 @@ def _conformance(
         sys.stdout.write(suite.render_markdown(matrix))
     for result in results:
         output.err.print(
-            f"{result.target} ({result.driver}): {result.passed} passed, {result.failed} failed, "
+            f"{result.target} ({result.column}): {result.passed} passed, {result.failed} failed, "
             f"{result.unsupported} not declared, in {result.duration:.0f}s",
             markup=False,
         )

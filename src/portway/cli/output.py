@@ -13,6 +13,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from portway.capabilities.tiers import unavailable
+from portway.controller.records import TargetView
 from portway.errors import InputError
 
 out = Console(highlight=False, soft_wrap=True)
@@ -70,3 +72,29 @@ def age(since: float | None, now: float | None = None) -> str:
 
 def labels_text(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>"
+
+
+def tiers_text(view: TargetView) -> str:
+    """``standard=runc,sandboxed=runsc``: each tier the target offers and its handler."""
+    return ",".join(
+        f"{tier}={h.handler}" if h.handler else tier for tier, h in sorted(view.tiers.items())
+    )
+
+
+def unavailable_tiers(view: TargetView) -> dict[str, str]:
+    return unavailable(set(view.tiers))
+
+
+def capacity_text(attributes: Mapping[str, str]) -> str:
+    """``2 cpu, 23.4Gi`` from a fingerprint's attributes ("" when unknown)."""
+    parts = []
+    cpus = attributes.get("cpus", "")
+    if cpus and cpus != "0":
+        parts.append(f"{cpus} cpu")
+    try:
+        memory = int(attributes.get("memory", "0") or 0)
+    except ValueError:
+        memory = 0
+    if memory:
+        parts.append(f"{memory / 2**30:.1f}Gi")
+    return ", ".join(parts)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from portway.drivers.registry import driver_name_from_address, open_driver
 from portway.errors import PortwayError
+from portway.spec.model import Isolation
 
 from .case import DEFAULT_IMAGE, all_cases
 from .runner import (
@@ -51,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
         help="case id, group or glob (repeatable, or comma-separated); default: all",
     )
     parser.add_argument("--image", default=DEFAULT_IMAGE, help="test image (never pulled)")
+    parser.add_argument(
+        "--tier",
+        default="standard",
+        choices=[t.value for t in Isolation],
+        help="isolation tier every replica runs in; each tier is its own matrix column "
+        "(default: standard)",
+    )
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument(
         "--write-matrix",
@@ -101,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        suite = run_suite(driver, only=only, progress=_progress, image=args.image)
+        suite = run_suite(driver, only=only, progress=_progress, image=args.image, tier=args.tier)
     except PortwayError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -110,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if callable(close):
             close()
     print(
-        f"\n{suite.driver} ({suite.engine}): {suite.passed} passed, {suite.failed} failed, "
+        f"\n{suite.column} ({suite.engine}): {suite.passed} passed, {suite.failed} failed, "
         f"{suite.unsupported} unsupported, in {suite.duration:.1f}s"
     )
     for failure in suite.failures:

@@ -35,6 +35,7 @@ from portway.capabilities.vocabulary import FEATURES, Feature
 from portway.drivers.base import (
     LABEL_NAMESPACE,
     Driver,
+    DriverCapabilities,
     Executor,
     Handle,
     LogSource,
@@ -50,6 +51,7 @@ from .failures import CaseFailed, expect
 from .harness import ControllerHarness
 
 __all__ = [
+    "CONTAINER_TIERS",
     "DEFAULT_IMAGE",
     "GROUPS",
     "Case",
@@ -103,6 +105,34 @@ _MODULES = (
 # --- cases -----------------------------------------------------------------
 
 
+#: the tiers that run container images; a case runs in these unless it says otherwise
+CONTAINER_TIERS: frozenset[str] = frozenset({"standard", "sandboxed", "microvm"})
+
+#: the isolation feature of each tier
+TIER_FEATURES: Mapping[str, Feature] = {
+    "standard": Feature.ISOLATION_STANDARD,
+    "sandboxed": Feature.ISOLATION_SANDBOXED,
+    "microvm": Feature.ISOLATION_MICROVM,
+    "wasm": Feature.ISOLATION_WASM,
+}
+
+
+def in_tier(features: Iterable[Feature], tier: str) -> tuple[Feature, ...]:
+    """A case's features as seen in ``tier``: a case written for the standard
+    tier proves, when its replicas run in another tier, that tier's isolation
+    feature instead (the lifecycle cases prove that a tier runs replicas)."""
+    own = TIER_FEATURES.get(tier, Feature.ISOLATION_STANDARD)
+    return tuple(own if f is Feature.ISOLATION_STANDARD else f for f in features)
+
+
+def declared_in_tier(capabilities: DriverCapabilities, tier: str) -> frozenset[Feature]:
+    """What a driver claims for replicas run in ``tier``: the tier's features,
+    with the isolation feature of that tier only (a column is one runtime)."""
+    own = TIER_FEATURES.get(tier)
+    isolation = set(TIER_FEATURES.values())
+    return frozenset(f for f in capabilities.features_for(tier) if f not in isolation or f is own)
+
+
 @dataclass(frozen=True)
 class Case:
     id: str  # "<group>.<name>", e.g. "lifecycle.create_start"
@@ -114,14 +144,20 @@ class Case:
     run: Callable[[Context], None]
     #: features the case uses as instruments without proving them
     requires: tuple[Feature, ...] = ()
+    #: isolation tiers the case runs in (a tier's column has only these cases)
+    tiers: frozenset[str] = CONTAINER_TIERS
 
-    def required_features(self) -> frozenset[Feature]:
-        """Everything a driver must declare for the case to run: the features
-        proved, the instruments, and what controller features rely on."""
+    def required_features(self, tier: str = "standard") -> frozenset[Feature]:
+        """Everything a driver must declare for the case to run in ``tier``:
+        the features proved, the instruments, and what controller features
+        rely on."""
         needed = set(self.features) | set(self.requires)
         for feature in self.features:
             needed.update(FEATURES[feature].needs)
-        return frozenset(needed)
+        return frozenset(in_tier(needed, tier))
+
+    def features_in(self, tier: str) -> tuple[Feature, ...]:
+        return in_tier(self.features, tier)
 
 
 _REGISTRY: dict[str, Case] = {}
@@ -133,6 +169,7 @@ def case(
     *,
     features: Iterable[Feature] = (),
     requires: Iterable[Feature] = (),
+    tiers: Iterable[str] = CONTAINER_TIERS,
 ) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
     """Register the decorated function as a case, in definition order."""
     group, dot, name = case_id.partition(".")
@@ -142,7 +179,9 @@ def case(
     def register(run: Callable[[Context], None]) -> Callable[[Context], None]:
         if case_id in _REGISTRY:
             raise ValueError(f"case {case_id!r} is registered twice")
-        _REGISTRY[case_id] = Case(case_id, group, title, tuple(features), run, tuple(requires))
+        _REGISTRY[case_id] = Case(
+            case_id, group, title, tuple(features), run, tuple(requires), frozenset(tiers)
+        )
         return run
 
     return register
@@ -214,23 +253,28 @@ class Context:
     cluster: str = field(default_factory=new_cluster)
     namespace: str = field(default_factory=new_namespace)
     image: str = DEFAULT_IMAGE
+    #: the isolation tier every replica of the case runs in (unless its spec says)
+    tier: str = "standard"
     #: graceful-stop timeout the case and its controller use
     stop_timeout: float = 2.0
     notes: list[str] = field(default_factory=list)
-    #: what the driver declares (``capabilities().features``)
+    #: what the driver declares for ``tier`` (see ``declared_in_tier``)
     declared: frozenset[Feature] = field(init=False)
     _volumes: list[str] = field(default_factory=list)
     _dirs: list[Path] = field(default_factory=list)
     _harnesses: list[ControllerHarness] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.declared = self.driver.capabilities().features
+        self.declared = declared_in_tier(self.driver.capabilities(), self.tier)
 
     # --- requests and replicas ----------------------------------------------
 
     def spec(self, spec: Mapping[str, Any] | None = None) -> WorkloadSpec:
-        """A spec from camelCase fields; ``image`` defaults to the test image."""
-        return WorkloadSpec.model_validate({"image": self.image, **(spec or {})})
+        """A spec from camelCase fields; ``image`` defaults to the test image
+        and ``isolation`` to the tier under test."""
+        return WorkloadSpec.model_validate(
+            {"image": self.image, "isolation": self.tier, **(spec or {})}
+        )
 
     def request(
         self,
@@ -473,7 +517,7 @@ class Context:
         document = dict(workload) if "spec" in workload else {"spec": dict(workload)}
         metadata = {"name": name, **dict(document.get("metadata", {}))}
         metadata["namespace"] = self.namespace
-        spec = {"image": self.image, **dict(document["spec"])}
+        spec = {"image": self.image, "isolation": self.tier, **dict(document["spec"])}
         model = Workload.model_validate(
             {"apiVersion": "portway.dev/v1", "kind": "Workload", **document}
             | {"metadata": metadata, "spec": spec}

@@ -319,3 +319,38 @@ def list_owned(ctx: Context) -> None:
     )
     nobody = ctx.driver.list_owned({LABEL_NAMESPACE: ctx.namespace, LABEL_WORKLOAD: "nobody"})
     expect(not nobody, f"a selector matching nothing returned {len(nobody)} replicas")
+
+
+# gVisor's kernel greets in its ring buffer; runc replicas read the host's
+# (usually unreadable without CAP_SYSLOG, hence the /proc/version comparison).
+_GVISOR_SIGNATURE = "gVisor"
+
+
+def _host_kernel() -> str:
+    """The kernel of the host the suite runs on (the engines under test are local)."""
+    with open("/proc/version", encoding="utf-8") as f:  # noqa: PTH123 -- one small read
+        return f.read().strip()
+
+
+@case(
+    "lifecycle.tier_kernel",
+    "the replica runs on the kernel its isolation tier promises (host kernel for "
+    "standard, gVisor's user-space kernel for sandboxed)",
+    features=STANDARD,
+    requires=(Feature.COMMAND, Feature.ENV),
+)
+def tier_kernel(ctx: Context) -> None:
+    if ctx.tier == "standard":
+        script = 'cat /proc/version; [ "$(cat /proc/version)" = "$HOST_KERNEL" ]'
+        what = "a standard replica shares the host's kernel"
+    elif ctx.tier == "sandboxed":
+        script = (
+            'cat /proc/version; dmesg 2>&1 | head -3; [ "$(cat /proc/version)" != "$HOST_KERNEL" ]'
+            f" && dmesg 2>&1 | grep -q {_GVISOR_SIGNATURE}"
+        )
+        what = "a sandboxed replica runs on gVisor's kernel, not the host's"
+    else:
+        raise CaseFailed(f"no kernel check is defined for the {ctx.tier} tier")
+    ctx.expect_exit(
+        {"command": ["sh", "-c", script], "env": {"HOST_KERNEL": _host_kernel()}}, 0, what
+    )

@@ -19,12 +19,27 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from portway.capabilities.matrix import DriverResults, FeatureResult, Matrix, Status
+from portway.capabilities.matrix import (
+    DriverResults,
+    FeatureResult,
+    Matrix,
+    Status,
+    column_key,
+)
 from portway.capabilities.vocabulary import FEATURES, Feature
 from portway.drivers.base import Driver, Health
 from portway.errors import PortwayError
 
-from .case import DEFAULT_IMAGE, Case, Context, all_cases, new_cluster, select_cases
+from .case import (
+    DEFAULT_IMAGE,
+    TIER_FEATURES,
+    Case,
+    Context,
+    all_cases,
+    declared_in_tier,
+    new_cluster,
+    select_cases,
+)
 from .failures import CaseFailed, ConformanceError
 
 __all__ = [
@@ -67,12 +82,18 @@ class SuiteResult:
     driver: str
     target: str
     engine: str  # the fingerprint's detail, e.g. "Docker Engine 20.10.24 (API 1.41)"
-    declared: frozenset[Feature]
+    declared: frozenset[Feature]  # for ``tier`` (see case.declared_in_tier)
     results: tuple[CaseResult, ...]
     generated_at: str  # ISO 8601, UTC: when the run started
     duration: float = 0.0
     #: every registered case was selected (not a run limited by ``only``)
     complete: bool = True
+    tier: str = "standard"
+
+    @property
+    def column(self) -> str:
+        """The matrix column this run fills, e.g. ``docker@sandboxed``."""
+        return column_key(self.driver, self.tier)
 
     def count(self, outcome: Outcome) -> int:
         return sum(r.outcome is outcome for r in self.results)
@@ -116,7 +137,7 @@ class SuiteResult:
                 status = Status.UNTESTED  # nothing that covers it could run
             features[feature] = FeatureResult(status, ids, failed)
         return DriverResults(
-            driver=self.driver,
+            driver=self.column,
             engine=self.engine if engine is None else engine,
             generated_at=self.generated_at,
             features=features,
@@ -128,21 +149,33 @@ class SuiteResult:
 # --- running ------------------------------------------------------------------
 
 
-def preflight(driver: Driver, image: str = DEFAULT_IMAGE) -> str:
-    """Check the target can run the suite; returns its engine description.
-    Raises ``ConformanceError`` if the engine is not healthy or lacks the image."""
+def preflight(driver: Driver, image: str = DEFAULT_IMAGE, tier: str = "standard") -> str:
+    """Check the target can run the suite in ``tier``; returns its engine
+    description. Raises ``ConformanceError`` if the engine is not healthy,
+    lacks the image or has no runtime handler for the tier."""
     fingerprint = driver.fingerprint()
     if fingerprint.health is not Health.HEALTHY:
         raise ConformanceError(
             f"target {driver.target!r} ({driver.name}) is {fingerprint.health.value}: "
             f"{fingerprint.detail}"
         )
+    capabilities = driver.capabilities()
+    handler = capabilities.handler_for(tier)
+    if tier != "standard" and handler is None:
+        offered = ", ".join(sorted(capabilities.isolation_tiers)) or "none"
+        raise ConformanceError(
+            f"target {driver.target!r} ({driver.name}) has no runtime handler for the {tier} "
+            f"tier (it offers: {offered})"
+        )
     if not driver.image_present(image):
         raise ConformanceError(
             f"image {image} is not on target {driver.target!r}; portway never pulls: build the "
             "test images there first (scripts/build-images.sh)"
         )
-    return fingerprint.detail or f"{driver.name} {fingerprint.version}".strip()
+    engine = fingerprint.detail or f"{driver.name} {fingerprint.version}".strip()
+    if handler is not None and tier != "standard":
+        engine += f", {tier} tier with runtime {handler.handler}"
+    return engine
 
 
 def run_case(
@@ -152,23 +185,39 @@ def run_case(
     cluster: str | None = None,
     image: str = DEFAULT_IMAGE,
     declared: frozenset[Feature] | None = None,
+    tier: str = "standard",
 ) -> CaseResult:
-    """Run one case (or report it unsupported without running it); always cleans up."""
+    """Run one case in ``tier`` (or report it unsupported without running it);
+    always cleans up. The case's features are reported as seen in the tier
+    (``Case.features_in``)."""
     if declared is None:
-        declared = driver.capabilities().features
-    missing = tuple(sorted(case.required_features() - declared))
-    if missing:
+        declared = declared_in_tier(driver.capabilities(), tier)
+    features = case.features_in(tier)
+    missing = tuple(sorted(case.required_features(tier) - declared))
+    if tier not in case.tiers:
+        missing = missing or (TIER_FEATURES.get(tier, Feature.ISOLATION_STANDARD),)
         return CaseResult(
             case.id,
             case.group,
             case.title,
-            case.features,
+            features,
             Outcome.UNSUPPORTED,
-            f"not declared by the {driver.name} driver: {', '.join(missing)}",
+            f"the case does not apply to the {tier} tier",
+            missing=missing,
+        )
+    if missing:
+        where = f" in the {tier} tier" if tier != "standard" else ""
+        return CaseResult(
+            case.id,
+            case.group,
+            case.title,
+            features,
+            Outcome.UNSUPPORTED,
+            f"not declared by the {driver.name} driver{where}: {', '.join(missing)}",
             missing=missing,
         )
     started = time.monotonic()
-    ctx = Context(driver, cluster=cluster or new_cluster(), image=image)
+    ctx = Context(driver, cluster=cluster or new_cluster(), image=image, tier=tier)
     outcome, message = Outcome.PASS, ""
     try:
         case.run(ctx)
@@ -193,7 +242,7 @@ def run_case(
         case.id,
         case.group,
         case.title,
-        case.features,
+        features,
         outcome,
         message,
         duration=time.monotonic() - started,
@@ -215,19 +264,21 @@ def run_suite(
     only: Iterable[str] | None = None,
     progress: Callable[[CaseResult], None] | None = None,
     image: str = DEFAULT_IMAGE,
+    tier: str = "standard",
 ) -> SuiteResult:
     """Run the cases (all, or those ``only`` names: ids, groups, globs) against
-    one driver. Raises ``ConformanceError`` if the target cannot run them, and
+    one driver, every replica in isolation ``tier``. Raises ``ConformanceError``
+    if the target cannot run them (or does not offer the tier), and
     ``InputError`` if ``only`` names no case."""
-    cases = select_cases(only)
-    engine = preflight(driver, image)
-    declared = driver.capabilities().features
+    cases = tuple(c for c in select_cases(only) if tier in c.tiers)
+    engine = preflight(driver, image, tier)
+    declared = declared_in_tier(driver.capabilities(), tier)
     cluster = new_cluster()
     generated_at = _now()
     started = time.monotonic()
     results: list[CaseResult] = []
     for case in cases:
-        result = run_case(driver, case, cluster=cluster, image=image, declared=declared)
+        result = run_case(driver, case, cluster=cluster, image=image, declared=declared, tier=tier)
         results.append(result)
         if progress is not None:
             progress(result)
@@ -239,8 +290,14 @@ def run_suite(
         results=tuple(results),
         generated_at=generated_at,
         duration=time.monotonic() - started,
-        complete=len(cases) == len(all_cases()),
+        complete=len(cases) == len(cases_for_tier(tier)),
+        tier=tier,
     )
+
+
+def cases_for_tier(tier: str) -> tuple[Case, ...]:
+    """Every registered case that runs in ``tier``."""
+    return tuple(c for c in all_cases() if tier in c.tiers)
 
 
 def conformance(
@@ -249,6 +306,7 @@ def conformance(
     progress: Callable[[str, CaseResult], None] | None = None,
     *,
     image: str = DEFAULT_IMAGE,
+    tiers: Sequence[str] = ("standard",),
 ) -> list[SuiteResult]:
     """The suite against each ``(target name, driver)`` in turn (drivers opened
     by the caller, e.g. with ``drivers.registry.open_driver``). ``progress``
@@ -262,7 +320,8 @@ def conformance(
             if progress is not None:
                 progress(target, result)
 
-        suites.append(run_suite(driver, only=selected, progress=report, image=image))
+        for tier in tiers:
+            suites.append(run_suite(driver, only=selected, progress=report, image=image, tier=tier))
     return suites
 
 

@@ -131,6 +131,21 @@ def handle_to_dict(handle: Handle) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class TierHandler:
+    handler: str  # the engine's runtime name, e.g. runsc ("" when the driver names none)
+    overhead_memory: int = 0  # bytes the sandbox itself costs per replica
+    overhead_cpu: float = 0.0  # cores
+
+    @classmethod
+    def from_status(cls, value: Mapping[str, Any]) -> TierHandler:
+        return cls(
+            handler=str(value.get("handler", "")),
+            overhead_memory=int(value.get("overheadMemory", 0) or 0),
+            overhead_cpu=float(value.get("overheadCpu", 0.0) or 0.0),
+        )
+
+
+@dataclass(frozen=True)
 class TargetView:
     name: str
     driver: str
@@ -143,6 +158,8 @@ class TargetView:
     attributes: Mapping[str, str] = field(default_factory=dict)
     cordoned: bool = False
     checked_at: float = 0.0  # when the last full fingerprint was recorded
+    #: isolation tier -> how this target runs it (from its last healthy fingerprint)
+    tiers: Mapping[str, TierHandler] = field(default_factory=dict)
 
     @classmethod
     def from_record(cls, record: Record) -> TargetView:
@@ -159,7 +176,18 @@ class TargetView:
             attributes=dict(status.get("attributes", {})),
             cordoned=bool(record.spec.get("cordoned", False)),
             checked_at=float(status.get("checkedAt", 0.0)),
+            tiers={
+                str(tier): TierHandler.from_status(value)
+                for tier, value in dict(status.get("tiers", {})).items()
+                if isinstance(value, dict)
+            },
         )
+
+    @property
+    def isolation_tiers(self) -> frozenset[str]:
+        """Tiers placement may choose this target for. A target never
+        fingerprinted healthy yet offers only the standard tier."""
+        return frozenset(self.tiers) or frozenset({"standard"})
 
     @property
     def healthy(self) -> bool:

@@ -52,15 +52,6 @@ class TargetPool:
             self._drivers[target.name] = (target.driver, target.address, driver)
             return driver
 
-    def isolation_tiers(self, target: TargetView) -> frozenset[str]:
-        """The tiers the target's driver offers, for placement. A driver that
-        cannot load offers standard only, so ``apply`` can still say why the
-        target is unusable (its image check reports the load failure)."""
-        try:
-            return self.driver(target).capabilities().isolation_tiers
-        except PortwayError:
-            return frozenset({"standard"})
-
     def check(self, target: TargetView) -> Fingerprint:
         """Health of one target now; a change is recorded (and an event made).
 
@@ -97,14 +88,22 @@ class TargetPool:
             fingerprint.health is Health.HEALTHY and fingerprint.version != target.version
         )
         if changed or fingerprint.health is Health.HEALTHY:
-            self._record(target, fingerprint, event=changed)
+            tiers = tiers_of(driver) if fingerprint.health is Health.HEALTHY else None
+            self._record(target, fingerprint, event=changed, tiers=tiers)
         return fingerprint
 
     def check_all(self) -> None:
         for view in self.views():
             self.check(view)
 
-    def _record(self, target: TargetView, fingerprint: Fingerprint, *, event: bool) -> None:
+    def _record(
+        self,
+        target: TargetView,
+        fingerprint: Fingerprint,
+        *,
+        event: bool,
+        tiers: dict[str, dict[str, object]] | None = None,
+    ) -> None:
         for _ in range(5):
             try:
                 record = self._store.require(KIND_TARGET, CLUSTER_NAMESPACE, target.name)
@@ -120,6 +119,8 @@ class TargetPool:
                         runtimeHandlers=list(fingerprint.runtime_handlers),
                         attributes=dict(fingerprint.attributes),
                     )
+                if tiers is not None:
+                    status["tiers"] = tiers
                 self._store.update_status(record, status)
                 break
             except ConflictError:
@@ -141,3 +142,26 @@ class TargetPool:
         log.info(
             "target %s is now %s %s", target.name, fingerprint.health.value, fingerprint.detail
         )
+
+
+def tiers_of(driver: Driver) -> dict[str, dict[str, object]]:
+    """The isolation tiers a target offers, as recorded on its target record:
+    tier -> runtime handler and the sandbox's overhead. Drivers that name no
+    handlers offer the tiers their features declare, with unnamed handlers."""
+    try:
+        capabilities = driver.capabilities()
+    except PortwayError:
+        return {}
+    if capabilities.handlers:
+        return {
+            h.tier: {
+                "handler": h.handler,
+                "overheadMemory": h.overhead_memory,
+                "overheadCpu": h.overhead_cpu,
+            }
+            for h in capabilities.handlers
+        }
+    return {
+        tier: {"handler": "", "overheadMemory": 0, "overheadCpu": 0.0}
+        for tier in sorted(capabilities.isolation_tiers)
+    }

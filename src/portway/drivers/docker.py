@@ -30,7 +30,7 @@ import requests
 import urllib3
 from docker.types import CancellableStream, Mount
 
-from portway.capabilities.vocabulary import Feature
+from portway.capabilities.vocabulary import HOST_ACCESS_FEATURES, Feature
 from portway.drivers.base import (
     LABEL_GENERATION,
     LABEL_MANAGED,
@@ -438,7 +438,7 @@ class DockerDriver:
         # Everything but the non-standard isolation tiers (the isolation issue
         # adds gVisor as this driver's sandbox).
         tiers = {Feature.ISOLATION_SANDBOXED, Feature.ISOLATION_MICROVM, Feature.ISOLATION_WASM}
-        return DriverCapabilities(frozenset(Feature) - tiers)
+        return DriverCapabilities(frozenset(Feature) - tiers - HOST_ACCESS_FEATURES)
 
     def create(self, request: ReplicaRequest) -> Handle:
         spec = request.spec

@@ -37,7 +37,7 @@ import requests
 import urllib3
 from podman.api import APIClient
 
-from portway.capabilities.vocabulary import Feature
+from portway.capabilities.vocabulary import HOST_ACCESS_FEATURES, Feature
 from portway.drivers.base import (
     LABEL_GENERATION,
     LABEL_MANAGED,
@@ -501,6 +501,7 @@ class PodmanDriver:
             Feature.ISOLATION_SANDBOXED,
             Feature.ISOLATION_MICROVM,
             Feature.ISOLATION_WASM,
+            *HOST_ACCESS_FEATURES,
             Feature.OOM_REPORTED,
         }
         return DriverCapabilities(frozenset(Feature) - missing)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from portway.capabilities.matrix import Matrix, load_packaged
-from portway.capabilities.planner import Mode, TargetPlan, TargetProfile, plan_for_target
+from portway.capabilities.matrix import STANDARD_TIER, Matrix, load_packaged
+from portway.capabilities.planner import Mode, TargetPlan, TargetProfile, TierView, plan_for_target
 from portway.controller.records import TargetView
-from portway.drivers.base import ExtensionChecker
+from portway.drivers.base import DriverCapabilities, ExtensionChecker
 from portway.errors import InputError, Issue, PortwayError
 from portway.policy import Violation
 from portway.service import namespaces as ns_policy
@@ -20,7 +20,7 @@ def profile_of(app: App, view: TargetView, matrix: Matrix) -> TargetProfile:
     """What the planner needs to know of one target; never raises."""
     try:
         driver = app.targets.driver(view)
-        features = driver.capabilities().features
+        capabilities = driver.capabilities()
     except PortwayError as exc:
         return TargetProfile(
             view.name, view.driver, frozenset(), None, healthy=False, problem=str(exc)
@@ -28,11 +28,26 @@ def profile_of(app: App, view: TargetView, matrix: Matrix) -> TargetProfile:
     return TargetProfile(
         name=view.name,
         driver=view.driver,
-        features=features,
+        features=capabilities.features_for(STANDARD_TIER),
         results=matrix.for_driver(view.driver),
         healthy=view.healthy,
         detail=view.detail,
+        tiers=tier_views(view.driver, capabilities, matrix),
     )
+
+
+def tier_views(
+    driver: str, capabilities: DriverCapabilities, matrix: Matrix
+) -> dict[str, TierView]:
+    """The non-standard tiers a target offers, each with the features its
+    driver claims under that tier's runtime and that tier's conformance column."""
+    return {
+        h.tier: TierView(
+            h.handler, capabilities.features_for(h.tier), matrix.for_driver(driver, h.tier)
+        )
+        for h in capabilities.handlers
+        if h.tier != STANDARD_TIER
+    }
 
 
 def profiles(

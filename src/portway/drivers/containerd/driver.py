@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlparse
 
-from portway.capabilities.vocabulary import Feature
+from portway.capabilities.vocabulary import HOST_ACCESS_FEATURES, Feature
 from portway.drivers.base import (
     LABEL_CLUSTER,
     LABEL_MANAGED,
@@ -344,6 +344,7 @@ class ContainerdDriver:
             Feature.ISOLATION_SANDBOXED,
             Feature.ISOLATION_MICROVM,
             Feature.ISOLATION_WASM,
+            *HOST_ACCESS_FEATURES,
             # named volumes: containerd has no volume objects; not built yet
             Feature.VOLUMES_NAMED,
         }
