@@ -97,6 +97,7 @@ _MODULES = (
     "cases_probes",
     "cases_restart",
     "cases_security",
+    "cases_host",  # privileged, host namespaces, seccomp, sysctls, runAsNonRoot
     "cases_resources",
     "cases_observe",  # logs, exec, stats
 )

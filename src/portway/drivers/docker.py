@@ -48,6 +48,7 @@ from portway.drivers.base import (
     ReplicaRequest,
     ReplicaState,
     ReplicaStatus,
+    SecurityFacts,
     Stats,
 )
 from portway.drivers.engine_common import (
@@ -88,6 +89,11 @@ from portway.drivers.engine_common import (
     text as _text,
 )
 from portway.drivers.engine_extensions import EngineExtension, parse_engine_extension
+from portway.drivers.engine_security import (
+    docker_security_options,
+    facts_from_inspect,
+    non_root_refusal,
+)
 from portway.errors import (
     DriverError,
     ImageNotFoundError,
@@ -451,6 +457,8 @@ class DockerDriver:
         extension = self._extension(spec.extensions.get(DRIVER_NAME, {}))
         labels = {**(extension.labels or {}), **request.labels(self.target)}
         client = self._client()
+        if spec.security.run_as_non_root:
+            self._refuse_root(client, request)
         mounts, tmpfs = self._volumes(client, request)
 
         exposed: list[tuple[int, str]] = []
@@ -469,7 +477,6 @@ class DockerDriver:
             cap_add=security.capabilities.add or None,
             cap_drop=security.capabilities.drop or None,
             read_only=security.read_only_root_filesystem or None,
-            security_opt=["no-new-privileges:true"] if security.no_new_privileges else None,
             mem_limit=resources.memory,
             memswap_limit=resources.memory,
             nano_cpus=None if resources.cpu is None else round(resources.cpu * 1e9),
@@ -479,6 +486,7 @@ class DockerDriver:
             init=extension.init,
             runtime=extension.runtime,
             shm_size=extension.shm_size,
+            **docker_security_options(security),
         )
         for _attempt in range(2):
             try:
@@ -505,6 +513,20 @@ class DockerDriver:
         raise PermanentDriverError(
             self.target, f"create {request.name}: the name keeps conflicting; try again"
         )
+
+    def _refuse_root(self, client: docker.APIClient, request: ReplicaRequest) -> None:
+        """runAsNonRoot: refuse before anything is created (as the kubelet does)."""
+        spec_user = request.spec.security.user
+        image_user = ""
+        if not spec_user:
+            # the SDK leaves inspect_image unannotated
+            inspect_image: Callable[[str], object] = client.inspect_image
+            with self._engine(f"inspect image {request.spec.image}"):
+                image = _obj(inspect_image(request.spec.image))
+            image_user = _text(_obj(image.get("Config")).get("User"))
+        refusal = non_root_refusal(spec_user, image_user)
+        if refusal:
+            raise PermanentDriverError(self.target, f"create {request.name}: {refusal}")
 
     def _adopt(self, request: ReplicaRequest) -> Handle:
         """Return the existing container named ``request.name`` if it is this replica."""
@@ -600,6 +622,12 @@ class DockerDriver:
         except _ConflictError as exc:
             if "already in progress" not in str(exc):
                 raise
+
+    def security_facts(self, handle: Handle) -> SecurityFacts:
+        self._check(handle)
+        with self._engine(f"inspect {handle.name}"):
+            info = self._client().inspect_container(handle.id)
+        return facts_from_inspect(_obj(info))
 
     def recover(self, handle: Handle) -> ReplicaStatus | None:
         try:

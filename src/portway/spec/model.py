@@ -360,6 +360,27 @@ class Capabilities(_Model):
         return out
 
 
+#: sysctls of the IPC namespace (besides fs.mqueue.*), as runc and Docker list them
+IPC_SYSCTLS = (
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+)
+
+
+def is_network_sysctl(key: str) -> bool:
+    return key.startswith("net.")
+
+
+def is_ipc_sysctl(key: str) -> bool:
+    return key in IPC_SYSCTLS or key.startswith("fs.mqueue.")
+
+
 class SeccompProfile(StrEnum):
     RUNTIME_DEFAULT = "RuntimeDefault"  # the engine's default filter
     UNCONFINED = "Unconfined"  # no filter at all
@@ -395,6 +416,12 @@ class Security(_Model):
         for key in v:
             if not re.match(r"^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$", key):
                 raise ValueError(f"{key!r} is not a sysctl name (e.g. net.ipv4.ip_forward)")
+            if not (is_network_sysctl(key) or is_ipc_sysctl(key)):
+                # the runtimes (runc, Docker) refuse the rest: they are host-wide
+                raise ValueError(
+                    f"{key!r} is not a namespaced sysctl: only net.*, fs.mqueue.* and "
+                    f"{', '.join(IPC_SYSCTLS)} can be set for one replica"
+                )
         return v
 
 
@@ -528,7 +555,32 @@ class WorkloadSpec(_Model):
                     f"the {kind} probe uses port {probe_port}, which is not in ports "
                     f"(declare it as a tcp containerPort so it can be published on 127.0.0.1)"
                 )
+        self._check_host_namespaces()
         return self
+
+    def _check_host_namespaces(self) -> None:
+        security = self.security
+        # On the host's network a replica listens on the host's ports itself:
+        # there is nothing to publish, hostPort + index cannot be honoured, and
+        # HTTP/TCP probes (which use the published port) have nothing to reach.
+        if security.host_network and self.ports:
+            raise ValueError(
+                "security.hostNetwork: the replica shares the host's network, so its ports "
+                "cannot be published (it listens on the host's own ports); remove ports "
+                "(and use exec probes) or drop hostNetwork"
+            )
+        # the runtimes refuse these too: in the host's namespace they would
+        # change the host's own settings
+        for shared, kind, belongs in (
+            (security.host_network, "hostNetwork", is_network_sysctl),
+            (security.host_ipc, "hostIpc", is_ipc_sysctl),
+        ):
+            host_wide = sorted(k for k in security.sysctls if belongs(k))
+            if shared and host_wide:
+                raise ValueError(
+                    f"security.sysctls: {host_wide[0]} would change the host's own setting "
+                    f"with {kind}; remove it or drop {kind}"
+                )
 
     def template_hash(self) -> str:
         """Digest of everything that defines a replica: all but replicas, placement
