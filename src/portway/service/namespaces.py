@@ -16,6 +16,7 @@ from portway.controller.records import CLUSTER_NAMESPACE, KIND_WORKLOAD, workloa
 from portway.errors import AlreadyExistsError, ConflictError, Issue, NotFoundError
 from portway.policy import Violation, evaluate_spec, resolved
 from portway.service.app import App
+from portway.spec.loader import line_of
 from portway.spec.model import Workload
 from portway.spec.namespace import Namespace, NamespacePolicySpec
 
@@ -86,21 +87,10 @@ def violation_issues(
                 file=file,
                 document=document,
                 path=v.path,
-                line=_line_of(lines or {}, v.path),
+                line=line_of(lines or {}, v.path),
             )
         )
     return issues
-
-
-def _line_of(lines: Mapping[str, int], path: str) -> int | None:
-    while path:
-        if path in lines:
-            return lines[path]
-        cut = max(path.rfind("."), path.rfind("["))
-        if cut <= 0:
-            break
-        path = path[:cut]
-    return None
 
 
 # --- namespace objects ---------------------------------------------------------

@@ -20,6 +20,7 @@ import difflib
 import inspect
 import re
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_NODES",
     "Loaded",
     "format_path",
+    "line_of",
     "load_documents",
     "load_documents_text",
     "load_objects",
@@ -88,14 +90,19 @@ class Loaded:
     lines: dict[str, int]
 
     def line_of(self, path: str) -> int | None:
-        """Line of ``path`` or of its nearest ancestor the file has."""
-        while True:
-            if path in self.lines:
-                return self.lines[path]
-            cut = max(path.rfind("."), path.rfind("["))
-            if cut <= 0:
-                return self.lines.get("")
-            path = path[:cut]
+        return line_of(self.lines, path)
+
+
+def line_of(lines: Mapping[str, int], path: str) -> int | None:
+    """Line of field ``path`` (``spec.volumes[2].source``) in ``lines``, or of
+    its nearest ancestor the file has (the field may have been left out)."""
+    while True:
+        if path in lines:
+            return lines[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        if cut <= 0:
+            return lines.get("")
+        path = path[:cut]
 
 
 def load_objects(path: str | Path) -> list[Loaded]:
