@@ -11,9 +11,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from portway.controller.namespaces import default_pod_security
 from portway.controller.records import CLUSTER_NAMESPACE, KIND_TARGET, TargetView
 from portway.controller.targets import TargetPool
 from portway.errors import AlreadyExistsError
+from portway.spec.namespace import PodSecurityLevel
 from portway.store import Store
 
 DEFAULT_TARGET = "local-docker"
@@ -40,7 +42,12 @@ class Settings:
         default_factory=lambda: _split_paths(os.environ.get("PORTWAY_ALLOW_BIND", ""))
     )
     """Host path prefixes bind volumes may use (env PORTWAY_ALLOW_BIND, ':'-separated).
-    Empty by default: a bind mount hands a container part of the host."""
+    Empty by default: a bind mount hands a container part of the host. Namespace
+    policy judges bind volumes on top of this (baseline refuses them)."""
+    default_pod_security: PodSecurityLevel = field(default_factory=default_pod_security)
+    """Pod Security level of a namespace with no Namespace object (env
+    PORTWAY_DEFAULT_POD_SECURITY: privileged, baseline or restricted; default
+    baseline, which refuses only known privilege escalations)."""
 
     def resolved_store_url(self) -> str:
         if self.store_url:
