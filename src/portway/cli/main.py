@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from portway.cli import output
+from portway.cli.artifacts import artifact_app
 from portway.cli.output import Format, age, dump, parse_format, table
 from portway.errors import InputError, NotFoundError, PortwayError
 
@@ -36,6 +37,7 @@ target_app = typer.Typer(
 app.add_typer(get_app, name="get")
 app.add_typer(describe_app, name="describe")
 app.add_typer(target_app, name="target")
+app.add_typer(artifact_app, name="artifact")
 
 T = TypeVar("T")
 

@@ -179,7 +179,7 @@ class Reconciler:
                 labels=v.labels,
                 healthy=v.healthy,
                 cordoned=v.cordoned,
-                isolation_tiers=frozenset({"standard"}),
+                isolation_tiers=self._targets.isolation_tiers(v),
             )
             for v in views.values()
         ]

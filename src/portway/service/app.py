@@ -17,6 +17,7 @@ from portway.errors import AlreadyExistsError
 from portway.store import Store
 
 DEFAULT_TARGET = "local-docker"
+WASM_TARGET = "local-wasm"
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
@@ -62,18 +63,20 @@ class App:
         self.store.close()
 
     def ensure_default_target(self) -> None:
-        """On first use, register the local Docker socket as ``local-docker``."""
+        """On first use, register the local Docker socket as ``local-docker``
+        and the wasm tier (wasmtime, state under ``home/wasm``) as ``local-wasm``."""
         if self.store.list(KIND_TARGET, CLUSTER_NAMESPACE):
             return
-        if not Path(self.settings.docker_socket).exists():
-            return
-        spec = {
-            "driver": "docker",
-            "address": f"docker://{self.settings.docker_socket}",
-            "labels": {"portway.dev/local": "true"},
-        }
-        with contextlib.suppress(AlreadyExistsError):  # another process was first
-            self.store.create(KIND_TARGET, CLUSTER_NAMESPACE, DEFAULT_TARGET, spec)
+        local = {"portway.dev/local": "true"}
+        defaults = []
+        if Path(self.settings.docker_socket).exists():
+            docker = {"driver": "docker", "address": f"docker://{self.settings.docker_socket}"}
+            defaults.append((DEFAULT_TARGET, docker))
+        wasm = {"driver": "wasm", "address": f"wasm://{(self.settings.home / 'wasm').resolve()}"}
+        defaults.append((WASM_TARGET, wasm))
+        for name, spec in defaults:
+            with contextlib.suppress(AlreadyExistsError):  # another process was first
+                self.store.create(KIND_TARGET, CLUSTER_NAMESPACE, name, {**spec, "labels": local})
 
     def target_views(self) -> list[TargetView]:
         return self.targets.views()

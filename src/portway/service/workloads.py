@@ -66,7 +66,7 @@ def _candidate_target(app: App, workload: Workload, current: str | None) -> Targ
         return views[current]
     result = choose_target(
         [
-            Candidate(v.name, v.labels, True, v.cordoned, frozenset({"standard"}))
+            Candidate(v.name, v.labels, True, v.cordoned, app.targets.isolation_tiers(v))
             for v in views.values()
         ],
         selector=workload.spec.placement.target_selector,

@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from portway.drivers.wasm._state import locked, read_json, write_json
-from portway.spec.model import IMAGE_RE
+from portway.spec.model import FILE_IMAGE_PREFIX, IMAGE_RE
 
-FILE_PREFIX = "file://"
+FILE_PREFIX = FILE_IMAGE_PREFIX
 
 
 @dataclass(frozen=True)
