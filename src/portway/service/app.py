@@ -37,6 +37,13 @@ class Settings:
         default_factory=lambda: os.environ.get("PORTWAY_DOCKER_SOCKET", DOCKER_SOCKET)
     )
     """Socket registered as target ``local-docker`` on first use."""
+    local_wasm: bool = field(
+        default_factory=lambda: (
+            os.environ.get("PORTWAY_LOCAL_WASM", "1").lower() not in ("0", "false", "no", "off")
+        )
+    )
+    """Register the wasm tier (state under ``home/wasm``) as target ``local-wasm``
+    on first use (env PORTWAY_LOCAL_WASM=0: do not)."""
     bind_mount_prefixes: tuple[str, ...] = field(
         default_factory=lambda: _split_paths(os.environ.get("PORTWAY_ALLOW_BIND", ""))
     )
@@ -72,8 +79,9 @@ class App:
         if Path(self.settings.docker_socket).exists():
             docker = {"driver": "docker", "address": f"docker://{self.settings.docker_socket}"}
             defaults.append((DEFAULT_TARGET, docker))
-        wasm = {"driver": "wasm", "address": f"wasm://{(self.settings.home / 'wasm').resolve()}"}
-        defaults.append((WASM_TARGET, wasm))
+        if self.settings.local_wasm:
+            state = (self.settings.home / "wasm").resolve()
+            defaults.append((WASM_TARGET, {"driver": "wasm", "address": f"wasm://{state}"}))
         for name, spec in defaults:
             with contextlib.suppress(AlreadyExistsError):  # another process was first
                 self.store.create(KIND_TARGET, CLUSTER_NAMESPACE, name, {**spec, "labels": local})

@@ -88,7 +88,7 @@ def compile_module(engine: wasmtime.Engine, binary: bytes) -> wasmtime.Module:
 def load_module(engine: wasmtime.Engine, source: Path, digest: str, cache: Path) -> wasmtime.Module:
     """The compiled module from the cache, or compiled from ``source`` (a wasm
     binary) and cached."""
-    cached = cache / f"{digest}.cwasm"
+    cached = cache / f"{digest.removeprefix('sha256:')}.cwasm"
     if cached.exists():
         try:
             return wasmtime.Module.deserialize_file(engine, str(cached))

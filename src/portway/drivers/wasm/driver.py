@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -76,6 +77,7 @@ HANDLER = "wasmtime"
 #: + one compiled module), measured with bench/pwasm_cold_start.py: ~28 MiB.
 WORKER_OVERHEAD_BYTES = 32 * 1024 * 1024
 _KILL_WAIT_SECONDS = 5.0
+_READY_TIMEOUT_SECONDS = 10.0
 _POLL_SECONDS = 0.02
 _FOLLOW_POLL_SECONDS = 0.1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
@@ -458,6 +460,7 @@ class WasmDriver:
                 return
             files.result.unlink(missing_ok=True)
             started = datetime.now(UTC)
+            ready_read, ready_write = os.pipe()
             try:
                 with files.worker_err.open("ab") as err:
                     process = subprocess.Popen(
@@ -467,18 +470,26 @@ class WasmDriver:
                             "portway.drivers.wasm.worker",
                             str(files.root),
                             str(self.cache),
+                            str(ready_write),
                         ],
                         stdin=subprocess.DEVNULL,
                         stdout=err,
                         stderr=err,
                         cwd=files.root,
                         env=_worker_environment(),
+                        pass_fds=(ready_write,),
                         start_new_session=True,  # outlives us, and our terminal's signals
                     )
             except OSError as exc:
+                os.close(ready_read)
                 raise PermanentDriverError(
                     self.target, f"start {handle.name}: cannot run the worker: {exc}"
                 ) from exc
+            finally:
+                os.close(ready_write)
+            with os.fdopen(ready_read, "rb") as ready:
+                # one byte once its signal handling is in place; end-of-file if it died
+                select.select([ready], [], [], _READY_TIMEOUT_SECONDS)
             # read before anyone reaps it: a zombie still has its /proc entry
             ticks = _proc.start_ticks(process.pid) or 0
             write_json(

@@ -214,11 +214,20 @@ def _first_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m portway.drivers.wasm.worker REPLICA_DIR CACHE_DIR", file=sys.stderr)
+    if len(argv) not in (2, 3):
+        print(
+            "usage: python -m portway.drivers.wasm.worker REPLICA_DIR CACHE_DIR [READY_FD]",
+            file=sys.stderr,
+        )
         return 2
     # before any thread starts, so that every thread inherits the mask
     signal.pthread_sigmask(signal.SIG_BLOCK, set(_SIGNAL_EXITS))
+    if len(argv) == 3:
+        # the driver's start() waits for this: from here on a stop is recorded
+        # as one, where before it would have killed us without a result
+        ready = int(argv.pop())
+        os.write(ready, b"1")
+        os.close(ready)
     run = Run(ReplicaFiles(Path(argv[0])), Path(argv[1]))
     threading.Thread(target=run.watch_signals, name="signals", daemon=True).start()
     result = run.execute()
