@@ -295,3 +295,25 @@ def test_follow_streams_until_stopped_or_the_module_ends(driver: WasmDriver) -> 
     assert followed == ["crashing", "exit code 3"]
     with pytest.raises(ReplicaGoneError):
         driver.stats(crash)
+
+
+def test_events_say_when_replicas_start_die_and_go(driver: WasmDriver) -> None:
+    stop = threading.Event()
+    seen: list[tuple[str, str]] = []
+    watching = threading.Event()
+
+    def watch() -> None:
+        for event in driver.events(stop):
+            seen.append((event.action, event.labels.get(LABEL_WORKLOAD, "")))
+        watching.set()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    time.sleep(0.4)  # the first look only takes stock
+    handle = driver.create(request("evented", image="test/exit3:1"))
+    driver.start(handle)
+    wait_for(lambda: ("die", "evented") in seen, what="a die event")
+    driver.destroy(handle)
+    wait_for(lambda: ("destroy", "evented") in seen, what="a destroy event")
+    stop.set()
+    assert watching.wait(5)

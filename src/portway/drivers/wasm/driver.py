@@ -38,6 +38,7 @@ from portway.drivers.base import (
     LABEL_MANAGED,
     Artifact,
     DriverCapabilities,
+    DriverEvent,
     Fingerprint,
     Handle,
     Health,
@@ -78,6 +79,7 @@ HANDLER = "wasmtime"
 WORKER_OVERHEAD_BYTES = 32 * 1024 * 1024
 _KILL_WAIT_SECONDS = 5.0
 _READY_TIMEOUT_SECONDS = 10.0
+_EVENT_POLL_SECONDS = 0.25
 _POLL_SECONDS = 0.02
 _FOLLOW_POLL_SECONDS = 0.1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
@@ -155,6 +157,13 @@ def _check_extension(raw: Mapping[str, Any]) -> tuple[list[str], int | None, flo
         )
         timeout = None
     return problems, fuel, None if timeout is None else float(timeout)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _parse_time(value: object) -> datetime | None:
@@ -699,6 +708,50 @@ class WasmDriver:
                     stop.wait(_FOLLOW_POLL_SECONDS)
                 else:
                     time.sleep(_FOLLOW_POLL_SECONDS)
+
+    # --- EventSource -------------------------------------------------------------------------
+
+    def events(self, stop: threading.Event) -> Iterator[DriverEvent]:
+        """ "start", "die" and "destroy" of replicas, found by looking at their
+        files every ``_EVENT_POLL_SECONDS``: a worker records its end in
+        ``result.json``, one killed without a word is found dead by its pid.
+        Without events the controller would notice an exit only at its resync."""
+        seen: dict[str, tuple[float, float, bool]] = {}
+        labels: dict[str, Mapping[str, str]] = {}
+        first = True
+        while not stop.is_set():
+            current: dict[str, tuple[float, float, bool]] = {}
+            try:
+                roots = [p for p in self._replicas.iterdir() if not p.name.startswith(".")]
+            except FileNotFoundError:
+                roots = []
+            for root in roots:
+                files = ReplicaFiles(root)
+                worker, result = _mtime(files.worker), _mtime(files.result)
+                before = seen.get(root.name)
+                # only a worker seen alive can die without its files changing
+                if before is not None and before[:2] == (worker, result) and not before[2]:
+                    live = False
+                else:
+                    live = self._live(files) is not None
+                current[root.name] = (worker, result, live)
+                if before == current[root.name]:
+                    continue
+                if root.name not in labels:
+                    replica = read_json(files.replica)
+                    if not isinstance(replica, dict):
+                        del current[root.name]  # still being made: next time
+                        continue
+                    raw = dict(replica.get("labels", {}))
+                    labels[root.name] = {str(k): str(v) for k, v in raw.items()}
+                if not first:
+                    action = "start" if live else "die" if worker else "create"
+                    yield DriverEvent(labels[root.name], action, root.name)
+            for name in seen.keys() - current.keys():
+                if not (self._replicas / name).exists():
+                    yield DriverEvent(labels.pop(name, {}), "destroy", name)
+            seen, first = current, False
+            stop.wait(_EVENT_POLL_SECONDS)
 
     # --- StatsSource -------------------------------------------------------------------------
 
