@@ -97,7 +97,10 @@ _MODULES = (
     "cases_security",
     "cases_resources",
     "cases_observe",  # logs, exec, stats
+    "cases_wasm",  # the wasm tier's own cases (WASI modules, not busybox)
 )
+#: the tiers that run container images: the busybox cases' default
+CONTAINER_TIERS: tuple[str, ...] = ("standard", "sandboxed", "microvm")
 
 
 # --- cases -----------------------------------------------------------------
@@ -114,6 +117,9 @@ class Case:
     run: Callable[[Context], None]
     #: features the case uses as instruments without proving them
     requires: tuple[Feature, ...] = ()
+    #: isolation tiers the case is written for: the busybox cases need a
+    #: container tier, the wasm cases (``cases_wasm``) run WASI modules
+    tiers: tuple[str, ...] = CONTAINER_TIERS
 
     def required_features(self) -> frozenset[Feature]:
         """Everything a driver must declare for the case to run: the features
@@ -133,6 +139,7 @@ def case(
     *,
     features: Iterable[Feature] = (),
     requires: Iterable[Feature] = (),
+    tiers: Iterable[str] = CONTAINER_TIERS,
 ) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
     """Register the decorated function as a case, in definition order."""
     group, dot, name = case_id.partition(".")
@@ -142,24 +149,28 @@ def case(
     def register(run: Callable[[Context], None]) -> Callable[[Context], None]:
         if case_id in _REGISTRY:
             raise ValueError(f"case {case_id!r} is registered twice")
-        _REGISTRY[case_id] = Case(case_id, group, title, tuple(features), run, tuple(requires))
+        _REGISTRY[case_id] = Case(
+            case_id, group, title, tuple(features), run, tuple(requires), tuple(tiers)
+        )
         return run
 
     return register
 
 
-def all_cases() -> tuple[Case, ...]:
-    """Every case, group by group in ``GROUPS`` order, then in definition order."""
+def all_cases(tier: str = "standard") -> tuple[Case, ...]:
+    """Every case written for isolation tier ``tier`` (default: the container
+    cases), group by group in ``GROUPS`` order, then in definition order."""
     for module in _MODULES:
         importlib.import_module(f"{__package__}.{module}")
     order = {group: i for i, group in enumerate(GROUPS)}
-    return tuple(sorted(_REGISTRY.values(), key=lambda c: order[c.group]))
+    cases = [c for c in _REGISTRY.values() if tier in c.tiers]
+    return tuple(sorted(cases, key=lambda c: order[c.group]))
 
 
-def select_cases(only: Iterable[str] | None = None) -> tuple[Case, ...]:
+def select_cases(only: Iterable[str] | None = None, tier: str = "standard") -> tuple[Case, ...]:
     """The cases ``only`` names, in suite order: each entry is a case id, a
     group name or a glob over case ids (``probes.*``, ``*tmpfs*``)."""
-    cases = all_cases()
+    cases = all_cases(tier)
     if only is None:
         return cases
     patterns = [p.strip() for p in only if p.strip()]

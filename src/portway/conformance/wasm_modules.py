@@ -26,6 +26,8 @@ _PRELUDE = """
   (import "wasi_snapshot_preview1" "path_open"
     (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read"
+    (func $fd_read (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
   (data (i32.const 1000) "\\n")
   (func $write (param $fd i32) (param $ptr i32) (param $len i32)
@@ -158,6 +160,33 @@ WRITE_FILE = _module(
 """
 )
 
+#: prints the first line of out.txt in its first preopened directory (fd 3) as
+#: "read: LINE" and exits 0, or prints "open failed: errno N" on stderr, exits 1
+READ_FILE = _module(
+    """
+  (data (i32.const 1024) "out.txt")
+  (data (i32.const 1040) "read: \\00")
+  (data (i32.const 1088) "open failed: errno \\00")
+  (func (export "_start") (local $errno i32) (local $fd i32) (local $n i32)
+    ;; rights FD_READ
+    (local.set $errno (call $path_open (i32.const 3) (i32.const 0) (i32.const 1024) (i32.const 7)
+      (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 248)))
+    (if (i32.ne (local.get $errno) (i32.const 0))
+      (then
+        (call $print (i32.const 2) (i32.const 1088))
+        (call $print_num (i32.const 2) (local.get $errno))
+        (call $newline (i32.const 2))
+        (call $proc_exit (i32.const 1))))
+    (local.set $fd (i32.load (i32.const 248)))
+    ;; one read of up to 4096 bytes into 20480
+    (i32.store (i32.const 256) (i32.const 20480))
+    (i32.store (i32.const 260) (i32.const 4096))
+    (drop (call $fd_read (local.get $fd) (i32.const 256) (i32.const 1) (i32.const 264)))
+    (call $print (i32.const 1) (i32.const 1040))
+    (call $write (i32.const 1) (i32.const 20480) (i32.load (i32.const 264))))
+"""
+)
+
 #: prints "tick 1", "tick 2", ... every 100 ms, forever (sleeping in a host call)
 TICK = _module(
     """
@@ -180,5 +209,6 @@ MODULES = {
     "spin": SPIN,
     "grow": GROW,
     "write-file": WRITE_FILE,
+    "read-file": READ_FILE,
     "tick": TICK,
 }

@@ -572,6 +572,12 @@ class WasmDriver:
             raise PermanentDriverError(self.target, f"destroy {handle.name}: {exc}") from exc
         shutil.rmtree(doomed, ignore_errors=True)
 
+    def remove_volume(self, name: str) -> None:
+        """Remove named volume ``name`` (its directory); missing is not an error."""
+        if not _NAME_RE.match(name):
+            raise PermanentDriverError(self.target, f"{name!r} is not a volume name")
+        shutil.rmtree(self._volumes / name, ignore_errors=True)
+
     def recover(self, handle: Handle) -> ReplicaStatus | None:
         try:
             return self.inspect(handle)
