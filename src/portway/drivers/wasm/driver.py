@@ -75,7 +75,7 @@ DRIVER_NAME = "wasm"
 HANDLER = "wasmtime"
 #: what one worker process costs beyond the module's own linear memory: the
 #: RSS of a worker running a module that prints and waits (Python + wasmtime
-#: + one compiled module), measured with bench/pwasm_cold_start.py: ~28 MiB.
+#: + one compiled module), measured with bench/pwasm_cold_start.py: 31.9 MiB.
 WORKER_OVERHEAD_BYTES = 32 * 1024 * 1024
 _KILL_WAIT_SECONDS = 5.0
 _READY_TIMEOUT_SECONDS = 10.0
