@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 import common as c
-
 from portway.conformance import wasm_modules
 from portway.drivers.base import Handle, ReplicaRequest
 from portway.drivers.wasm import WasmDriver
