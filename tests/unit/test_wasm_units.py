@@ -266,3 +266,30 @@ def test_an_interrupt_from_another_thread_ends_a_spinning_module(tmp_path: Path)
     run.finish(result)  # before the interrupt's fallback (1s) would end the process
     assert (result.exit_code, result.reason) == (143, "stopped (SIGTERM)")
     assert _records(files)[-1] == ("stderr", "portway: stopped (SIGTERM)")
+
+
+def test_placement_puts_each_tier_only_where_it_is_offered(tmp_path: Path) -> None:
+    from portway.controller.records import CLUSTER_NAMESPACE, KIND_TARGET
+    from portway.controller.targets import TargetPool
+    from portway.scheduler.placement import Candidate, Placed, choose_target
+    from portway.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        address = f"wasm://{tmp_path / 'wasm'}"
+        spec = {"driver": "wasm", "address": address, "labels": {}}
+        store.create(KIND_TARGET, CLUSTER_NAMESPACE, "local-wasm", spec)
+        pool = TargetPool(store)
+        [view] = pool.views()
+        assert pool.isolation_tiers(view) == frozenset({"wasm"})
+    finally:
+        store.close()
+    candidates = [
+        Candidate("a-docker", {}, True, False, frozenset({"standard"})),
+        Candidate("local-wasm", {}, True, False, frozenset({"wasm"})),
+    ]
+    for tier, where in (("standard", "a-docker"), ("wasm", "local-wasm")):
+        placed = choose_target(candidates, selector={}, names=[], isolation=tier, current=None)
+        assert placed == Placed(where)
+    nowhere = choose_target(candidates, selector={}, names=[], isolation="sandboxed", current=None)
+    assert not isinstance(nowhere, Placed)
