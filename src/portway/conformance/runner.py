@@ -270,7 +270,7 @@ def run_suite(
     one driver, every replica in isolation ``tier``. Raises ``ConformanceError``
     if the target cannot run them (or does not offer the tier), and
     ``InputError`` if ``only`` names no case."""
-    cases = tuple(c for c in select_cases(only) if tier in c.tiers)
+    cases = select_cases(only, tier)
     engine = preflight(driver, image, tier)
     declared = declared_in_tier(driver.capabilities(), tier)
     cluster = new_cluster()
@@ -297,7 +297,7 @@ def run_suite(
 
 def cases_for_tier(tier: str) -> tuple[Case, ...]:
     """Every registered case that runs in ``tier``."""
-    return tuple(c for c in all_cases() if tier in c.tiers)
+    return all_cases(tier)
 
 
 def conformance(

@@ -188,7 +188,7 @@ class Reconciler:
                 labels=v.labels,
                 healthy=v.healthy,
                 cordoned=v.cordoned,
-                isolation_tiers=v.isolation_tiers,
+                isolation_tiers=self._targets.isolation_tiers(v),
             )
             for v in views.values()
         ]

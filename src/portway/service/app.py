@@ -19,6 +19,7 @@ from portway.spec.namespace import PodSecurityLevel
 from portway.store import Store
 
 DEFAULT_TARGET = "local-docker"
+WASM_TARGET = "local-wasm"
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
@@ -38,6 +39,13 @@ class Settings:
         default_factory=lambda: os.environ.get("PORTWAY_DOCKER_SOCKET", DOCKER_SOCKET)
     )
     """Socket registered as target ``local-docker`` on first use."""
+    local_wasm: bool = field(
+        default_factory=lambda: (
+            os.environ.get("PORTWAY_LOCAL_WASM", "1").lower() not in ("0", "false", "no", "off")
+        )
+    )
+    """Register the wasm tier (state under ``home/wasm``) as target ``local-wasm``
+    on first use (env PORTWAY_LOCAL_WASM=0: do not)."""
     bind_mount_prefixes: tuple[str, ...] = field(
         default_factory=lambda: _split_paths(os.environ.get("PORTWAY_ALLOW_BIND", ""))
     )
@@ -69,18 +77,21 @@ class App:
         self.store.close()
 
     def ensure_default_target(self) -> None:
-        """On first use, register the local Docker socket as ``local-docker``."""
+        """On first use, register the local Docker socket as ``local-docker``
+        and the wasm tier (wasmtime, state under ``home/wasm``) as ``local-wasm``."""
         if self.store.list(KIND_TARGET, CLUSTER_NAMESPACE):
             return
-        if not Path(self.settings.docker_socket).exists():
-            return
-        spec = {
-            "driver": "docker",
-            "address": f"docker://{self.settings.docker_socket}",
-            "labels": {"portway.dev/local": "true"},
-        }
-        with contextlib.suppress(AlreadyExistsError):  # another process was first
-            self.store.create(KIND_TARGET, CLUSTER_NAMESPACE, DEFAULT_TARGET, spec)
+        local = {"portway.dev/local": "true"}
+        defaults = []
+        if Path(self.settings.docker_socket).exists():
+            docker = {"driver": "docker", "address": f"docker://{self.settings.docker_socket}"}
+            defaults.append((DEFAULT_TARGET, docker))
+        if self.settings.local_wasm:
+            state = (self.settings.home / "wasm").resolve()
+            defaults.append((WASM_TARGET, {"driver": "wasm", "address": f"wasm://{state}"}))
+        for name, spec in defaults:
+            with contextlib.suppress(AlreadyExistsError):  # another process was first
+                self.store.create(KIND_TARGET, CLUSTER_NAMESPACE, name, {**spec, "labels": local})
 
     def target_views(self) -> list[TargetView]:
         return self.targets.views()

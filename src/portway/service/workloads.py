@@ -70,7 +70,10 @@ def _candidate_target(app: App, workload: Workload, current: str | None) -> Targ
     if current in views:
         return views[current]
     result = choose_target(
-        [Candidate(v.name, v.labels, True, v.cordoned, v.isolation_tiers) for v in views.values()],
+        [
+            Candidate(v.name, v.labels, True, v.cordoned, app.targets.isolation_tiers(v))
+            for v in views.values()
+        ],
         selector=workload.spec.placement.target_selector,
         names=workload.spec.placement.targets,
         isolation=workload.spec.isolation.value,

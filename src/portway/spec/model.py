@@ -40,6 +40,9 @@ IMAGE_RE = re.compile(
     rf"^{_HOST}{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{{32,}})?$"
 )
 
+#: ``file:///abs/path.wasm``: a WebAssembly module on the host (isolation wasm only)
+FILE_IMAGE_PREFIX = "file://"
+
 SIZE_MAX = 2**63 - 1
 
 _QUANTITY_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGT]i?|[kmgt]i?|[Bb])?$")
@@ -488,6 +491,13 @@ class WorkloadSpec(_Model):
     @field_validator("image")
     @classmethod
     def _image(cls, v: str) -> str:
+        if v.startswith(FILE_IMAGE_PREFIX):  # a wasm module on the host: see _cross_checks
+            path = v.removeprefix(FILE_IMAGE_PREFIX)
+            if not path.startswith("/") or path == "/" or "\0" in path:
+                raise ValueError(
+                    f"{v!r}: a file image needs an absolute path, e.g. file:///opt/app/app.wasm"
+                )
+            return v
         if len(v) > 255 or not IMAGE_RE.match(v):
             raise ValueError(
                 f"{v!r} is not a valid image reference; expected e.g. "
@@ -505,6 +515,12 @@ class WorkloadSpec(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> WorkloadSpec:
+        if self.image.startswith(FILE_IMAGE_PREFIX) and self.isolation is not Isolation.WASM:
+            raise ValueError(
+                f"image {self.image!r}: a file:// image (a module on the host) needs "
+                f"isolation: wasm; isolation {self.isolation.value!r} runs container images "
+                "such as 'portway/busybox:latest'"
+            )
         seen_container: set[tuple[int, str]] = set()
         port_names = [p.name for p in self.ports if p.name is not None]
         dupe_names = sorted({n for n in port_names if port_names.count(n) > 1})
