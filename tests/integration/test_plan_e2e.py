@@ -38,7 +38,12 @@ def test_plan_shows_what_each_backend_does_with_each_field(pw: Portway) -> None:
         t["target"]: {f["path"]: (f["verdict"], f["reason"]) for f in t["fields"]}
         for t in item["targets"]
     }
-    assert set(verdicts) == {"local-docker", "local-podman", "local-containerd"}
+    # local-wasm is registered on first use too: it offers only the wasm tier
+    assert set(verdicts) == {"local-docker", "local-podman", "local-containerd", "local-wasm"}
+    verdict, reason = verdicts["local-wasm"]["spec.isolation"]
+    assert (
+        verdict == "rejected" and "the wasm driver cannot run with the standard runtime" in reason
+    )
     for target in ("local-docker", "local-podman"):
         assert verdicts[target]["spec.volumes[0]"][0] == "honored"
         assert "conformance passed" in verdicts[target]["spec.volumes[0]"][1]
@@ -47,7 +52,12 @@ def test_plan_shows_what_each_backend_does_with_each_field(pw: Portway) -> None:
     assert "cannot mount a named volume" in reason
     assert verdicts["local-docker"]["spec.restart.policy"][0] == "emulated"
     deployable = {t["target"]: t["deployable"]["strict"] for t in item["targets"]}
-    assert deployable == {"local-docker": True, "local-podman": True, "local-containerd": False}
+    assert deployable == {
+        "local-docker": True,
+        "local-podman": True,
+        "local-containerd": False,
+        "local-wasm": False,
+    }
 
     text = pw.run("plan", "-f", example).stdout
     assert "local-containerd: spec.volumes[0] rejected" in text

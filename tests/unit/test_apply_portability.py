@@ -64,7 +64,9 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
     monkeypatch.setattr(matrix_module, "load_packaged", lambda: kept)
     monkeypatch.setattr(planning, "load_packaged", lambda: kept)
     monkeypatch.setattr(svc, "load_packaged", lambda: kept)
-    application = App(Settings(home=tmp_path, docker_socket=str(tmp_path / "no.sock")))
+    application = App(
+        Settings(home=tmp_path, docker_socket=str(tmp_path / "no.sock"), local_wasm=False)
+    )
     for name, driver in (("full", "fullfake"), ("nopids", "nopidsfake")):
         application.store.create(
             KIND_TARGET,

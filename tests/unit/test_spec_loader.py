@@ -229,7 +229,7 @@ def test_wrong_api_version_and_kind() -> None:
             "unsupported apiVersion 'apps/v1'",
             "expected `apiVersion: portway.dev/v1`",
         ),
-        ("kind", 2, "unsupported kind 'Deployment'", "expected `kind: Workload`"),
+        ("kind", 2, "unsupported kind 'Deployment'", "`kind: Workload` or `kind: Namespace`"),
     ]
 
 
@@ -243,7 +243,7 @@ def test_missing_kind() -> None:
     issue = single_issue(WEB.replace("kind: Workload\n", ""))
     assert (issue.document, issue.path, issue.line) == (1, "kind", 1)
     assert issue.message == "missing required field 'kind'"
-    assert issue.hint == "expected `kind: Workload`"
+    assert issue.hint == "`kind: Workload` or `kind: Namespace`"
 
 
 # --- field validation --------------------------------------------------------

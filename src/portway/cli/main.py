@@ -18,6 +18,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from portway.cli import output
+from portway.cli import policy as policy_cli
+from portway.cli.artifacts import artifact_app
 from portway.cli.output import Format, age, dump, parse_format, table
 from portway.errors import InputError, NotFoundError, PortwayError
 from portway.spec.model import Isolation
@@ -37,6 +39,8 @@ target_app = typer.Typer(
 app.add_typer(get_app, name="get")
 app.add_typer(describe_app, name="describe")
 app.add_typer(target_app, name="target")
+policy_cli.register(app, get_app, describe_app)
+app.add_typer(artifact_app, name="artifact")
 
 T = TypeVar("T")
 
@@ -72,10 +76,24 @@ def _app() -> Any:
 
 
 def _load(file: Path) -> list[Any]:
-    from portway.service.workloads import Sourced
-    from portway.spec.loader import load_documents
+    return _load_all(file)[0]
 
-    return [Sourced(w, str(file), doc) for doc, w in load_documents(file)]
+
+def _load_all(file: Path) -> tuple[list[Any], list[Any]]:
+    """The file's workloads and namespace policies, each with where it came from."""
+    from portway.service.namespaces import SourcedNamespace
+    from portway.service.workloads import Sourced
+    from portway.spec.loader import load_objects
+    from portway.spec.model import Workload
+
+    workloads: list[Any] = []
+    namespaces: list[Any] = []
+    for item in load_objects(file):
+        if isinstance(item.object, Workload):
+            workloads.append(Sourced(item.object, str(file), item.document, item.lines))
+        else:
+            namespaces.append(SourcedNamespace(item.object, str(file), item.document))
+    return workloads, namespaces
 
 
 # --- apply / delete -----------------------------------------------------
@@ -96,10 +114,11 @@ def apply(
 def _apply(file: Path, no_wait: bool, timeout: float) -> None:
     from portway.service import workloads as svc
 
-    items = _load(file)
+    items, namespaces = _load_all(file)
     service = _app()
     with svc.controller_running(service, embed=not no_wait) as link:
-        applied = svc.apply(service, items)
+        written, applied = svc.apply_all(service, items, namespaces)
+        policy_cli.report_namespaces(written)
         link.notify([r.workload.key for r in applied])
         for result in applied:
             output.out.print(f"workload/{result.workload.metadata.name} {result.outcome.value}")
@@ -218,8 +237,9 @@ def _plan(file: Path, targets: list[str], fmt_text: str | None) -> None:
     from portway.service.planning import plan_workloads
 
     fmt = parse_format(fmt_text)
-    items = [(s.workload, s.file, s.document) for s in _load(file)]
-    plans = plan_workloads(_app(), items, targets)
+    sourced, namespaces = _load_all(file)
+    items = [(s.workload, s.file, s.document) for s in sourced]
+    plans = plan_workloads(_app(), items, targets, namespaces)
     if fmt in (Format.JSON, Format.YAML):
         dump(
             {
@@ -230,6 +250,7 @@ def _plan(file: Path, targets: list[str], fmt_text: str | None) -> None:
                         "document": p.document,
                         "isolation": p.workload.spec.isolation.value,
                         "portability": p.workload.spec.portability.value,
+                        "policy": policy_cli.policy_json(p),
                         "targets": [
                             {
                                 **t.to_json(),
@@ -252,6 +273,7 @@ def _plan(file: Path, targets: list[str], fmt_text: str | None) -> None:
             f"[bold]workload {wp.workload.key}[/bold] ({wp.file}, document {wp.document}; "
             f"isolation {spec.isolation.value}, portability {mode.value})"
         )
+        policy_cli.print_policy(wp)
         if not wp.targets:
             p_("  no targets: see `portway get targets`", markup=False)
             continue

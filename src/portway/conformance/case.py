@@ -97,8 +97,10 @@ _MODULES = (
     "cases_probes",
     "cases_restart",
     "cases_security",
+    "cases_host",  # privileged, host namespaces, seccomp, sysctls, runAsNonRoot
     "cases_resources",
     "cases_observe",  # logs, exec, stats
+    "cases_wasm",  # the wasm tier's own cases (WASI modules, not busybox)
 )
 
 
@@ -187,18 +189,20 @@ def case(
     return register
 
 
-def all_cases() -> tuple[Case, ...]:
-    """Every case, group by group in ``GROUPS`` order, then in definition order."""
+def all_cases(tier: str = "standard") -> tuple[Case, ...]:
+    """Every case written for isolation tier ``tier`` (default: the container
+    cases), group by group in ``GROUPS`` order, then in definition order."""
     for module in _MODULES:
         importlib.import_module(f"{__package__}.{module}")
     order = {group: i for i, group in enumerate(GROUPS)}
-    return tuple(sorted(_REGISTRY.values(), key=lambda c: order[c.group]))
+    cases = [c for c in _REGISTRY.values() if tier in c.tiers]
+    return tuple(sorted(cases, key=lambda c: order[c.group]))
 
 
-def select_cases(only: Iterable[str] | None = None) -> tuple[Case, ...]:
+def select_cases(only: Iterable[str] | None = None, tier: str = "standard") -> tuple[Case, ...]:
     """The cases ``only`` names, in suite order: each entry is a case id, a
     group name or a glob over case ids (``probes.*``, ``*tmpfs*``)."""
-    cases = all_cases()
+    cases = all_cases(tier)
     if only is None:
         return cases
     patterns = [p.strip() for p in only if p.strip()]

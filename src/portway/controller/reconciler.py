@@ -12,9 +12,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from portway.controller.namespaces import default_pod_security, policy_for
 from portway.controller.plan import (
     Action,
     Create,
@@ -58,7 +59,10 @@ from portway.errors import (
     ReplicaGoneError,
     TemporaryDriverError,
 )
+from portway.policy import evaluate_spec
 from portway.scheduler.placement import Candidate, Placed, choose_target
+from portway.spec.model import WorkloadSpec
+from portway.spec.namespace import PodSecurityLevel
 from portway.store import Record, Store
 
 log = logging.getLogger(__name__)
@@ -73,6 +77,9 @@ class Settings:
     """Seconds an engine waits after SIGTERM before SIGKILL on a graceful stop."""
     action_workers: int = 16
     """Parallel engine calls per reconcile; creating 50 replicas one by one is slow."""
+    default_pod_security: PodSecurityLevel = field(default_factory=default_pod_security)
+    """Pod Security level of namespaces without a policy object (env
+    PORTWAY_DEFAULT_POD_SECURITY), for the policy re-check before each create."""
 
 
 class Reconciler:
@@ -145,7 +152,9 @@ class Reconciler:
             for view_ in (ReplicaView.from_status(r.status) for r in replicas.values())
         }
         plan = plan_workload(desired, observed, memory, self._clock())
-        failures = self._execute(plan, desired, driver, view)
+        creates = any(isinstance(a, Create) for steps in plan.steps.values() for a in steps)
+        refusal = self._policy_refusal(namespace, workload.spec) if creates else None
+        failures = self._execute(plan, desired, driver, view, refusal)
         if plan.finished_deleting:
             self._finish_delete(record, replicas.values())
             return None
@@ -179,7 +188,7 @@ class Reconciler:
                 labels=v.labels,
                 healthy=v.healthy,
                 cordoned=v.cordoned,
-                isolation_tiers=v.isolation_tiers,
+                isolation_tiers=self._targets.isolation_tiers(v),
             )
             for v in views.values()
         ]
@@ -248,14 +257,32 @@ class Reconciler:
 
     # --- actions ----------------------------------------------------------
 
+    def _policy_refusal(self, namespace: str, spec: WorkloadSpec) -> str | None:
+        """Defence in depth: ``apply`` judged the spec, but the namespace's
+        policy may have changed since. Running replicas are left alone (as
+        Kubernetes does); a new one is never started against the policy."""
+        policy = policy_for(self._store, namespace, self._settings.default_pod_security)
+        decision = evaluate_spec(spec, policy, given=True)  # the stored tier is resolved
+        if decision.allowed:
+            return None
+        return "refused by policy: " + "; ".join(str(v) for v in decision.violations)
+
     def _execute(
-        self, plan: Plan, desired: Desired, driver: Driver, target: TargetView
+        self,
+        plan: Plan,
+        desired: Desired,
+        driver: Driver,
+        target: TargetView,
+        refusal: str | None = None,
     ) -> dict[int, str]:
-        """Run each index's steps in order, indices in parallel. Returns failures."""
+        """Run each index's steps in order, indices in parallel. Returns failures.
+        ``refusal`` (policy forbids the spec) fails every create instead."""
 
         def run_steps(index: int, steps: list[Action]) -> tuple[int, str | None]:
             for action in steps:
                 try:
+                    if refusal is not None and isinstance(action, Create):
+                        raise PolicyRefusedError(refusal)
                     self._apply(action, desired, driver, target)
                 except PortwayError as exc:
                     self._event(desired, "Failed", f"replica {index}: {exc}", warning=True)
@@ -456,6 +483,10 @@ class Reconciler:
             KIND_WORKLOAD, record.namespace, record.name, "Deleted", "workload deleted"
         )
         log.info("workload %s deleted", record.key)
+
+
+class PolicyRefusedError(PortwayError):
+    """The namespace's current policy forbids creating the replica."""
 
 
 class ReconcileError(PortwayError):

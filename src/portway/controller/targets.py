@@ -52,6 +52,17 @@ class TargetPool:
             self._drivers[target.name] = (target.driver, target.address, driver)
             return driver
 
+    def isolation_tiers(self, target: TargetView) -> frozenset[str]:
+        """The isolation tiers the target offers: as its last healthy
+        fingerprint recorded them, else as its driver declares them (none if it
+        cannot load). Placement never puts a workload on a target lacking its tier."""
+        if target.tiers:
+            return frozenset(target.tiers)
+        try:
+            return self.driver(target).capabilities().isolation_tiers
+        except PortwayError:
+            return frozenset()
+
     def check(self, target: TargetView) -> Fingerprint:
         """Health of one target now; a change is recorded (and an event made).
 

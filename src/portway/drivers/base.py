@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from portway.capabilities.vocabulary import Feature
@@ -370,4 +371,32 @@ class SecurityFacts:
 class SecurityInspector(Protocol):
     def security_facts(self, handle: Handle) -> SecurityFacts:
         """The replica's security settings as the engine reports them."""
+        ...
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One module in a target's own artifact store."""
+
+    name: str  # an image reference, e.g. portway/hello:1
+    digest: str  # "sha256:..."
+    size: int  # bytes
+    imported_at: datetime | None = None
+
+
+@runtime_checkable
+class ArtifactImporter(Protocol):
+    """A target whose workloads run artifacts from a store of its own (the
+    wasm tier), filled by ``portway artifact import`` instead of an image
+    registry."""
+
+    def import_artifact(self, name: str, path: Path) -> Artifact:
+        """Store the file at ``path`` under ``name`` (replacing what that name
+        pointed at); raises ``InputError`` if it is not a valid artifact."""
+        ...
+
+    def list_artifacts(self) -> list[Artifact]: ...
+
+    def remove_artifact(self, name: str) -> Artifact | None:
+        """Forget ``name``; None if the store has no such name."""
         ...

@@ -30,7 +30,7 @@ import requests
 import urllib3
 from docker.types import CancellableStream, Mount
 
-from portway.capabilities.vocabulary import HOST_ACCESS_FEATURES, Feature
+from portway.capabilities.vocabulary import Feature
 from portway.drivers.base import (
     LABEL_GENERATION,
     LABEL_MANAGED,
@@ -49,6 +49,7 @@ from portway.drivers.base import (
     ReplicaState,
     ReplicaStatus,
     RuntimeHandler,
+    SecurityFacts,
     Stats,
 )
 from portway.drivers.engine_common import (
@@ -89,6 +90,11 @@ from portway.drivers.engine_common import (
     text as _text,
 )
 from portway.drivers.engine_extensions import EngineExtension, parse_engine_extension
+from portway.drivers.engine_security import (
+    docker_security_options,
+    facts_from_inspect,
+    non_root_refusal,
+)
 from portway.drivers.runtime_handlers import (
     GVISOR_GAPS,
     TierRefused,
@@ -462,11 +468,17 @@ class DockerDriver:
         )
 
     def capabilities(self) -> DriverCapabilities:
-        # Every feature but the host-access ones; of the isolation tiers,
-        # standard and (where the engine has a runsc runtime) sandboxed.
+        # Every feature but privileged; of the isolation tiers, standard and
+        # (where the engine has a runsc runtime) sandboxed. Privileged is
+        # passed through (engine_security) but not claimed: Docker 20.10 asks
+        # runc for every capability it knows, not the ones its own bounding set
+        # holds, so on a host that lacks one (a VM or nested container, like our
+        # CI) every privileged start fails ("unable to apply caps"), and the API
+        # cannot tell us the daemon's bounding set.
+        unproven = {Feature.SECURITY_PRIVILEGED}
         handlers = self._runtime_handlers()
         return DriverCapabilities(
-            without_tiers(Feature) - HOST_ACCESS_FEATURES | tier_features(handlers),
+            without_tiers(Feature) - unproven | tier_features(handlers),
             handlers=handlers,
             tier_gaps=_SANDBOX_GAPS,
         )
@@ -491,6 +503,8 @@ class DockerDriver:
         runtime = self._runtime(request, extension)
         labels = {**(extension.labels or {}), **request.labels(self.target)}
         client = self._client()
+        if spec.security.run_as_non_root:
+            self._refuse_root(client, request)
         mounts, tmpfs = self._volumes(client, request)
 
         exposed: list[tuple[int, str]] = []
@@ -509,7 +523,6 @@ class DockerDriver:
             cap_add=security.capabilities.add or None,
             cap_drop=security.capabilities.drop or None,
             read_only=security.read_only_root_filesystem or None,
-            security_opt=["no-new-privileges:true"] if security.no_new_privileges else None,
             mem_limit=resources.memory,
             memswap_limit=resources.memory,
             nano_cpus=None if resources.cpu is None else round(resources.cpu * 1e9),
@@ -519,6 +532,7 @@ class DockerDriver:
             init=extension.init,
             runtime=runtime,
             shm_size=extension.shm_size,
+            **docker_security_options(security),
         )
         for _attempt in range(2):
             try:
@@ -545,6 +559,20 @@ class DockerDriver:
         raise PermanentDriverError(
             self.target, f"create {request.name}: the name keeps conflicting; try again"
         )
+
+    def _refuse_root(self, client: docker.APIClient, request: ReplicaRequest) -> None:
+        """runAsNonRoot: refuse before anything is created (as the kubelet does)."""
+        spec_user = request.spec.security.user
+        image_user = ""
+        if not spec_user:
+            # the SDK leaves inspect_image unannotated
+            inspect_image: Callable[[str], object] = client.inspect_image
+            with self._engine(f"inspect image {request.spec.image}"):
+                image = _obj(inspect_image(request.spec.image))
+            image_user = _text(_obj(image.get("Config")).get("User"))
+        refusal = non_root_refusal(spec_user, image_user)
+        if refusal:
+            raise PermanentDriverError(self.target, f"create {request.name}: {refusal}")
 
     def _adopt(self, request: ReplicaRequest) -> Handle:
         """Return the existing container named ``request.name`` if it is this replica."""
@@ -655,6 +683,12 @@ class DockerDriver:
         except _ConflictError as exc:
             if "already in progress" not in str(exc):
                 raise
+
+    def security_facts(self, handle: Handle) -> SecurityFacts:
+        self._check(handle)
+        with self._engine(f"inspect {handle.name}"):
+            info = self._client().inspect_container(handle.id)
+        return facts_from_inspect(_obj(info))
 
     def recover(self, handle: Handle) -> ReplicaStatus | None:
         try:

@@ -40,7 +40,7 @@ import requests
 import urllib3
 from podman.api import APIClient
 
-from portway.capabilities.vocabulary import HOST_ACCESS_FEATURES, Feature
+from portway.capabilities.vocabulary import Feature
 from portway.drivers.base import (
     LABEL_GENERATION,
     LABEL_MANAGED,
@@ -59,6 +59,7 @@ from portway.drivers.base import (
     ReplicaState,
     ReplicaStatus,
     RuntimeHandler,
+    SecurityFacts,
     Stats,
 )
 from portway.drivers.engine_common import (
@@ -99,6 +100,11 @@ from portway.drivers.engine_common import (
     text as _text,
 )
 from portway.drivers.engine_extensions import EngineExtension, parse_engine_extension
+from portway.drivers.engine_security import (
+    facts_from_inspect,
+    libpod_security_options,
+    non_root_refusal,
+)
 from portway.drivers.runtime_handlers import (
     GVISOR_GAPS,
     Runtime,
@@ -593,7 +599,7 @@ class PodmanDriver:
         # OOM-killed (exit 137 only). Of the isolation tiers, standard and,
         # where a sandbox service runs gVisor, sandboxed (see sandbox_socket).
         handlers = self._runtime_handlers()
-        features = without_tiers(Feature) - HOST_ACCESS_FEATURES - {Feature.OOM_REPORTED}
+        features = without_tiers(Feature) - {Feature.OOM_REPORTED}
         return DriverCapabilities(
             features | tier_features(handlers),
             handlers=handlers,
@@ -631,6 +637,8 @@ class PodmanDriver:
         if runtime is not None:
             body["oci_runtime"] = runtime
         client = self._client()
+        if spec.security.run_as_non_root:
+            self._refuse_root(client, request)
         body["mounts"], body["volumes"] = self._volumes(client, request)
         # the service whose default runtime is the tier's (see sandbox_socket)
         creator = self._sandbox_client() if spec.isolation is Isolation.SANDBOXED else client
@@ -676,8 +684,7 @@ class PodmanDriver:
             body["cap_drop"] = list(security.capabilities.drop)
         if security.read_only_root_filesystem:
             body["read_only_filesystem"] = True
-        if security.no_new_privileges:
-            body["no_new_privileges"] = True
+        body.update(libpod_security_options(security))
         if extension.shm_size is not None:
             body["shm_size"] = extension.shm_size
         mappings: list[_Json] = []
@@ -712,6 +719,24 @@ class PodmanDriver:
         if limits:
             body["resource_limits"] = limits
         return body
+
+    def _refuse_root(self, client: APIClient, request: ReplicaRequest) -> None:
+        """runAsNonRoot: refuse before anything is created (as the kubelet does)."""
+        spec_user = request.spec.security.user
+        image_user = ""
+        if not spec_user:
+            image = request.spec.image
+            try:
+                with self._engine(f"inspect image {image}"):
+                    info = _obj(self._get_json(client, f"/images/{quote(image, safe='/:@')}/json"))
+            except ReplicaGoneError as exc:  # a 404 here is the image's
+                raise ImageNotFoundError(
+                    self.target, f"create {request.name}: image {image!r} is not on this engine"
+                ) from exc
+            image_user = _text(_obj(info.get("Config")).get("User"))
+        refusal = non_root_refusal(spec_user, image_user)
+        if refusal:
+            raise PermanentDriverError(self.target, f"create {request.name}: {refusal}")
 
     def _adopt(self, request: ReplicaRequest) -> Handle:
         """Return the existing container named ``request.name`` if it is this replica."""
@@ -876,6 +901,12 @@ class PodmanDriver:
         except PermanentDriverError as exc:
             if "has already been removed" not in str(exc) and "being removed" not in str(exc):
                 raise
+
+    def security_facts(self, handle: Handle) -> SecurityFacts:
+        self._check(handle)
+        with self._engine(f"inspect {handle.name}"):
+            info = self._get_json(self._client(), f"/containers/{quote(handle.id)}/json")
+        return facts_from_inspect(_obj(info))
 
     def recover(self, handle: Handle) -> ReplicaStatus | None:
         try:

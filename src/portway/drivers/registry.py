@@ -21,6 +21,7 @@ _PATHS: dict[str, str] = {
     "docker": "portway.drivers.docker:DockerDriver",
     "podman": "portway.drivers.podman:PodmanDriver",
     "containerd": "portway.drivers.containerd:ContainerdDriver",
+    "wasm": "portway.drivers.wasm:WasmDriver",
 }
 _LOADED: dict[str, DriverFactory] = {}
 

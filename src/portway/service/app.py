@@ -11,12 +11,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from portway.controller.namespaces import default_pod_security
 from portway.controller.records import CLUSTER_NAMESPACE, KIND_TARGET, TargetView
 from portway.controller.targets import TargetPool
 from portway.errors import AlreadyExistsError
+from portway.spec.namespace import PodSecurityLevel
 from portway.store import Store
 
 DEFAULT_TARGET = "local-docker"
+WASM_TARGET = "local-wasm"
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
@@ -36,11 +39,23 @@ class Settings:
         default_factory=lambda: os.environ.get("PORTWAY_DOCKER_SOCKET", DOCKER_SOCKET)
     )
     """Socket registered as target ``local-docker`` on first use."""
+    local_wasm: bool = field(
+        default_factory=lambda: (
+            os.environ.get("PORTWAY_LOCAL_WASM", "1").lower() not in ("0", "false", "no", "off")
+        )
+    )
+    """Register the wasm tier (state under ``home/wasm``) as target ``local-wasm``
+    on first use (env PORTWAY_LOCAL_WASM=0: do not)."""
     bind_mount_prefixes: tuple[str, ...] = field(
         default_factory=lambda: _split_paths(os.environ.get("PORTWAY_ALLOW_BIND", ""))
     )
     """Host path prefixes bind volumes may use (env PORTWAY_ALLOW_BIND, ':'-separated).
-    Empty by default: a bind mount hands a container part of the host."""
+    Empty by default: a bind mount hands a container part of the host. Namespace
+    policy judges bind volumes on top of this (baseline refuses them)."""
+    default_pod_security: PodSecurityLevel = field(default_factory=default_pod_security)
+    """Pod Security level of a namespace with no Namespace object (env
+    PORTWAY_DEFAULT_POD_SECURITY: privileged, baseline or restricted; default
+    baseline, which refuses only known privilege escalations)."""
 
     def resolved_store_url(self) -> str:
         if self.store_url:
@@ -62,18 +77,21 @@ class App:
         self.store.close()
 
     def ensure_default_target(self) -> None:
-        """On first use, register the local Docker socket as ``local-docker``."""
+        """On first use, register the local Docker socket as ``local-docker``
+        and the wasm tier (wasmtime, state under ``home/wasm``) as ``local-wasm``."""
         if self.store.list(KIND_TARGET, CLUSTER_NAMESPACE):
             return
-        if not Path(self.settings.docker_socket).exists():
-            return
-        spec = {
-            "driver": "docker",
-            "address": f"docker://{self.settings.docker_socket}",
-            "labels": {"portway.dev/local": "true"},
-        }
-        with contextlib.suppress(AlreadyExistsError):  # another process was first
-            self.store.create(KIND_TARGET, CLUSTER_NAMESPACE, DEFAULT_TARGET, spec)
+        local = {"portway.dev/local": "true"}
+        defaults = []
+        if Path(self.settings.docker_socket).exists():
+            docker = {"driver": "docker", "address": f"docker://{self.settings.docker_socket}"}
+            defaults.append((DEFAULT_TARGET, docker))
+        if self.settings.local_wasm:
+            state = (self.settings.home / "wasm").resolve()
+            defaults.append((WASM_TARGET, {"driver": "wasm", "address": f"wasm://{state}"}))
+        for name, spec in defaults:
+            with contextlib.suppress(AlreadyExistsError):  # another process was first
+                self.store.create(KIND_TARGET, CLUSTER_NAMESPACE, name, {**spec, "labels": local})
 
     def target_views(self) -> list[TargetView]:
         return self.targets.views()

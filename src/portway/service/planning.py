@@ -10,6 +10,8 @@ from portway.capabilities.planner import Mode, TargetPlan, TargetProfile, TierVi
 from portway.controller.records import TargetView
 from portway.drivers.base import DriverCapabilities, ExtensionChecker
 from portway.errors import InputError, Issue, PortwayError
+from portway.policy import Violation
+from portway.service import namespaces as ns_policy
 from portway.service.app import App
 from portway.spec.model import Workload
 
@@ -75,23 +77,40 @@ class WorkloadPlan:
     targets: tuple[TargetPlan, ...]
     #: target name -> what its driver says is wrong with its extension block
     extension_problems: Mapping[str, list[str]] = field(default_factory=dict)
+    #: what the namespace's policy refuses (``apply`` would refuse it too)
+    policy: tuple[Violation, ...] = ()
 
 
 def plan_workloads(
-    app: App, items: Sequence[tuple[Workload, str, int]], names: Sequence[str] = ()
+    app: App,
+    items: Sequence[tuple[Workload, str, int]],
+    names: Sequence[str] = (),
+    namespaces: Sequence[ns_policy.SourcedNamespace] = (),
 ) -> list[WorkloadPlan]:
+    """The drift report of each workload, planned in the tier its namespace
+    resolves for it, with the namespace policy's verdict."""
     found = profiles(app, names)
     views = {v.name: v for v in app.target_views()}
-    return [
-        WorkloadPlan(
-            w,
-            file,
-            doc,
-            tuple(plan_for_target(w.spec, p) for p in found),
-            {p.name: extension_problems(app, views[p.name], w) for p in found if p.name in views},
+    pending = {n.namespace.name: n.namespace.spec for n in namespaces}
+    plans = []
+    for workload, file, doc in items:
+        verdict = ns_policy.judge(app, workload, pending)
+        w = verdict.workload
+        plans.append(
+            WorkloadPlan(
+                w,
+                file,
+                doc,
+                tuple(plan_for_target(w.spec, p) for p in found),
+                {
+                    p.name: extension_problems(app, views[p.name], w)
+                    for p in found
+                    if p.name in views
+                },
+                verdict.violations,
+            )
         )
-        for w, file, doc in items
-    ]
+    return plans
 
 
 def gate(workload: Workload, target_plan: TargetPlan, file: str, document: int) -> list[Issue]:

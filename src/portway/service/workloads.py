@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from portway.capabilities.matrix import load_packaged
@@ -31,6 +31,7 @@ from portway.errors import (
     PortwayError,
 )
 from portway.scheduler.placement import Candidate, Placed, choose_target
+from portway.service import namespaces as ns_policy
 from portway.service import preflight
 from portway.service.app import App
 from portway.service.planning import degradations, extension_issues, gate, profile_of
@@ -58,26 +59,66 @@ class Sourced:
     workload: Workload
     file: str
     document: int
+    #: line of each field path in the file (from the loader), for messages
+    lines: Mapping[str, int] = field(default_factory=dict)
 
 
-def _candidate_target(app: App, workload: Workload, current: str | None) -> TargetView | None:
+def _candidate_target(app: App, workload: Workload, current: str | None) -> TargetView | str:
+    """The target the workload would run on, or why none fits ("0/2 targets
+    available: 2 lack isolation tier sandboxed")."""
     views = {v.name: v for v in app.target_views()}
     if current in views:
         return views[current]
     result = choose_target(
-        [Candidate(v.name, v.labels, True, v.cordoned, v.isolation_tiers) for v in views.values()],
+        [
+            Candidate(v.name, v.labels, True, v.cordoned, app.targets.isolation_tiers(v))
+            for v in views.values()
+        ],
         selector=workload.spec.placement.target_selector,
         names=workload.spec.placement.targets,
         isolation=workload.spec.isolation.value,
         current=None,
     )
-    return views[result.target] if isinstance(result, Placed) else None
+    return views[result.target] if isinstance(result, Placed) else result.message()
+
+
+def judge_policy(
+    app: App,
+    items: Sequence[Sourced],
+    namespaces: Sequence[ns_policy.SourcedNamespace] = (),
+) -> tuple[list[Sourced], list[Issue]]:
+    """Each workload with its namespace's tier written in, and every policy
+    violation of every workload. Namespaces applied in the same file count."""
+    pending = {n.namespace.name: n.namespace.spec for n in namespaces}
+    judged: list[Sourced] = []
+    issues: list[Issue] = []
+    for item in items:
+        verdict = ns_policy.judge(app, item.workload, pending)
+        issues += ns_policy.violation_issues(
+            verdict.violations,
+            item.workload.metadata.namespace,
+            item.file,
+            item.document,
+            item.lines,
+        )
+        judged.append(replace(item, workload=verdict.workload))
+    return judged, issues
 
 
 def apply(app: App, items: Sequence[Sourced]) -> list[Applied]:
-    """Validate everything, then write desired state. All or nothing on errors."""
+    """Validate everything, then write desired state. All or nothing on errors:
+    a refused workload changes nothing."""
+    return apply_all(app, items, ())[1]
+
+
+def apply_all(
+    app: App, items: Sequence[Sourced], namespaces: Sequence[ns_policy.SourcedNamespace]
+) -> tuple[list[ns_policy.NamespaceApplied], list[Applied]]:
+    """``portway apply`` of a file that may hold namespace policies and
+    workloads: every check of every object first (workloads against the
+    file's own namespace policies), then the namespaces, then the workloads."""
     issues: list[Issue] = []
-    policy_issues: list[Issue] = []
+    items, policy_issues = judge_policy(app, items, namespaces)
     matrix = load_packaged()
     degraded: dict[str, list[dict[str, str]]] = {}
     for item in items:
@@ -92,10 +133,11 @@ def apply(app: App, items: Sequence[Sourced]) -> list[Applied]:
         existing = app.store.get(KIND_WORKLOAD, workload.metadata.namespace, workload.metadata.name)
         current = existing.status.get("target") if existing else None
         target = _candidate_target(app, workload, current if isinstance(current, str) else None)
-        if target is None:
+        if isinstance(target, str):
             issues.append(
                 Issue(
-                    "no target matches this workload's placement",
+                    f"no target matches this workload's placement ({target}, "
+                    f"isolation {workload.spec.isolation.value})",
                     file=item.file,
                     document=item.document,
                     path="spec.placement",
@@ -117,7 +159,10 @@ def apply(app: App, items: Sequence[Sourced]) -> list[Applied]:
         raise PolicyError(policy_issues + issues)
     if issues:
         raise InputError(issues)
-    return [_write(app, item.workload, degraded.get(item.workload.key, [])) for item in items]
+    written = ns_policy.apply_namespaces(app, namespaces)
+    return written, [
+        _write(app, item.workload, degraded.get(item.workload.key, [])) for item in items
+    ]
 
 
 def _write(app: App, workload: Workload, degraded: list[dict[str, str]]) -> Applied:

@@ -1,4 +1,5 @@
-"""Read workload files: multi-document YAML in, validated ``Workload`` objects out.
+"""Read workload files: multi-document YAML in, validated ``Workload`` (and
+``Namespace`` policy) objects out. One file may mix both kinds.
 
 Every problem becomes an :class:`~portway.errors.Issue` that says where it is
 (file, document, field path in the file's camelCase names, line) and, when we
@@ -19,6 +20,7 @@ import difflib
 import inspect
 import re
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
@@ -30,15 +32,20 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from portway.errors import Issue, PortwayError, SpecError
 from portway.spec.model import API_VERSION, KIND_WORKLOAD, Workload
+from portway.spec.namespace import KIND_NAMESPACE, Namespace
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "MAX_ISSUES",
     "MAX_NODES",
+    "Loaded",
     "format_path",
+    "line_of",
     "load_documents",
     "load_documents_text",
+    "load_objects",
+    "load_objects_text",
     "load_workloads",
     "load_workloads_text",
 ]
@@ -60,10 +67,67 @@ _TIMESTAMP, _MAP, _SEQ, _MERGE = (_TAG + t for t in ("timestamp", "map", "seq", 
 _SCALAR_KIND = {_NULL: "a null", _BOOL: "a boolean", _INT: "an integer", _FLOAT: "a number"}
 
 _HEADER_HINT = f"a workload starts with `apiVersion: {API_VERSION}` and `kind: {KIND_WORKLOAD}`"
+#: the kinds a file may hold, each with its model
+_KINDS: dict[str, type[Workload] | type[Namespace]] = {
+    KIND_WORKLOAD: Workload,
+    KIND_NAMESPACE: Namespace,
+}
+_KIND_HINT = " or ".join(f"`kind: {k}`" for k in _KINDS)
 _IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 # --- public API ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One validated document: its 1-based number, the object, and the line
+    of each field path the file holds (``spec.volumes[2].source`` -> 14), so
+    later checks (policy) can point at lines too."""
+
+    document: int
+    object: Workload | Namespace
+    lines: dict[str, int]
+
+    def line_of(self, path: str) -> int | None:
+        return line_of(self.lines, path)
+
+
+def line_of(lines: Mapping[str, int], path: str) -> int | None:
+    """Line of field ``path`` (``spec.volumes[2].source``) in ``lines``, or of
+    its nearest ancestor the file has (the field may have been left out)."""
+    while True:
+        if path in lines:
+            return lines[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        if cut <= 0:
+            return lines.get("")
+        path = path[:cut]
+
+
+def load_objects(path: str | Path) -> list[Loaded]:
+    """Every document of the file at ``path``, workloads and namespaces.
+
+    Raises :class:`SpecError` (and nothing else) if the file cannot be read,
+    does not parse, holds nothing, or any document is invalid.
+    """
+    return load_objects_text(_read(path), str(path))
+
+
+def load_objects_text(text: str, filename: str) -> list[Loaded]:
+    """Like :func:`load_objects`; ``filename`` is used in messages only."""
+    try:
+        found = _load(text, filename)
+    except PortwayError:
+        raise
+    except Exception as e:  # a bug here must still reach the user as a SpecError
+        raise SpecError(
+            Issue(f"internal error while loading workloads: {type(e).__name__}: {e}", file=filename)
+        ) from e
+    return [
+        Loaded(doc.index, obj, {format_path(p): line for p, line in doc.lines.items()})
+        for doc, obj in found
+    ]
 
 
 def load_workloads(path: str | Path) -> list[Workload]:
@@ -86,15 +150,13 @@ def load_documents(path: str | Path) -> list[tuple[int, Workload]]:
 
 
 def load_documents_text(text: str, filename: str) -> list[tuple[int, Workload]]:
-    """Like :func:`load_workloads_text`, each workload with its 1-based document number."""
-    try:
-        return _load(text, filename)
-    except PortwayError:
-        raise
-    except Exception as e:  # a bug here must still reach the user as a SpecError
-        raise SpecError(
-            Issue(f"internal error while loading workloads: {type(e).__name__}: {e}", file=filename)
-        ) from e
+    """Like :func:`load_workloads_text`, each workload with its 1-based document
+    number. Namespace documents in the file are validated, then left out."""
+    return [
+        (item.document, item.object)
+        for item in load_objects_text(text, filename)
+        if isinstance(item.object, Workload)
+    ]
 
 
 def _read(path: str | Path) -> str:
@@ -407,22 +469,22 @@ def _reader_issue(e: yaml.YAMLError, text: str, filename: str, document: int) ->
 # --- validation ----------------------------------------------------------
 
 
-def _load(text: str, filename: str) -> list[tuple[int, Workload]]:
+def _load(text: str, filename: str) -> list[tuple[_Document, Workload | Namespace]]:
     if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         raise SpecError(_too_large(filename))
     docs, yaml_issues = _compose(text, filename)
     issues: list[Issue] = []
-    workloads: list[tuple[_Document, Workload]] = []
+    workloads: list[tuple[_Document, Workload | Namespace]] = []
     for doc in docs:
         doc_issues = list(doc.issues)
-        workload = None
+        loaded = None
         if not doc_issues:
             doc_issues = _header_issues(doc, filename)
         if not doc_issues:
-            workload, doc_issues = _validate(doc, filename)
+            loaded, doc_issues = _validate(doc, filename, _KINDS[doc.data["kind"]])
         issues += doc_issues
-        if workload is not None:
-            workloads.append((doc, workload))
+        if loaded is not None:
+            workloads.append((doc, loaded))
     issues += _duplicate_issues(workloads, filename)
     issues += yaml_issues
     if not issues and not workloads:
@@ -440,7 +502,7 @@ def _load(text: str, filename: str) -> list[tuple[int, Workload]]:
             more = Issue(f"{rest} more problems not shown", file=filename)
             issues = [*issues[:MAX_ISSUES], more]
         raise SpecError(issues)
-    return [(doc.index, w) for doc, w in workloads]
+    return workloads
 
 
 def _too_large(filename: str) -> Issue:
@@ -468,36 +530,39 @@ def _header_issues(doc: _Document, filename: str) -> list[Issue]:
         found = _describe(doc.data)
         return [issue(f"a workload document must be a mapping, found {found}", (), _HEADER_HINT)]
     issues = []
-    for key, expected in (("apiVersion", API_VERSION), ("kind", KIND_WORKLOAD)):
+    for key, expected in (("apiVersion", API_VERSION), ("kind", "")):
+        hint = _KIND_HINT if key == "kind" else f"expected `{key}: {expected}`"
         if key not in doc.data:
-            issues.append(
-                issue(f"missing required field '{key}'", (key,), f"expected `{key}: {expected}`")
-            )
-        elif doc.data[key] != expected:
+            issues.append(issue(f"missing required field '{key}'", (key,), hint))
+        elif not _header_ok(key, doc.data[key]):
             value = doc.data[key]
             found = f" {_short(value)!r}" if isinstance(value, str) else f": {_describe(value)}"
-            issues.append(
-                issue(
-                    f"unsupported {key}{found}",
-                    (key,),
-                    f"expected `{key}: {expected}`",
-                )
-            )
+            issues.append(issue(f"unsupported {key}{found}", (key,), hint))
     return issues
 
 
-def _validate(doc: _Document, filename: str) -> tuple[Workload | None, list[Issue]]:
-    issues = _snake_case_issues(doc, filename)
+def _header_ok(key: str, value: Any) -> bool:
+    if key == "kind":
+        return isinstance(value, str) and value in _KINDS
+    return bool(value == API_VERSION)
+
+
+def _validate(
+    doc: _Document, filename: str, root: type[Workload] | type[Namespace]
+) -> tuple[Workload | Namespace | None, list[Issue]]:
+    issues = _snake_case_issues(doc, filename, root)
     try:
-        workload = Workload.model_validate(doc.data)
+        loaded = root.model_validate(doc.data)
     except ValidationError as e:
         # a Python name given next to its alias is unknown to both checks: say it once
-        unique = dict.fromkeys(issues + _pydantic_issues(e, doc, filename))
+        unique = dict.fromkeys(issues + _pydantic_issues(e, doc, filename, root))
         return None, list(unique)
-    return (None if issues else workload), issues
+    return (None if issues else loaded), issues
 
 
-def _pydantic_issues(error: ValidationError, doc: _Document, filename: str) -> list[Issue]:
+def _pydantic_issues(
+    error: ValidationError, doc: _Document, filename: str, root: type[BaseModel]
+) -> list[Issue]:
     issues: list[Issue] = []
     suggested: set[FieldPath] = set()  # fields an unknown field probably meant
     for err in error.errors(include_url=False):
@@ -508,7 +573,7 @@ def _pydantic_issues(error: ValidationError, doc: _Document, filename: str) -> l
         if kind == "extra_forbidden":
             name = str(path[-1]) if path else ""
             message = f"unknown field {_short(name)!r}"
-            hint, meant = _suggest(name, path[:-1])
+            hint, meant = _suggest(name, path[:-1], root)
             if meant:
                 suggested.add((*path[:-1], meant))
         elif kind == "missing":
@@ -645,9 +710,9 @@ def _field_type(model: type[BaseModel], alias: str) -> Any:
     return None
 
 
-def _type_at(path: FieldPath) -> Any:
+def _type_at(path: FieldPath, root: type[BaseModel]) -> Any:
     """The type the model expects at ``path`` (file names), or None if unknown."""
-    tp: Any = Workload
+    tp: Any = root
     for part in path:
         tp = _unwrap(tp)
         origin = get_origin(tp)
@@ -670,9 +735,9 @@ def _aliases(model: type[BaseModel]) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
-def _suggest(name: str, parent: FieldPath) -> tuple[str | None, str | None]:
+def _suggest(name: str, parent: FieldPath, root: type[BaseModel]) -> tuple[str | None, str | None]:
     """A hint for an unknown field at ``parent``, and the field it probably meant."""
-    model = _type_at(parent)
+    model = _type_at(parent, root)
     if not _is_model(model):
         return None, None
     valid = _aliases(model)
@@ -690,7 +755,7 @@ def _suggest(name: str, parent: FieldPath) -> tuple[str | None, str | None]:
     return "valid fields: " + ", ".join(valid), None
 
 
-def _snake_case_issues(doc: _Document, filename: str) -> list[Issue]:
+def _snake_case_issues(doc: _Document, filename: str, root: type[BaseModel]) -> list[Issue]:
     """Pydantic also accepts Python names (``container_port``); files may not."""
     issues: list[Issue] = []
 
@@ -721,29 +786,34 @@ def _snake_case_issues(doc: _Document, filename: str) -> list[Issue]:
             for key, value in data.items():
                 walk(value, get_args(tp)[1], (*path, key))
 
-    walk(doc.data, Workload, ())
+    walk(doc.data, root, ())
     return issues
 
 
 # --- across documents ------------------------------------------------------
 
 
-def _duplicate_issues(workloads: list[tuple[_Document, Workload]], filename: str) -> list[Issue]:
+def _duplicate_issues(
+    loaded: list[tuple[_Document, Workload | Namespace]], filename: str
+) -> list[Issue]:
     issues = []
-    first: dict[str, int] = {}
-    for doc, workload in workloads:
-        if workload.key in first:
+    first: dict[tuple[str, str], int] = {}
+    for doc, obj in loaded:
+        kind, key = ("workload", obj.key) if isinstance(obj, Workload) else ("namespace", obj.name)
+        if (kind, key) in first:
             issues.append(
                 Issue(
-                    f"duplicate workload {workload.key!r}: documents {first[workload.key]} "
+                    f"duplicate {kind} {key!r}: documents {first[kind, key]} "
                     f"and {doc.index} both define it",
                     file=filename,
                     document=doc.index,
                     path="metadata.name",
                     line=doc.line_of(("metadata", "name")),
-                    hint="give each workload its own name or namespace",
+                    hint="give each workload its own name or namespace"
+                    if kind == "workload"
+                    else "define each namespace's policy once",
                 )
             )
         else:
-            first[workload.key] = doc.index
+            first[kind, key] = doc.index
     return issues

@@ -40,6 +40,9 @@ IMAGE_RE = re.compile(
     rf"^{_HOST}{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{{32,}})?$"
 )
 
+#: ``file:///abs/path.wasm``: a WebAssembly module on the host (isolation wasm only)
+FILE_IMAGE_PREFIX = "file://"
+
 SIZE_MAX = 2**63 - 1
 
 _QUANTITY_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGT]i?|[kmgt]i?|[Bb])?$")
@@ -360,6 +363,27 @@ class Capabilities(_Model):
         return out
 
 
+#: sysctls of the IPC namespace (besides fs.mqueue.*), as runc and Docker list them
+IPC_SYSCTLS = (
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+)
+
+
+def is_network_sysctl(key: str) -> bool:
+    return key.startswith("net.")
+
+
+def is_ipc_sysctl(key: str) -> bool:
+    return key in IPC_SYSCTLS or key.startswith("fs.mqueue.")
+
+
 class SeccompProfile(StrEnum):
     RUNTIME_DEFAULT = "RuntimeDefault"  # the engine's default filter
     UNCONFINED = "Unconfined"  # no filter at all
@@ -395,6 +419,12 @@ class Security(_Model):
         for key in v:
             if not re.match(r"^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$", key):
                 raise ValueError(f"{key!r} is not a sysctl name (e.g. net.ipv4.ip_forward)")
+            if not (is_network_sysctl(key) or is_ipc_sysctl(key)):
+                # the runtimes (runc, Docker) refuse the rest: they are host-wide
+                raise ValueError(
+                    f"{key!r} is not a namespaced sysctl: only net.*, fs.mqueue.* and "
+                    f"{', '.join(IPC_SYSCTLS)} can be set for one replica"
+                )
         return v
 
 
@@ -461,6 +491,13 @@ class WorkloadSpec(_Model):
     @field_validator("image")
     @classmethod
     def _image(cls, v: str) -> str:
+        if v.startswith(FILE_IMAGE_PREFIX):  # a wasm module on the host: see _cross_checks
+            path = v.removeprefix(FILE_IMAGE_PREFIX)
+            if not path.startswith("/") or path == "/" or "\0" in path:
+                raise ValueError(
+                    f"{v!r}: a file image needs an absolute path, e.g. file:///opt/app/app.wasm"
+                )
+            return v
         if len(v) > 255 or not IMAGE_RE.match(v):
             raise ValueError(
                 f"{v!r} is not a valid image reference; expected e.g. "
@@ -478,6 +515,12 @@ class WorkloadSpec(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> WorkloadSpec:
+        if self.image.startswith(FILE_IMAGE_PREFIX) and self.isolation is not Isolation.WASM:
+            raise ValueError(
+                f"image {self.image!r}: a file:// image (a module on the host) needs "
+                f"isolation: wasm; isolation {self.isolation.value!r} runs container images "
+                "such as 'portway/busybox:latest'"
+            )
         seen_container: set[tuple[int, str]] = set()
         port_names = [p.name for p in self.ports if p.name is not None]
         dupe_names = sorted({n for n in port_names if port_names.count(n) > 1})
@@ -528,7 +571,32 @@ class WorkloadSpec(_Model):
                     f"the {kind} probe uses port {probe_port}, which is not in ports "
                     f"(declare it as a tcp containerPort so it can be published on 127.0.0.1)"
                 )
+        self._check_host_namespaces()
         return self
+
+    def _check_host_namespaces(self) -> None:
+        security = self.security
+        # On the host's network a replica listens on the host's ports itself:
+        # there is nothing to publish, hostPort + index cannot be honoured, and
+        # HTTP/TCP probes (which use the published port) have nothing to reach.
+        if security.host_network and self.ports:
+            raise ValueError(
+                "security.hostNetwork: the replica shares the host's network, so its ports "
+                "cannot be published (it listens on the host's own ports); remove ports "
+                "(and use exec probes) or drop hostNetwork"
+            )
+        # the runtimes refuse these too: in the host's namespace they would
+        # change the host's own settings
+        for shared, kind, belongs in (
+            (security.host_network, "hostNetwork", is_network_sysctl),
+            (security.host_ipc, "hostIpc", is_ipc_sysctl),
+        ):
+            host_wide = sorted(k for k in security.sysctls if belongs(k))
+            if shared and host_wide:
+                raise ValueError(
+                    f"security.sysctls: {host_wide[0]} would change the host's own setting "
+                    f"with {kind}; remove it or drop {kind}"
+                )
 
     def template_hash(self) -> str:
         """Digest of everything that defines a replica: all but replicas, placement

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from portway.spec.model import VolumeType, WorkloadSpec
+from portway.drivers.base import MountFact, SecurityFacts
+from portway.drivers.containerd import _seccomp
+from portway.spec.model import SeccompProfile, VolumeType, WorkloadSpec
 
 # What Docker and containerd give a container unless told otherwise.
 DEFAULT_CAPABILITIES = (
@@ -31,6 +35,53 @@ DEFAULT_CAPABILITIES = (
     "CAP_SYS_CHROOT",
     "CAP_KILL",
     "CAP_AUDIT_WRITE",
+)
+# Every capability by number (linux/capability.h), for "all of them".
+ALL_CAPABILITIES = tuple(
+    f"CAP_{name}"
+    for name in [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ]
 )
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CPU_PERIOD_US = 100_000
@@ -180,6 +231,58 @@ def resolve_user(user: str, read_file: Any) -> User:
     return User(uid, gid)
 
 
+def bounding_capabilities(status: str) -> tuple[str, ...]:
+    """The capabilities in the CapBnd line of a /proc/<pid>/status text: what a
+    privileged replica can get, as runc refuses to grant one the host lacks."""
+    for line in status.splitlines():
+        if line.startswith("CapBnd:"):
+            mask = int(line.split(":", 1)[1].strip(), 16)
+            return tuple(name for bit, name in enumerate(ALL_CAPABILITIES) if mask >> bit & 1)
+    return ALL_CAPABILITIES
+
+
+# Left to runc: the devices it creates in every container, and directories of
+# pseudo-filesystems mounted there anyway.
+_RUNC_DEVICES = frozenset({"null", "zero", "full", "random", "urandom", "tty", "ptmx", "console"})
+_SKIP_DEV_DIRS = frozenset({"pts", "shm", "mqueue", "fd"})
+
+
+def host_devices(root: Path = Path("/dev")) -> list[dict[str, Any]]:
+    """Every character and block device under ``root``, as OCI ``linux.devices``
+    entries (what ``--privileged`` gives a Docker container)."""
+    found: list[dict[str, Any]] = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(
+            d for d in subdirs if not (directory == str(root) and d in _SKIP_DEV_DIRS)
+        )
+        for name in sorted(files):
+            if directory == str(root) and name in _RUNC_DEVICES:
+                continue
+            path = Path(directory) / name
+            try:
+                info = path.lstat()
+            except OSError:
+                continue  # gone since the listing
+            if stat.S_ISCHR(info.st_mode):
+                kind = "c"
+            elif stat.S_ISBLK(info.st_mode):
+                kind = "b"
+            else:
+                continue
+            found.append(
+                {
+                    "path": str(path),
+                    "type": kind,
+                    "major": os.major(info.st_rdev),
+                    "minor": os.minor(info.st_rdev),
+                    "fileMode": stat.S_IMODE(info.st_mode),
+                    "uid": info.st_uid,
+                    "gid": info.st_gid,
+                }
+            )
+    return found
+
+
 @dataclass
 class SpecInput:
     """Everything the OCI spec is made of, resolved by the driver."""
@@ -192,6 +295,10 @@ class SpecInput:
     cgroups_path: str
     init_binary: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    #: for a privileged replica: the capabilities it gets (the host's bounding
+    #: set) and the host devices it sees
+    privileged_capabilities: tuple[str, ...] = ALL_CAPABILITIES
+    host_devices: Sequence[Mapping[str, Any]] = ()
 
 
 def process_args(spec: WorkloadSpec, image: ImageConfig) -> list[str]:
@@ -229,7 +336,10 @@ def capabilities(add: Sequence[str], drop: Sequence[str]) -> list[str]:
 
 def process_spec(inp: SpecInput, args: list[str]) -> dict[str, Any]:
     spec = inp.spec
-    caps = capabilities(spec.security.capabilities.add, spec.security.capabilities.drop)
+    if spec.security.privileged:  # as Docker: add and drop do not apply
+        caps = list(inp.privileged_capabilities)
+    else:
+        caps = capabilities(spec.security.capabilities.add, spec.security.capabilities.drop)
     if not args:
         raise ValueError("the image has no entrypoint or command and the spec sets none")
     user: dict[str, Any] = {"uid": inp.user.uid, "gid": inp.user.gid}
@@ -254,6 +364,8 @@ def process_spec(inp: SpecInput, args: list[str]) -> dict[str, Any]:
 
 
 def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
+    # a privileged replica may write /sys and its cgroups, as with Docker
+    system_mode = [] if inp.spec.security.privileged else ["ro"]
     mounts: list[dict[str, Any]] = [
         {
             "destination": "/proc",
@@ -289,13 +401,13 @@ def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
             "destination": "/sys",
             "type": "sysfs",
             "source": "sysfs",
-            "options": ["nosuid", "noexec", "nodev", "ro"],
+            "options": ["nosuid", "noexec", "nodev", *system_mode],
         },
         {
             "destination": "/sys/fs/cgroup",
             "type": "cgroup",
             "source": "cgroup",
-            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+            "options": ["nosuid", "noexec", "nodev", "relatime", *system_mode],
         },
     ]
     if inp.init_binary:
@@ -335,7 +447,8 @@ def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
 
 
 def _resources(spec: WorkloadSpec) -> dict[str, Any]:
-    resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+    every_device = spec.security.privileged
+    resources: dict[str, Any] = {"devices": [{"allow": every_device, "access": "rwm"}]}
     limits = spec.resources
     if limits.memory is not None:
         resources["memory"] = {"limit": limits.memory, "swap": limits.memory}
@@ -349,30 +462,57 @@ def _resources(spec: WorkloadSpec) -> dict[str, Any]:
     return resources
 
 
+def _namespaces(inp: SpecInput) -> list[dict[str, Any]]:
+    """The namespaces of the replica's own; one it shares with the host is left
+    out, which is how OCI says "stay in the runtime's (the host's)"."""
+    security = inp.spec.security
+    namespaces: list[dict[str, Any]] = []
+    if not security.host_pid:
+        namespaces.append({"type": "pid"})
+    if not security.host_ipc:
+        namespaces.append({"type": "ipc"})
+    namespaces += [{"type": "uts"}, {"type": "mount"}]
+    if not security.host_network:
+        namespaces.append({"type": "network", "path": inp.netns_path})
+    return namespaces
+
+
+def shares_host_network(runtime_spec: Mapping[str, Any]) -> bool:
+    """Whether a runtime spec (as stored with a container) has no network
+    namespace of its own: then there is no CNI network to set up or tear down."""
+    namespaces = (runtime_spec.get("linux") or {}).get("namespaces") or []
+    return not any(isinstance(n, dict) and n.get("type") == "network" for n in namespaces)
+
+
 def runtime_spec(inp: SpecInput) -> dict[str, Any]:
     """The OCI runtime spec (1.0.2) for one replica, as runc takes it."""
+    security = inp.spec.security
     args = process_args(inp.spec, inp.image)
     if inp.init_binary:
         args = [INIT_PATH, "--", *args]
+    process = process_spec(inp, args)
+    linux: dict[str, Any] = {
+        "resources": _resources(inp.spec),
+        "cgroupsPath": inp.cgroups_path,
+        "namespaces": _namespaces(inp),
+        # privileged: nothing of /proc or /sys hidden or read-only, host devices
+        "maskedPaths": [] if security.privileged else list(_MASKED),
+        "readonlyPaths": [] if security.privileged else list(_READONLY),
+    }
+    if security.privileged and inp.host_devices:
+        linux["devices"] = [dict(d) for d in inp.host_devices]
+    if security.sysctls:
+        linux["sysctl"] = dict(security.sysctls)
+    # privileged means no filter, as with Docker
+    if security.seccomp_profile is SeccompProfile.RUNTIME_DEFAULT and not security.privileged:
+        linux["seccomp"] = _seccomp.default_profile(process["capabilities"]["bounding"])
     return {
         "ociVersion": "1.0.2-dev",
-        "process": process_spec(inp, args),
-        "root": {"path": "rootfs", "readonly": inp.spec.security.read_only_root_filesystem},
+        "process": process,
+        "root": {"path": "rootfs", "readonly": security.read_only_root_filesystem},
         "hostname": inp.container_id[:63].rstrip("-."),
         "mounts": _mounts(inp),
-        "linux": {
-            "resources": _resources(inp.spec),
-            "cgroupsPath": inp.cgroups_path,
-            "namespaces": [
-                {"type": "pid"},
-                {"type": "ipc"},
-                {"type": "uts"},
-                {"type": "mount"},
-                {"type": "network", "path": inp.netns_path},
-            ],
-            "maskedPaths": list(_MASKED),
-            "readonlyPaths": list(_READONLY),
-        },
+        "linux": linux,
     }
 
 
@@ -401,3 +541,103 @@ def overlay_read_file(mounts: Sequence[Any]) -> Any:
         return None
 
     return read_file
+
+
+# Mounts every replica gets; an audit cares about the others (its volumes).
+_SYSTEM_MOUNTS = frozenset(
+    {
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",  # noqa: S108 - the container's own /dev/shm
+        "/dev/mqueue",
+        "/sys",
+        "/sys/fs/cgroup",
+        INIT_PATH,
+    }
+)
+
+
+def _spec_mounts(mounts: Sequence[Any]) -> tuple[MountFact, ...]:
+    found = []
+    for mount in mounts:
+        if not isinstance(mount, dict) or mount.get("destination") in _SYSTEM_MOUNTS:
+            continue
+        options = [str(o) for o in mount.get("options") or []]
+        kind = str(mount.get("type") or "")
+        propagation = next((o for o in options if o.endswith(("private", "shared", "slave"))), "")
+        found.append(
+            MountFact(
+                source="tmpfs" if kind == "tmpfs" else str(mount.get("source") or ""),
+                destination=str(mount.get("destination") or ""),
+                kind=kind,
+                read_write="ro" not in options,
+                propagation=propagation,
+            )
+        )
+    return tuple(sorted(found, key=lambda m: m.destination))
+
+
+def facts_from_runtime_spec(
+    runtime_spec: Mapping[str, Any],
+    runtime: str,
+    published: Sequence[tuple[str, int, int, str]] = (),
+) -> SecurityFacts:
+    """``SecurityFacts`` from the OCI spec containerd stores with a container:
+    what runc is told to do, which is all containerd knows. ``privileged``
+    means what it does for Docker: every device allowed, nothing of /proc
+    masked; ``seccomp`` is "unconfined" unless the spec carries a filter."""
+    process = runtime_spec.get("process") or {}
+    linux = runtime_spec.get("linux") or {}
+    resources = linux.get("resources") or {}
+    user = process.get("user") or {}
+    caps = set((process.get("capabilities") or {}).get("bounding") or [])
+    default = set(DEFAULT_CAPABILITIES)
+    namespaces = {n.get("type") for n in linux.get("namespaces") or [] if isinstance(n, dict)}
+    devices_rules = resources.get("devices") or []
+    every_device = any(
+        isinstance(r, dict) and r.get("allow") and not r.get("type") and not r.get("major")
+        for r in devices_rules
+    )
+    cpu = resources.get("cpu") or {}
+    quota, period = cpu.get("quota") or 0, cpu.get("period") or CPU_PERIOD_US
+    pids = (resources.get("pids") or {}).get("limit") or 0
+
+    def mode(kind: str) -> str:
+        return "" if kind in namespaces else "host"
+
+    return SecurityFacts(
+        privileged=every_device and not linux.get("maskedPaths"),
+        user=f"{user.get('uid', 0)}:{user.get('gid', 0)}",
+        cap_add=tuple(sorted(c.removeprefix("CAP_") for c in caps - default)),
+        cap_drop=tuple(sorted(c.removeprefix("CAP_") for c in default - caps)),
+        read_only_rootfs=bool((runtime_spec.get("root") or {}).get("readonly")),
+        no_new_privileges=bool(process.get("noNewPrivileges")),
+        seccomp="" if linux.get("seccomp") else "unconfined",
+        apparmor=str(process.get("apparmorProfile") or ""),
+        runtime=runtime,
+        network_mode=mode("network"),
+        pid_mode=mode("pid"),
+        ipc_mode=mode("ipc"),
+        uts_mode=mode("uts"),
+        userns_mode="" if "user" in namespaces else "host",
+        memory_limit=int((resources.get("memory") or {}).get("limit") or 0),
+        cpu_limit=quota / period if quota > 0 else 0.0,
+        pids_limit=int(pids) if pids > 0 else 0,
+        published=tuple(sorted(published)),
+        mounts=_spec_mounts(runtime_spec.get("mounts") or []),
+        devices=tuple(
+            f"{d.get('path')}:{d.get('path')}:rwm"
+            for d in linux.get("devices") or []
+            if isinstance(d, dict)
+        ),
+        sysctls={str(k): str(v) for k, v in (linux.get("sysctl") or {}).items()},
+        ulimits=tuple(
+            sorted(
+                f"{str(r.get('type', '')).lower().removeprefix('rlimit_')}"
+                f"={r.get('soft', 0)}:{r.get('hard', 0)}"
+                for r in process.get("rlimits") or []
+                if isinstance(r, dict)
+            )
+        ),
+    )

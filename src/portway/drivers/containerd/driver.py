@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlparse
 
-from portway.capabilities.vocabulary import HOST_ACCESS_FEATURES, Feature
+from portway.capabilities.vocabulary import Feature
 from portway.drivers.base import (
     LABEL_CLUSTER,
     LABEL_MANAGED,
@@ -53,9 +53,11 @@ from portway.drivers.base import (
     ReplicaRequest,
     ReplicaState,
     ReplicaStatus,
+    SecurityFacts,
     Stats,
 )
 from portway.drivers.containerd import _exec_output, _logger, _net, _oci
+from portway.drivers.engine_security import non_root_refusal
 from portway.errors import (
     DriverError,
     ImageNotFoundError,
@@ -66,7 +68,7 @@ from portway.errors import (
     TargetUnavailableError,
     TemporaryDriverError,
 )
-from portway.spec.model import Isolation, Protocol
+from portway.spec.model import Isolation, Protocol, WorkloadSpec
 
 try:
     from portway.drivers.containerd import _api
@@ -168,6 +170,17 @@ def _ephemeral_port(host_ip: str, protocol: str, taken: set[tuple[str, int]]) ->
         if (protocol, port) not in taken:
             return port
     raise OSError("no free ephemeral port found")
+
+
+def _on_host_network(container: Any | None) -> bool:
+    """Whether a stored container shares the host's network (no CNI network)."""
+    if container is None:
+        return False
+    try:
+        runtime_spec = json.loads(container.spec.value)
+    except ValueError:
+        return False
+    return isinstance(runtime_spec, dict) and _oci.shares_host_network(runtime_spec)
 
 
 def _logger_pids(log_path: Path) -> list[int]:
@@ -344,7 +357,6 @@ class ContainerdDriver:
             Feature.ISOLATION_SANDBOXED,
             Feature.ISOLATION_MICROVM,
             Feature.ISOLATION_WASM,
-            *HOST_ACCESS_FEATURES,
             # named volumes: containerd has no volume objects; not built yet
             Feature.VOLUMES_NAMED,
         }
@@ -417,6 +429,7 @@ class ContainerdDriver:
                 self.target, f"{container_id!r} is not a valid containerd container id"
             )
         init = self._extension(spec.extensions.get(DRIVER_NAME, {}))
+        host_pid = spec.security.host_pid
         for volume in spec.volumes:
             if volume.type.value == "named":
                 raise PermanentDriverError(
@@ -428,6 +441,10 @@ class ContainerdDriver:
         if existing is not None:
             return self._adopt(request, existing)
         image = self._image_config(spec.image)
+        if spec.security.run_as_non_root:
+            refusal = non_root_refusal(spec.security.user, image.user)
+            if refusal:
+                raise PermanentDriverError(self.target, f"create {container_id}: {refusal}")
         parent = _oci.chain_ids(image.diff_ids)[-1]
         api = self._client()
         created: list[str] = []
@@ -447,7 +464,9 @@ class ContainerdDriver:
                     user=_oci.User(0, 0),
                     netns_path=_net.netns_path(container_id),
                     cgroups_path=self._cgroup(container_id),
-                    init_binary=self._init_binary() if init else None,
+                    # outside a private PID namespace the command is not PID 1
+                    init_binary=self._init_binary() if init and not host_pid else None,
+                    **self._privileges(spec),
                 )
                 try:
                     runtime_spec = _oci.runtime_spec(inp)
@@ -481,9 +500,10 @@ class ContainerdDriver:
                 user_text = spec.security.user or image.user
                 if user_text:
                     self._set_user(container, runtime_spec, user_text, mounts, inp)
-                with self._engine(f"network for {container_id}"):
-                    created.append("network")
-                    _net.setup(container_id, ports)
+                if not spec.security.host_network:
+                    with self._engine(f"network for {container_id}"):
+                        created.append("network")
+                        _net.setup(container_id, ports)
             self._create_task(container_id, mounts)
         except BaseException:
             self._rollback(container_id, created, ports)
@@ -511,6 +531,19 @@ class ContainerdDriver:
                 self.target, "extensions.containerd.init must be true or false"
             )
         return init
+
+    @staticmethod
+    def _privileges(spec: WorkloadSpec) -> dict[str, Any]:
+        """What a privileged replica gets from this host: the capabilities in
+        our bounding set (runc cannot grant more; containerd runs beside us),
+        and the host's devices."""
+        if not spec.security.privileged:
+            return {}
+        status = Path("/proc/self/status").read_text()
+        return {
+            "privileged_capabilities": _oci.bounding_capabilities(status),
+            "host_devices": _oci.host_devices(),
+        }
 
     def _init_binary(self) -> str | None:
         """A static init (tini) as PID 1 forwards SIGTERM and reaps zombies;
@@ -716,7 +749,7 @@ class ContainerdDriver:
             self._delete_task(handle.id)  # exited: a new task restarts it
             task = None
         if task is None:
-            if not Path(_net.netns_path(handle.id)).exists():
+            if not _on_host_network(container) and not Path(_net.netns_path(handle.id)).exists():
                 ports = _net.decode_ports(_api.map_value(container.labels).get(LABEL_PORTS, ""))
                 with self._engine(f"network for {handle.id}"):
                     _net.setup(handle.id, ports)
@@ -834,7 +867,7 @@ class ContainerdDriver:
             self._kill_and_wait(handle.id, signal.SIGKILL, _KILL_WAIT_SECONDS, all_=True)
         self._delete_task(handle.id)  # the shim stops the task's logger and waits for it
         self._stop_loggers(handle.id)
-        problems = _net.teardown(handle.id, ports)
+        problems = [] if _on_host_network(container) else _net.teardown(handle.id, ports)
         self._delete_container(handle.id)
         self._remove_snapshot(handle.id)
         shutil.rmtree(self._state_dir(handle.id), ignore_errors=True)
@@ -865,6 +898,27 @@ class ContainerdDriver:
             return None
 
     # --- status ------------------------------------------------------------------
+
+    def security_facts(self, handle: Handle) -> SecurityFacts:
+        """From the OCI spec stored with the container: containerd keeps no
+        other record of what the replica runs with."""
+        self._check(handle)
+        container = self._get_container(handle.id)
+        if container is None:
+            raise ReplicaGoneError(
+                self.target, f"security facts of {handle.name}: no such container"
+            )
+        try:
+            runtime_spec = json.loads(container.spec.value)
+        except ValueError as exc:
+            raise PermanentDriverError(
+                self.target, f"security facts of {handle.name}: its stored spec is not JSON ({exc})"
+            ) from None
+        published = [
+            (p.host_ip, p.host_port, p.container_port, p.protocol)
+            for p in _net.decode_ports(_api.map_value(container.labels).get(LABEL_PORTS, ""))
+        ]
+        return _oci.facts_from_runtime_spec(runtime_spec, str(container.runtime.name), published)
 
     def inspect(self, handle: Handle) -> ReplicaStatus:
         self._check(handle)
