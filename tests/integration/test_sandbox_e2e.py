@@ -65,8 +65,8 @@ def test_apply_sandboxed_runs_in_gvisor_serves_and_deletes(
     assert client.api.inspect_container(made["Id"])["HostConfig"]["Runtime"] == "runsc"
     kernel = pw.run("exec", "web", "-n", namespace, "--", "cat", "/proc/version")
     assert kernel.stdout.strip() == GVISOR_PROC_VERSION
-    [item] = pw.json("get", "targets")["items"]
-    assert "sandboxed" in str(item), item
+    targets = {t["name"]: t for t in pw.json("get", "targets")["items"]}
+    assert targets["local-docker"]["tiers"]["sandboxed"]["handler"] == "runsc"
 
     pw.run("delete", "web", "-n", namespace, "--timeout", "60")
     assert eventually(lambda: containers(client, namespace) == [], timeout=30)

@@ -82,6 +82,30 @@ GVISOR_GAPS: Mapping[Feature, str] = {
         "gVisor's /proc/self/status has no NoNewPrivs field, so the setting cannot be "
         "observed in the replica (runsc 20221219)"
     ),
+    # Host access is what a sandbox exists to deny: the replica's namespaces
+    # are the Sentry's own, whatever the engine asked the runtime for.
+    Feature.SECURITY_HOST_PID: (
+        "the replica sees gVisor's own PID namespace, never the host's (hostPid is "
+        "passed to runsc and has no effect)"
+    ),
+    Feature.SECURITY_HOST_IPC: "the replica's IPC namespace is gVisor's own, never the host's",
+    Feature.SECURITY_HOST_NETWORK: (
+        "the replica's network namespace is gVisor's own, never the host's (runsc's "
+        "--network=host means the container's network namespace, not the host's)"
+    ),
+    Feature.SECURITY_PRIVILEGED: (
+        "a privileged replica's capabilities act on gVisor's Sentry, not on the host's "
+        "kernel or devices; on Podman the sandbox does not start with privileged set"
+    ),
+    Feature.SECURITY_SYSCTLS: (
+        "the Sentry implements few sysctls (net.ipv4.ip_unprivileged_port_start is an "
+        "unknown key) and none reaches the host's kernel"
+    ),
+    Feature.SECURITY_SECCOMP_UNCONFINED: (
+        "runsc does not install the OCI seccomp profile in the sandbox unless started with "
+        "--oci-seccomp (not set here): the replica shows Seccomp: 0 whether the engine's "
+        "default filter or unconfined was asked for; the Sentry's own filter guards the host"
+    ),
 }
 
 
