@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from portway.capabilities.vocabulary import Feature
-from portway.drivers.base import ExtensionChecker, RuntimeHandler
+from portway.drivers.base import ExtensionChecker, RuntimeHandler, TierExtensionChecker
 from portway.drivers.docker import DockerDriver
 from portway.drivers.podman import PodmanDriver
 from portway.spec.model import Isolation
@@ -28,10 +28,13 @@ def test_a_sandboxed_workload_may_not_name_another_runtime() -> None:
     # handlers as the fingerprint of a dockerd with runsc finds them (set
     # directly: this test calls no engine)
     driver._handlers = (RuntimeHandler("standard", "runc"), RuntimeHandler("sandboxed", "runsc"))
-    [problem] = driver.check_extension({"runtime": "runc"}, isolation=Isolation.SANDBOXED)
+    assert isinstance(driver, TierExtensionChecker)
+    assert driver.check_extension({"runtime": "runc"}) == []  # the block itself is fine
+    [problem] = driver.check_tier_extension({"runtime": "runc"}, Isolation.SANDBOXED)
     assert "extensions.docker.runtime 'runc' contradicts isolation 'sandboxed'" in problem
-    assert driver.check_extension({"runtime": "runsc"}, isolation=Isolation.SANDBOXED) == []
-    assert driver.check_extension({"runtime": "runc"}) == []  # standard: the escape hatch
+    assert driver.check_tier_extension({"runtime": "runsc"}, Isolation.SANDBOXED) == []
+    # standard: the runtime extension stays the escape hatch
+    assert driver.check_tier_extension({"runtime": "runc"}, Isolation.STANDARD) == []
     capabilities = driver.capabilities()
     assert Feature.ISOLATION_SANDBOXED in capabilities.features
     # what gVisor does not give a sandboxed replica is declared, with the reason

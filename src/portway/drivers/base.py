@@ -283,13 +283,19 @@ class Pinger(Protocol):
 
 @runtime_checkable
 class ExtensionChecker(Protocol):
-    def check_extension(
-        self, settings: Mapping[str, Any], isolation: Isolation = Isolation.STANDARD
-    ) -> list[str]:
-        """Problems with ``extensions.<this driver>`` (empty: fine) for a
-        replica in tier ``isolation``, found without creating anything, so
-        ``apply`` can refuse before writing (e.g. a runtime that would take
-        a sandboxed replica out of its sandbox)."""
+    def check_extension(self, settings: Mapping[str, Any]) -> list[str]:
+        """Problems with ``extensions.<this driver>`` (empty: fine), found
+        without calling the engine, so ``apply`` can refuse before writing."""
+        ...
+
+
+@runtime_checkable
+class TierExtensionChecker(Protocol):
+    def check_tier_extension(self, settings: Mapping[str, Any], isolation: Isolation) -> list[str]:
+        """Problems of ``extensions.<this driver>`` together with the replica's
+        isolation tier (empty: fine), e.g. a runtime that would take a
+        sandboxed replica out of its sandbox: a workload may not weaken its
+        tier through an extension. Found without creating anything."""
         ...
 
 

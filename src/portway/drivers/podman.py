@@ -787,17 +787,23 @@ class PodmanDriver:
             "Podman issue 28429); for a standard replica remove extensions.podman.runtime",
         )
 
-    def check_extension(
-        self, settings: Mapping[str, Any], isolation: Isolation = Isolation.STANDARD
-    ) -> list[str]:
+    def check_extension(self, settings: Mapping[str, Any]) -> list[str]:
         try:
-            extension = self._extension(settings)
+            self._extension(settings)
         except PermanentDriverError as exc:
             return [str(exc).removeprefix(f"target {exc.target!r}: ")]
-        if extension.runtime is None or isolation is Isolation.STANDARD:
+        return []
+
+    def check_tier_extension(self, settings: Mapping[str, Any], isolation: Isolation) -> list[str]:
+        try:
+            extension = self._extension(settings)
+        except PermanentDriverError:
+            return []  # check_extension says what is wrong with the block itself
+        tier = Isolation(isolation)
+        if extension.runtime is None or tier is Isolation.STANDARD:
             return []
         conflict = extension_conflict(
-            Isolation(isolation), extension.runtime, self._runtime_handlers(), DRIVER_NAME
+            tier, extension.runtime, self._runtime_handlers(), DRIVER_NAME
         )
         return [conflict] if conflict else []
 

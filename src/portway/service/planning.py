@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from portway.capabilities.matrix import STANDARD_TIER, Matrix, load_packaged
 from portway.capabilities.planner import Mode, TargetPlan, TargetProfile, TierView, plan_for_target
 from portway.controller.records import TargetView
-from portway.drivers.base import DriverCapabilities, ExtensionChecker
+from portway.drivers.base import DriverCapabilities, ExtensionChecker, TierExtensionChecker
 from portway.errors import InputError, Issue, PortwayError
 from portway.policy import Violation
 from portway.service import namespaces as ns_policy
@@ -143,9 +143,10 @@ def extension_problems(app: App, view: TargetView, workload: Workload) -> list[s
         driver = app.targets.driver(view)
     except PortwayError:
         return []  # the plan already says the driver cannot load
-    if not isinstance(driver, ExtensionChecker):
-        return []
-    return driver.check_extension(settings, isolation=workload.spec.isolation)
+    problems = driver.check_extension(settings) if isinstance(driver, ExtensionChecker) else []
+    if not problems and isinstance(driver, TierExtensionChecker):
+        problems = driver.check_tier_extension(settings, workload.spec.isolation)
+    return problems
 
 
 def extension_issues(
