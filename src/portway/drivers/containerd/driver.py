@@ -53,9 +53,10 @@ from portway.drivers.base import (
     ReplicaRequest,
     ReplicaState,
     ReplicaStatus,
+    RuntimeHandler,
     Stats,
 )
-from portway.drivers.containerd import _exec_output, _logger, _net, _oci
+from portway.drivers.containerd import _exec_output, _logger, _net, _oci, _sandbox
 from portway.errors import (
     DriverError,
     ImageNotFoundError,
@@ -81,13 +82,16 @@ __all__ = ["ContainerdDriver"]
 DRIVER_NAME = "containerd"
 DEFAULT_NAMESPACE = "portway"
 SNAPSHOTTER = "overlayfs"
-RUNTIME = "io.containerd.runc.v2"
+RUNTIME = _sandbox.RUNC_SHIM  # for both tiers: runsc is a binary the runc shim runs
 STATE_DIR = Path(os.environ.get("PORTWAY_CONTAINERD_STATE", "/var/lib/portway/containerd"))
 CGROUP_PARENT = "/portway"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/docker-init")
 LABEL_PORTS = LABEL_PREFIX + "containerd.ports"
 LABEL_IMAGE = LABEL_PREFIX + "containerd.image"
+#: set in every ReplicaStatus's labels (not on the container): the handler its
+#: runtime options select, "runc" or "runsc", read back from the container record
+LABEL_RUNTIME = LABEL_PREFIX + "containerd.runtime"
 EXEC_TIMEOUT_EXIT_CODE = 124
 _KILL_WAIT_SECONDS = 10.0
 _FOLLOW_POLL_SECONDS = 0.1
@@ -322,14 +326,16 @@ class ContainerdDriver:
                 "net.ipv4.conf.all.route_localnet is not 1: ports published on 127.0.0.1 "
                 "would not answer (scripts/engines-containerd.sh sets it)"
             )
+        handlers = tuple(h.handler for h in self._handlers())
         detail = "; ".join(problems) or (
-            f"containerd {version.version} (namespace {self._namespace}, runtime {RUNTIME})"
+            f"containerd {version.version} (namespace {self._namespace}, runtime {RUNTIME} "
+            f"with {', '.join(handlers)})"
         )
         return Fingerprint(
             health=Health.UNHEALTHY if problems else Health.HEALTHY,
             detail=detail,
             version=str(version.version),
-            runtime_handlers=(RUNTIME,),
+            runtime_handlers=handlers,
             attributes={
                 "os": "linux",
                 "revision": str(version.revision),
@@ -339,9 +345,24 @@ class ContainerdDriver:
             },
         )
 
+    def _handlers(self) -> tuple[RuntimeHandler, ...]:
+        """runc for the standard tier; runsc (through its wrapper) for the
+        sandboxed tier when the wrapper is installed (scripts/gvisor.sh)."""
+        found = [RuntimeHandler("standard", _sandbox.STANDARD_HANDLER)]
+        if _sandbox.find_wrapper() is not None:
+            found.append(
+                RuntimeHandler(
+                    "sandboxed",
+                    _sandbox.SANDBOXED_HANDLER,
+                    overhead_memory=_sandbox.OVERHEAD_MEMORY,
+                    overhead_cpu=_sandbox.OVERHEAD_CPU,
+                )
+            )
+        return tuple(found)
+
     def capabilities(self) -> DriverCapabilities:
+        handlers = self._handlers()
         unsupported = {
-            Feature.ISOLATION_SANDBOXED,
             Feature.ISOLATION_MICROVM,
             Feature.ISOLATION_WASM,
             # named volumes: containerd has no volume objects; not built yet
@@ -350,7 +371,13 @@ class ContainerdDriver:
         if not (CGROUP_ROOT / "memory").is_dir():
             # stats and OOM detection read cgroup v1 files
             unsupported |= {Feature.STATS, Feature.OOM_REPORTED}
-        return DriverCapabilities(frozenset(Feature) - unsupported)
+        if not any(h.tier == "sandboxed" for h in handlers):
+            unsupported.add(Feature.ISOLATION_SANDBOXED)
+        return DriverCapabilities(
+            frozenset(Feature) - unsupported,
+            handlers=handlers,
+            tier_gaps={"sandboxed": dict(_sandbox.TIER_GAPS)} if len(handlers) > 1 else {},
+        )
 
     # --- images ---------------------------------------------------------------
 

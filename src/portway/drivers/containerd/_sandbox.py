@@ -1,0 +1,142 @@
+"""The sandboxed isolation tier on containerd: gVisor's ``runsc``, run by the
+same runc v2 shim as the standard tier.
+
+containerd's runc shim (``io.containerd.runc.v2``) drives any binary that
+speaks runc's command line; its ``Options.binary_name`` says which. runsc
+speaks it (that is how Docker runs gVisor), so a sandboxed replica is an
+ordinary replica whose runtime options name runsc, and everything the driver
+does around the task (binary logger, exec, kill, CNI netns) stays the same.
+
+On this kind of host runsc works only with host-mode networking, i.e. inside
+the network namespace the driver made with CNI, using the host kernel's stack
+rather than gVisor's netstack. The runc shim takes a binary, not extra
+arguments, so scripts/gvisor.sh installs a wrapper that adds
+``--network=host``; that wrapper is the handler.
+
+Nothing here talks to containerd: the driver feeds it what it read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from portway.capabilities.vocabulary import Feature
+
+#: containerd's runtime name for the runc v2 shim, used for both tiers
+RUNC_SHIM = "io.containerd.runc.v2"
+#: the handlers' names, as ``portway get targets -o wide`` shows them
+STANDARD_HANDLER = "runc"
+SANDBOXED_HANDLER = "runsc"
+DEFAULT_WRAPPER = "/usr/local/lib/portway/runsc-hostnet"
+WRAPPER_ENV = "PORTWAY_RUNSC_WRAPPER"
+
+#: the type URL containerd's typeurl registry gives the runc shim's options
+#: (gogo-registered, so no ``type.googleapis.com/`` prefix)
+RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options"
+#: ``binary_name`` in containerd 1.6's runtime/v2/runc/options/oci.proto
+#: (``message Options``: 6 is binary_name, 7 root, 8 criu_path)
+_BINARY_NAME_FIELD = 6
+_WIRE_VARINT, _WIRE_FIXED64, _WIRE_BYTES, _WIRE_FIXED32 = 0, 1, 2, 5
+
+# What a gVisor sandbox costs beyond the workload, counted by placement like a
+# RuntimeClass overhead. Not measured yet: zero until it is.
+OVERHEAD_MEMORY = 0  # bytes
+OVERHEAD_CPU = 0.0  # cores
+
+# Declared features that gVisor does not honour on this host, found by running
+# the conformance cases with ``isolation: sandboxed`` (see the driver docs).
+TIER_GAPS: dict[Feature, str] = {}
+
+
+def wrapper_path() -> Path:
+    """Where the runsc wrapper should be (``PORTWAY_RUNSC_WRAPPER`` overrides)."""
+    return Path(os.environ.get(WRAPPER_ENV) or DEFAULT_WRAPPER)
+
+
+def find_wrapper() -> Path | None:
+    """The runsc wrapper if it exists and is executable.
+
+    The driver only ever talks to containerd over a unix socket, so the shim
+    that will exec this path runs on this host and sees this file system (a
+    socket forwarded from another machine or mount namespace is not supported
+    by the driver anyway: its CNI setup and log files are local too)."""
+    path = wrapper_path()
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    return None
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def encode_runc_options(binary_name: str) -> bytes:
+    """The serialized ``containerd.runc.v1.Options`` with only ``binary_name``
+    set (the containerd package ships no stub for this message, and it is one
+    length-delimited field)."""
+    data = binary_name.encode()
+    return _varint(_BINARY_NAME_FIELD << 3 | _WIRE_BYTES) + _varint(len(data)) + data
+
+
+def _read_varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(data):
+            raise ValueError("truncated varint")
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def decode_binary_name(data: bytes) -> str:
+    """``binary_name`` of a serialized runc Options message ("" when unset),
+    skipping every other field. Raises ValueError on a malformed message."""
+    name = ""
+    at = 0
+    while at < len(data):
+        key, at = _read_varint(data, at)
+        number, wire = key >> 3, key & 7
+        if wire == _WIRE_VARINT:
+            _, at = _read_varint(data, at)
+        elif wire == _WIRE_BYTES:
+            size, at = _read_varint(data, at)
+            if at + size > len(data):
+                raise ValueError("truncated field")
+            if number == _BINARY_NAME_FIELD:
+                name = data[at : at + size].decode()
+            at += size
+        elif wire in (_WIRE_FIXED64, _WIRE_FIXED32):
+            at += 8 if wire == _WIRE_FIXED64 else 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+    if at != len(data):
+        raise ValueError("truncated field")
+    return name
+
+
+def handler_of(type_url: str, options: bytes) -> str:
+    """Which handler a container's runtime options select: ``runsc`` when they
+    tell the runc shim to run runsc (directly or through a wrapper named like
+    ours), else ``runc`` (no options: the shim's default binary)."""
+    if type_url != RUNC_OPTIONS_TYPE_URL or not options:
+        return STANDARD_HANDLER
+    try:
+        binary = Path(decode_binary_name(options))
+    except (ValueError, UnicodeDecodeError):
+        return STANDARD_HANDLER
+    if binary == wrapper_path() or binary.name in (SANDBOXED_HANDLER, Path(DEFAULT_WRAPPER).name):
+        return SANDBOXED_HANDLER
+    return binary.name or STANDARD_HANDLER
