@@ -13,12 +13,16 @@ rather than gVisor's netstack. The runc shim takes a binary, not extra
 arguments, so scripts/gvisor.sh installs a wrapper that adds
 ``--network=host``; that wrapper is the handler.
 
-Nothing here talks to containerd: the driver feeds it what it read.
+Nothing here talks to containerd: the driver feeds it what it read. Only the
+few helpers at the end run runsc itself (see there why).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from portway.capabilities.vocabulary import Feature
@@ -140,3 +144,80 @@ def handler_of(type_url: str, options: bytes) -> str:
     if binary == wrapper_path() or binary.name in (SANDBOXED_HANDLER, Path(DEFAULT_WRAPPER).name):
         return SANDBOXED_HANDLER
     return binary.name or STANDARD_HANDLER
+
+
+# --- processes inside a sandbox ---------------------------------------------------
+#
+# The runc shim signals an exec by the host pid in the pid file the runtime
+# wrote. runc writes the process's own pid; ``runsc exec`` writes the pid of
+# its host-side proxy, so the shim's SIGKILL for a timed-out exec kills the
+# proxy and leaves the process running inside the sandbox (and its output
+# pipes open). gVisor's own shim asks runsc for the in-sandbox pid; the runc
+# shim cannot, so the driver finds it with ``runsc ps`` and kills it with
+# ``runsc kill --pid``.
+
+#: where the runc shim keeps the runtime's state (``--root``): containerd's
+#: fixed runc root plus the namespace (``process.RuncRoot`` in the shim)
+RUNC_ROOT = Path("/run/containerd/runc")
+_RUNSC_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class SandboxProcess:
+    pid: int  # inside the sandbox
+    ppid: int  # 0 for the container's init and for exec'd processes
+    command: str  # the name, as ``ps`` shows it (at most 15 bytes)
+
+
+def parse_ps(table: str) -> list[SandboxProcess]:
+    """``runsc ps`` (table format): ``UID PID PPID C TTY STIME TIME CMD``."""
+    found: list[SandboxProcess] = []
+    lines = table.splitlines()
+    for line in lines[1:] if lines and lines[0].split()[:1] == ["UID"] else lines:
+        fields = line.split(None, 7)
+        if len(fields) == 8 and fields[1].isdigit() and fields[2].isdigit():
+            found.append(SandboxProcess(int(fields[1]), int(fields[2]), fields[7].strip()))
+    return found
+
+
+def newest_pid(processes: list[SandboxProcess]) -> int:
+    return max((p.pid for p in processes), default=0)
+
+
+def exec_tree(processes: list[SandboxProcess], after: int, upto: int) -> list[int]:
+    """The pids of an exec whose process started while the newest pid in the
+    sandbox went from ``after`` to ``upto`` (gVisor hands out pids in increasing
+    order): its root (parent 0 and not the init; its name is no help, a shell
+    may have exec'd another program) and all the root's descendants, root first."""
+    tree = [p.pid for p in processes if p.ppid == 0 and p.pid != 1 and after < p.pid <= upto]
+    for pid in tree:  # grows while it is walked: breadth first
+        tree.extend(p.pid for p in processes if p.ppid == pid and p.pid not in tree)
+    return tree
+
+
+def _runsc(binary: str, namespace: str, *args: str) -> str:
+    done = subprocess.run(
+        [binary, "--root", str(RUNC_ROOT / namespace), *args],
+        capture_output=True,
+        text=True,
+        timeout=_RUNSC_TIMEOUT_SECONDS,
+        check=True,
+    )
+    return done.stdout
+
+
+def processes(binary: str, namespace: str, container_id: str) -> list[SandboxProcess]:
+    """What runs in the container's sandbox; raises OSError/SubprocessError."""
+    return parse_ps(_runsc(binary, namespace, "ps", container_id))
+
+
+def kill(binary: str, namespace: str, container_id: str, pids: list[int]) -> None:
+    """SIGKILL each in-sandbox pid (one already gone is no error)."""
+    for pid in pids:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _runsc(binary, namespace, "kill", "--pid", str(pid), container_id, "KILL")
+
+
+def force_delete(binary: str, namespace: str, container_id: str) -> None:
+    """Tear down the container's sandbox whatever its state (``runsc delete --force``)."""
+    _runsc(binary, namespace, "delete", "--force", container_id)

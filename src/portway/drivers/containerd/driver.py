@@ -431,13 +431,7 @@ class ContainerdDriver:
     def create(self, request: ReplicaRequest) -> Handle:
         spec = request.spec
         container_id = request.name
-        if spec.isolation is not Isolation.STANDARD:
-            raise PermanentDriverError(
-                self.target,
-                f"{container_id}: isolation {spec.isolation.value!r} is not offered by the "
-                "containerd driver (only 'standard'); place the workload on a target that "
-                "offers it",
-            )
+        runtime = self._runtime(container_id, spec.isolation)
         if not _ID_RE.match(container_id) or len(container_id) > 76:
             raise PermanentDriverError(
                 self.target, f"{container_id!r} is not a valid containerd container id"
@@ -483,7 +477,7 @@ class ContainerdDriver:
                     id=container_id,
                     labels=_api.map_field(_api.containers.Container, "labels", labels),
                     image=_oci.normalize_reference(spec.image),
-                    runtime=_api.containers.Container.Runtime(name=RUNTIME),
+                    runtime=runtime,
                     spec=_api.json_any(_api.SPEC_TYPE_URL, runtime_spec),
                     snapshotter=SNAPSHOTTER,
                     snapshot_key=container_id,
@@ -510,11 +504,42 @@ class ContainerdDriver:
                 with self._engine(f"network for {container_id}"):
                     created.append("network")
                     _net.setup(container_id, ports)
-            self._create_task(container_id, mounts)
+            self._create_task(container_id, runtime, mounts)
         except BaseException:
             self._rollback(container_id, created, ports)
             raise
         return self._handle(container_id)
+
+    def _runtime(self, container_id: str, isolation: Isolation) -> Any:
+        """The container's runtime: always the runc shim; for the sandboxed tier
+        with options that make the shim run runsc (through its wrapper) instead
+        of runc."""
+        if isolation is Isolation.STANDARD:
+            return _api.containers.Container.Runtime(name=RUNTIME)
+        offered = "'standard' and 'sandboxed' (gVisor)"
+        if isolation is Isolation.SANDBOXED:
+            wrapper = _sandbox.find_wrapper()
+            if wrapper is not None:
+                return _api.containers.Container.Runtime(
+                    name=RUNTIME,
+                    options=_api.any_message(
+                        _sandbox.RUNC_OPTIONS_TYPE_URL, _sandbox.encode_runc_options(str(wrapper))
+                    ),
+                )
+            offered = "only 'standard' here"
+            reason = (
+                f"the runsc wrapper {_sandbox.wrapper_path()} is missing or not executable "
+                "(install runsc, then run scripts/gvisor.sh)"
+            )
+        elif isolation is Isolation.MICROVM:
+            reason = "no micro-VM runtime (Firecracker or Kata) is installed for containerd"
+        else:
+            reason = "WebAssembly modules run on the wasm driver, not in containerd"
+        raise PermanentDriverError(
+            self.target,
+            f"{container_id}: isolation {isolation.value!r} is not offered by the containerd "
+            f"driver ({offered}): {reason}; place the workload on a target that offers it",
+        )
 
     def check_extension(self, settings: Mapping[str, Any]) -> list[str]:
         try:
@@ -652,7 +677,12 @@ class ContainerdDriver:
                 ),
             )
 
-    def _create_task(self, container_id: str, mounts: list[Any] | None = None) -> None:
+    def _create_task(
+        self, container_id: str, runtime: Any, mounts: list[Any] | None = None
+    ) -> None:
+        """``runtime`` is the container record's: its options (runsc for a
+        sandboxed replica) go to the shim with every new task, so a restart
+        after a controller restart runs in the same tier."""
         api = self._client()
         if mounts is None:
             with self._engine(f"mounts of {container_id}"):
@@ -673,7 +703,11 @@ class ContainerdDriver:
             api.call(
                 api.tasks.Create,
                 _api.tasks.CreateTaskRequest(
-                    container_id=container_id, rootfs=mounts, stdout=uri, stderr=uri
+                    container_id=container_id,
+                    rootfs=mounts,
+                    stdout=uri,
+                    stderr=uri,
+                    options=runtime.options if runtime.HasField("options") else None,
                 ),
             )
 
@@ -746,7 +780,7 @@ class ContainerdDriver:
                 ports = _net.decode_ports(_api.map_value(container.labels).get(LABEL_PORTS, ""))
                 with self._engine(f"network for {handle.id}"):
                     _net.setup(handle.id, ports)
-            self._create_task(handle.id)
+            self._create_task(handle.id, container.runtime)
         api = self._client()
         # taken before the start, so that started_at <= finished_at always
         begun = datetime.now(UTC)
@@ -856,7 +890,10 @@ class ContainerdDriver:
             else []
         )
         task = self._task(handle.id)
-        if task is not None and task.status != _STOPPED:
+        runsc = self._runsc_binary(container) if container is not None else None
+        if task is not None and task.status == _CREATED and runsc is not None:
+            self._end_created_sandbox(runsc, handle.id)
+        elif task is not None and task.status != _STOPPED:
             self._kill_and_wait(handle.id, signal.SIGKILL, _KILL_WAIT_SECONDS, all_=True)
         self._delete_task(handle.id)  # the shim stops the task's logger and waits for it
         self._stop_loggers(handle.id)
@@ -868,6 +905,14 @@ class ContainerdDriver:
             raise PermanentDriverError(
                 self.target, f"destroy {handle.name}: network cleanup: {'; '.join(problems)}"
             )
+
+    def _end_created_sandbox(self, runsc: str, container_id: str) -> None:
+        """runsc cannot signal a container that was created but never started
+        (runc can), and containerd deletes only a stopped task; so runsc itself
+        tears the sandbox down, which the shim then reports as an exit."""
+        with self._engine(f"end the sandbox of {container_id}: runsc delete"):
+            _sandbox.force_delete(runsc, self._namespace, container_id)
+        self._wait(container_id, _KILL_WAIT_SECONDS)
 
     def _stop_loggers(self, container_id: str) -> None:
         """End loggers still writing the replica's log once its task is gone (one
@@ -919,6 +964,8 @@ class ContainerdDriver:
     def _status(self, container: Any, task: Any | None) -> ReplicaStatus:
         labels = _api.map_value(container.labels)
         labels.setdefault(LABEL_CLUSTER, "")  # containerd does not keep empty labels
+        options = container.runtime.options
+        labels[LABEL_RUNTIME] = _sandbox.handler_of(str(options.type_url), bytes(options.value))
         cid = str(container.id)
         ports = tuple(
             PublishedPort(p.container_port, p.protocol, p.host_ip, p.host_port)
@@ -1072,6 +1119,10 @@ class ContainerdDriver:
         exec_id = f"pwexec-{uuid.uuid4().hex[:12]}"
         api = self._client()
         action = f"exec in {handle.name}"
+        runsc = self._runsc_binary(container)
+        # in a sandbox: the newest pid before and after the start, which
+        # bracket the exec's own (see _sandbox)
+        pids = (self._newest_in_sandbox(runsc, handle.id), 0) if runsc else (0, 0)
         with contextlib.ExitStack() as stack:
             with self._engine(action):
                 directory = self._state_dir(handle.id)
@@ -1095,8 +1146,12 @@ class ContainerdDriver:
                         _api.tasks.StartRequest(container_id=handle.id, exec_id=exec_id),
                     )
                 output.start()
+                if runsc is not None:
+                    pids = (pids[0], self._newest_in_sandbox(runsc, handle.id))
                 code = self._wait(handle.id, timeout, exec_id)
                 if code is None:
+                    if runsc is not None:
+                        self._kill_in_sandbox(runsc, handle.id, *pids)
                     self._kill_and_wait(
                         handle.id, signal.SIGKILL, _KILL_WAIT_SECONDS, all_=False, exec_id=exec_id
                     )
@@ -1110,6 +1165,26 @@ class ContainerdDriver:
                         _api.tasks.DeleteProcessRequest(container_id=handle.id, exec_id=exec_id),
                     )
             return ExecResult(code, output.result(_EXEC_OUTPUT_WAIT_SECONDS))
+
+    def _runsc_binary(self, container: Any) -> str | None:
+        """The runsc (wrapper) a sandboxed container's shim runs; None under runc."""
+        options = container.runtime.options
+        if _sandbox.handler_of(str(options.type_url), bytes(options.value)) != "runsc":
+            return None
+        return _sandbox.decode_binary_name(bytes(options.value))
+
+    def _newest_in_sandbox(self, runsc: str, container_id: str) -> int:
+        with self._engine(f"exec in {container_id}: runsc ps"):
+            return _sandbox.newest_pid(_sandbox.processes(runsc, self._namespace, container_id))
+
+    def _kill_in_sandbox(self, runsc: str, container_id: str, after: int, upto: int) -> None:
+        """SIGKILL a timed-out exec inside its sandbox: the shim's own kill only
+        reaches runsc's host-side proxy (see _sandbox)."""
+        with self._engine(f"kill exec in {container_id}: runsc"):
+            found = _sandbox.processes(runsc, self._namespace, container_id)
+            _sandbox.kill(
+                runsc, self._namespace, container_id, _sandbox.exec_tree(found, after, upto)
+            )
 
     # --- StatsSource -----------------------------------------------------------------
 
