@@ -111,6 +111,8 @@ def test_capabilities_declare_the_tier(driver: Any) -> None:
     assert not caps.supports(Feature.ISOLATION_WASM)
     sandboxed = caps.handler_for("sandboxed")
     assert sandboxed is not None and sandboxed.handler == "runsc"
+    # measured by bench/ctd_sandbox_overhead.py: about 29-34 MiB of PSS
+    assert sandboxed.overhead_memory >= 32 * 1024 * 1024 and sandboxed.overhead_cpu > 0
     standard = caps.handler_for("standard")
     assert standard is not None and standard.handler == "runc"
     # every gap is a declared feature, with a reason
