@@ -197,6 +197,44 @@ def test_stop_destroy_leave_nothing(ns: Namespace) -> None:
     driver.destroy(handle)  # idempotent
 
 
+def test_restart_keeps_the_root_filesystem_but_not_tmp(ns: Namespace) -> None:
+    """A restart (a new task) keeps what the first run wrote to the root
+    filesystem, as under runc; but gVisor mounts its own tmpfs on /tmp when the
+    image's /tmp is empty, so /tmp starts empty again (a gVisor difference)."""
+    script = (
+        "[ -f /www/mark ] && { [ -f /tmp/mark ] && exit 8; exit 7; }; "
+        "touch /www/mark /tmp/mark; exec sleep 600"
+    )
+    handle = ns.run({**SANDBOXED, "command": ["sh", "-c", script]})
+    ns.wait_for(handle, lambda s: s.state is ReplicaState.RUNNING)
+    ns.driver.stop(handle, 5)
+    ns.driver.start(handle)
+    assert ns.wait_exited(handle).exit_code == 7
+
+
+def test_resources_in_the_sandbox(ns: Namespace) -> None:
+    """Memory and CPU limits apply to the sandbox's host cgroup (the Sentry and
+    gofer included); a pids limit is left out (it would count the Sentry's
+    threads), and stats count the workload's processes, not the host threads."""
+    from portway.drivers.containerd.driver import CGROUP_ROOT
+
+    limits = {"memory": "64Mi", "cpu": 0.5, "pids": 8}
+    handle = ns.run({**SANDBOXED, **SLEEP, "resources": limits})
+    ns.wait_for(handle, lambda s: s.state is ReplicaState.RUNNING)
+    cgroup = f"portway/portway-{handle.id}"
+    quota = int((CGROUP_ROOT / "cpu" / cgroup / "cpu.cfs_quota_us").read_text())
+    period = int((CGROUP_ROOT / "cpu" / cgroup / "cpu.cfs_period_us").read_text())
+    assert quota * 2 == period
+    assert (CGROUP_ROOT / "pids" / cgroup / "pids.max").read_text().strip() == "max"
+    stats = ns.driver.stats(handle)
+    assert stats.memory_limit_bytes == 64 * 1024 * 1024
+    assert stats.memory_bytes > 4 * 1024 * 1024  # the Sentry lives in the cgroup too
+    assert stats.pids == 2  # tini and sleep
+    # inside, gVisor shows no cgroup files at all
+    inside = ns.driver.exec(handle, ["ls", "/sys/fs/cgroup"])
+    assert inside.exit_code == 0 and inside.output == b""
+
+
 def test_recover_after_reopening_the_driver(ns: Namespace) -> None:
     handle = ns.run({**SANDBOXED, **SLEEP})
     ns.wait_for(handle, lambda s: s.state is ReplicaState.RUNNING)

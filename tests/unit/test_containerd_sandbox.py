@@ -128,3 +128,29 @@ def test_parse_ps_and_exec_tree() -> None:
     assert _sandbox.exec_tree(found, 0, 1) == []
     assert _sandbox.exec_tree(found, 9, 9) == []  # the exec's process had already gone
     assert _sandbox.parse_ps("") == []
+
+
+def test_adapt_runtime_spec_drops_only_the_pids_limit() -> None:
+    spec: dict[str, Any] = {
+        "linux": {
+            "resources": {
+                "memory": {"limit": 64 << 20},
+                "cpu": {"quota": 50000, "period": 100000},
+                "pids": {"limit": 8},
+            }
+        }
+    }
+    _sandbox.adapt_runtime_spec(spec)
+    assert spec["linux"]["resources"] == {
+        "memory": {"limit": 64 << 20},
+        "cpu": {"quota": 50000, "period": 100000},
+    }
+    empty: dict[str, Any] = {}
+    _sandbox.adapt_runtime_spec(empty)  # nothing to drop: no error
+    assert empty == {}
+
+
+def test_tier_gaps_say_why() -> None:
+    assert _sandbox.TIER_GAPS
+    for feature, reason in _sandbox.TIER_GAPS.items():
+        assert len(reason) > 40, feature

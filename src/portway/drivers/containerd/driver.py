@@ -473,6 +473,8 @@ class ContainerdDriver:
                     runtime_spec = _oci.runtime_spec(inp)
                 except ValueError as exc:
                     raise PermanentDriverError(self.target, f"{container_id}: {exc}") from None
+                if spec.isolation is Isolation.SANDBOXED:
+                    _sandbox.adapt_runtime_spec(runtime_spec)
                 container = _api.containers.Container(
                     id=container_id,
                     labels=_api.map_field(_api.containers.Container, "labels", labels),
@@ -1189,7 +1191,9 @@ class ContainerdDriver:
     # --- StatsSource -----------------------------------------------------------------
 
     def stats(self, handle: Handle) -> Stats:
-        """From the replica's cgroup v1 files (containerd runs on this host)."""
+        """From the replica's cgroup v1 files (containerd runs on this host). A
+        sandboxed replica's cgroup is its sandbox's: memory and CPU include
+        gVisor's Sentry and gofer, which runsc places there too."""
         self._check(handle)
         relative = self._cgroup(handle.id).lstrip("/")
         memory = CGROUP_ROOT / "memory" / relative
@@ -1214,5 +1218,18 @@ class ContainerdDriver:
             cpu_seconds=cpu / 1e9,
             memory_bytes=usage,
             memory_limit_bytes=limit,
-            pids=_read_int(CGROUP_ROOT / "pids" / relative / "pids.current"),
+            pids=self._process_count(handle, relative),
         )
+
+    def _process_count(self, handle: Handle, cgroup: str) -> int | None:
+        """The replica's processes. Under runsc the host cgroup holds the
+        sandbox's own threads, not the workload's processes (and its usage
+        figures include the Sentry and gofer): runsc ps counts those."""
+        container = self._get_container(handle.id)
+        runsc = self._runsc_binary(container) if container is not None else None
+        if runsc is None:
+            return _read_int(CGROUP_ROOT / "pids" / cgroup / "pids.current")
+        try:
+            return len(_sandbox.processes(runsc, self._namespace, handle.id)) or None
+        except (OSError, subprocess.SubprocessError):
+            return None
