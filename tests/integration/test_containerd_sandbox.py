@@ -104,6 +104,30 @@ def container_binary(container_id: str) -> str:
     return _sandbox.decode_binary_name(base64.b64decode(options["value"]))
 
 
+def netns_address(container_id: str) -> str:
+    """The IPv4 address CNI gave eth0 in the replica's network namespace."""
+    from portway.drivers.containerd import _net
+
+    shown = subprocess.run(
+        ["ip", "-n", _net.netns_name(container_id), "-4", "-o", "addr", "show", "eth0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    return shown.split(" inet ")[1].split("/")[0]
+
+
+def sandbox_routes(driver: Any, handle: Any) -> set[str]:
+    """Destinations in /proc/net/route as seen inside the replica (dotted quads)."""
+    table = driver.exec(handle, ["cat", "/proc/net/route"]).output.decode().splitlines()[1:]
+    found = set()
+    for line in table:
+        little_endian = bytes.fromhex(line.split()[1])
+        found.add(".".join(str(b) for b in reversed(little_endian)))
+    return found
+
+
 def test_capabilities_declare_the_tier(driver: Any) -> None:
     caps = driver.capabilities()
     assert caps.supports(Feature.ISOLATION_SANDBOXED)
@@ -139,7 +163,10 @@ def test_sandboxed_runs_under_gvisor_standard_does_not(ns: Namespace) -> None:
     assert container_binary(standard.id) == ""
     assert driver.inspect(sandboxed).labels[LABEL_RUNTIME] == "runsc"
     assert driver.inspect(standard).labels[LABEL_RUNTIME] == "runc"
-    # published 127.0.0.1 port: runsc uses the CNI netns the driver made
+    # runsc joined the CNI network namespace the driver made: the sandbox's
+    # routing table (gVisor shows the host stack's) has that namespace's address
+    assert netns_address(sandboxed.id) in sandbox_routes(driver, sandboxed)
+    # published 127.0.0.1 port answers through that namespace
     status = driver.inspect(sandboxed)
     port = status.host_port_for(8080)
     assert port is not None and port.host_ip == "127.0.0.1"
