@@ -1123,8 +1123,9 @@ class ContainerdDriver:
         action = f"exec in {handle.name}"
         runsc = self._runsc_binary(container)
         # in a sandbox: the newest pid before and after the start, which
-        # bracket the exec's own (see _sandbox)
-        pids = (self._newest_in_sandbox(runsc, handle.id), 0) if runsc else (0, 0)
+        # bracket the exec's own (see _sandbox); None: not known
+        after = self._newest_in_sandbox(runsc, handle.id) if runsc else None
+        upto: int | None = None
         with contextlib.ExitStack() as stack:
             with self._engine(action):
                 directory = self._state_dir(handle.id)
@@ -1148,12 +1149,12 @@ class ContainerdDriver:
                         _api.tasks.StartRequest(container_id=handle.id, exec_id=exec_id),
                     )
                 output.start()
-                if runsc is not None:
-                    pids = (pids[0], self._newest_in_sandbox(runsc, handle.id))
+                if runsc is not None and after is not None:
+                    upto = self._newest_in_sandbox(runsc, handle.id)
                 code = self._wait(handle.id, timeout, exec_id)
                 if code is None:
-                    if runsc is not None:
-                        self._kill_in_sandbox(runsc, handle.id, *pids)
+                    if runsc is not None and after is not None and upto is not None:
+                        self._kill_in_sandbox(runsc, handle.id, after, upto)
                     self._kill_and_wait(
                         handle.id, signal.SIGKILL, _KILL_WAIT_SECONDS, all_=False, exec_id=exec_id
                     )
@@ -1175,9 +1176,15 @@ class ContainerdDriver:
             return None
         return _sandbox.decode_binary_name(bytes(options.value))
 
-    def _newest_in_sandbox(self, runsc: str, container_id: str) -> int:
-        with self._engine(f"exec in {container_id}: runsc ps"):
-            return _sandbox.newest_pid(_sandbox.processes(runsc, self._namespace, container_id))
+    def _newest_in_sandbox(self, runsc: str, container_id: str) -> int | None:
+        """None when runsc cannot list the sandbox (e.g. the task is not
+        running): the exec then fails or runs as it would, only a timeout
+        cannot reach inside."""
+        try:
+            found = _sandbox.processes(runsc, self._namespace, container_id)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return _sandbox.newest_pid(found)
 
     def _kill_in_sandbox(self, runsc: str, container_id: str, after: int, upto: int) -> None:
         """SIGKILL a timed-out exec inside its sandbox: the shim's own kill only
