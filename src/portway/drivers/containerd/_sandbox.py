@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,3 +279,31 @@ def kill(binary: str, namespace: str, container_id: str, pids: list[int]) -> Non
 def force_delete(binary: str, namespace: str, container_id: str) -> None:
     """Tear down the container's sandbox whatever its state (``runsc delete --force``)."""
     _runsc(binary, namespace, "delete", "--force", container_id)
+
+
+def host_processes(container_id: str) -> list[int]:
+    """Host pids of the container's runsc processes (sandbox, gofer, exec
+    proxies: their argv[0] is ``runsc-<role>`` and their arguments name it)."""
+    wanted = container_id.encode()
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].startswith(b"runsc") and any(wanted in arg for arg in argv[1:]):
+            found.append(int(entry.name))
+    return found
+
+
+def wait_gone(container_id: str, timeout: float) -> list[int]:
+    """Wait until the container's runsc processes have exited (the gofer goes a
+    few ms after the sandbox); returns those still there after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = host_processes(container_id)
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.01)

@@ -898,6 +898,9 @@ class ContainerdDriver:
         elif task is not None and task.status != _STOPPED:
             self._kill_and_wait(handle.id, signal.SIGKILL, _KILL_WAIT_SECONDS, all_=True)
         self._delete_task(handle.id)  # the shim stops the task's logger and waits for it
+        if runsc is not None:
+            # runsc's gofer exits a few ms after its sandbox: gone before we return
+            _sandbox.wait_gone(handle.id, _LOG_COMPLETE_WAIT_SECONDS)
         self._stop_loggers(handle.id)
         problems = _net.teardown(handle.id, ports)
         self._delete_container(handle.id)
