@@ -224,7 +224,7 @@ _RUNSC_TIMEOUT_SECONDS = 10.0
 class SandboxProcess:
     pid: int  # inside the sandbox
     ppid: int  # 0 for the container's init and for exec'd processes
-    command: str  # the name, as ``ps`` shows it (at most 15 bytes)
+    command: str  # the name, as ``ps`` shows it
 
 
 def parse_ps(table: str) -> list[SandboxProcess]:
@@ -246,7 +246,9 @@ def exec_tree(processes: list[SandboxProcess], after: int, upto: int) -> list[in
     """The pids of an exec whose process started while the newest pid in the
     sandbox went from ``after`` to ``upto`` (gVisor hands out pids in increasing
     order): its root (parent 0 and not the init; its name is no help, a shell
-    may have exec'd another program) and all the root's descendants, root first."""
+    may have exec'd another program) and all the root's descendants, root first.
+    Another exec started in the same instant falls in the same bracket and would
+    be taken too; the bracket is the few ms of one Start call."""
     tree = [p.pid for p in processes if p.ppid == 0 and p.pid != 1 and after < p.pid <= upto]
     for pid in tree:  # grows while it is walked: breadth first
         tree.extend(p.pid for p in processes if p.ppid == pid and p.pid not in tree)

@@ -371,12 +371,13 @@ class ContainerdDriver:
         if not (CGROUP_ROOT / "memory").is_dir():
             # stats and OOM detection read cgroup v1 files
             unsupported |= {Feature.STATS, Feature.OOM_REPORTED}
-        if not any(h.tier == "sandboxed" for h in handlers):
+        sandboxed = any(h.tier == "sandboxed" for h in handlers)
+        if not sandboxed:
             unsupported.add(Feature.ISOLATION_SANDBOXED)
         return DriverCapabilities(
             frozenset(Feature) - unsupported,
             handlers=handlers,
-            tier_gaps={"sandboxed": dict(_sandbox.TIER_GAPS)} if len(handlers) > 1 else {},
+            tier_gaps={"sandboxed": dict(_sandbox.TIER_GAPS)} if sandboxed else {},
         )
 
     # --- images ---------------------------------------------------------------
@@ -1175,7 +1176,8 @@ class ContainerdDriver:
     def _runsc_binary(self, container: Any) -> str | None:
         """The runsc (wrapper) a sandboxed container's shim runs; None under runc."""
         options = container.runtime.options
-        if _sandbox.handler_of(str(options.type_url), bytes(options.value)) != "runsc":
+        handler = _sandbox.handler_of(str(options.type_url), bytes(options.value))
+        if handler != _sandbox.SANDBOXED_HANDLER:
             return None
         return _sandbox.decode_binary_name(bytes(options.value))
 
@@ -1191,8 +1193,9 @@ class ContainerdDriver:
 
     def _kill_in_sandbox(self, runsc: str, container_id: str, after: int, upto: int) -> None:
         """SIGKILL a timed-out exec inside its sandbox: the shim's own kill only
-        reaches runsc's host-side proxy (see _sandbox)."""
-        with self._engine(f"kill exec in {container_id}: runsc"):
+        reaches runsc's host-side proxy (see _sandbox). Best effort: the exec
+        still ends with 124 if runsc cannot do it (the sandbox went away)."""
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
             found = _sandbox.processes(runsc, self._namespace, container_id)
             _sandbox.kill(
                 runsc, self._namespace, container_id, _sandbox.exec_tree(found, after, upto)
