@@ -10,7 +10,9 @@
 #    rules also apply to connections to 127.0.0.1:hostPort (without it the
 #    kernel drops packets DNAT-ed from the loopback address);
 #  - the test images portway/busybox:latest and :v2 are imported from Docker
-#    into containerd's "portway" namespace and unpacked for overlayfs.
+#    into containerd's "portway" namespace and unpacked for overlayfs;
+#  - gVisor's runsc wrapper (scripts/gvisor.sh) is installed when runsc is,
+#    so the driver offers the sandboxed tier (the runc shim runs the wrapper).
 #
 # It never touches the "moby" namespace (Docker's own).
 #
@@ -43,6 +45,14 @@ command -v iptables >/dev/null || { say "install iptables"; apt_install iptables
 if [[ ! -x /usr/lib/cni/bridge || ! -x /usr/lib/cni/portmap ]]; then
   say "install containernetworking-plugins"
   apt_install containernetworking-plugins
+fi
+
+# the sandboxed tier: the wrapper adds --network=host (see scripts/gvisor.sh);
+# without runsc the target simply offers the standard tier only
+if command -v runsc >/dev/null; then
+  say "runsc wrapper for the sandboxed tier: $(bash "$here/gvisor.sh")"
+else
+  say "runsc is not installed: no sandboxed tier (scripts/install.sh installs it)"
 fi
 
 mkdir -p "$logdir"

@@ -41,9 +41,7 @@ def test_plan_shows_what_each_backend_does_with_each_field(pw: Portway) -> None:
     # local-wasm is registered on first use too: it offers only the wasm tier
     assert set(verdicts) == {"local-docker", "local-podman", "local-containerd", "local-wasm"}
     verdict, reason = verdicts["local-wasm"]["spec.isolation"]
-    assert (
-        verdict == "rejected" and "the wasm driver cannot run with the standard runtime" in reason
-    )
+    assert verdict == "rejected" and "has no runtime handler for the standard tier" in reason
     for target in ("local-docker", "local-podman"):
         assert verdicts[target]["spec.volumes[0]"][0] == "honored"
         assert "conformance passed" in verdicts[target]["spec.volumes[0]"][1]

@@ -172,4 +172,4 @@ def test_plan_says_what_the_wasm_tier_cannot_do(pw: Portway) -> None:
     [wasm] = [t for t in item["targets"] if t["target"] == "local-wasm"]
     isolation = {f["path"]: f for f in wasm["fields"]}["spec.isolation"]
     assert isolation["verdict"] == "rejected"
-    assert "the wasm driver cannot run with the standard runtime" in isolation["reason"]
+    assert "has no runtime handler for the standard tier" in isolation["reason"]

@@ -180,3 +180,38 @@ def test_placement_never_picks_a_target_without_the_tier() -> None:
     )
     assert isinstance(nowhere, Unplaceable)
     assert "sandboxed" in nowhere.message()
+
+
+def test_host_access_is_never_offered_in_the_sandboxed_tier_and_the_plan_says_why() -> None:
+    caps = DriverCapabilities(
+        ALL,
+        handlers=(RuntimeHandler("standard", "runc"), RuntimeHandler("sandboxed", "runsc")),
+        tier_gaps={"sandboxed": {Feature.RESOURCES_PIDS: "counts the Sentry's threads"}},
+    )
+    gaps = caps.gaps_in("sandboxed")
+    assert Feature.SECURITY_HOST_PID in gaps and Feature.RESOURCES_PIDS in gaps
+    assert Feature.SECURITY_HOST_PID in caps.features_for("standard")
+    assert Feature.SECURITY_HOST_PID not in caps.features_for("sandboxed")
+    profile = TargetProfile(
+        "t",
+        "docker",
+        caps.features_for("standard"),
+        column("docker", *ALL),
+        tiers={
+            "sandboxed": TierView(
+                "runsc",
+                caps.features_for("sandboxed"),
+                column("docker@sandboxed", *ALL),
+                gaps,
+            )
+        },
+    )
+    plan = plan_for_target(
+        spec(isolation="sandboxed", security={"hostPid": True}, resources={"pids": 5}), profile
+    )
+    found = {f.path: f for f in plan.fields}
+    assert found["spec.security.hostPid"].verdict is Verdict.REJECTED
+    assert "not in the sandboxed tier: the sandbox has its own kernel" in (
+        found["spec.security.hostPid"].reason
+    )
+    assert "Sentry" in found["spec.resources.pids"].reason

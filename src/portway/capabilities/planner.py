@@ -46,6 +46,8 @@ class TierView:
     handler: str
     features: frozenset[Feature]
     results: DriverResults | None = None
+    #: declared features this tier does not offer, with why
+    gaps: Mapping[Feature, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,9 @@ def judge(feature: Feature, profile: TargetProfile) -> tuple[Verdict, str]:
     if feature not in profile.features:
         if feature in _TIER_FEATURES:
             return _missing(feature, _no_tier(profile, _TIER_FEATURES[feature]))
+        view = profile.tiers.get(profile.tier)
+        if view is not None and feature in view.gaps:
+            return _missing(feature, f"not in the {profile.tier} tier: {view.gaps[feature]}")
         return _missing(feature, f"the {profile.driver} driver cannot {info.summary}")
     status, evidence = _evidence(profile, feature)
     if status is Status.PASS:

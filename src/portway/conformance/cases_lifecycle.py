@@ -195,7 +195,9 @@ def stop_timeout_kills(ctx: Context) -> None:
 def restart_in_place(ctx: Context) -> None:
     # first run: leave a mark in the replica's own filesystem and keep running;
     # a second run of the same replica finds the mark and exits 7
-    script = "[ -f /tmp/portway-mark ] && exit 7; touch /tmp/portway-mark; exec sleep 600"
+    # (not under /tmp: gVisor gives an image whose /tmp is empty a fresh tmpfs
+    # there on every start, which is its own, documented difference)
+    script = "[ -f /portway-mark ] && exit 7; touch /portway-mark; exec sleep 600"
     handle = ctx.run({"command": ["sh", "-c", script]})
     first = ctx.wait_running(handle)
     ctx.driver.stop(handle, ctx.stop_timeout)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 from portway.capabilities.vocabulary import Feature
 
 from .case import Context, case, describe
@@ -59,9 +61,47 @@ def oom_reason(ctx: Context) -> None:
 
 
 @case(
+    "resources.memory_enforced",
+    "exceeding a 16Mi memory limit ends the replica (killed, whatever the engine calls it)",
+    features=(Feature.RESOURCES_MEMORY,),
+)
+def memory_enforced(ctx: Context) -> None:
+    # the behaviour itself, with no claim about OOM reporting or about what the
+    # replica can see of its cgroup (gVisor enforces on the sandbox's host cgroup)
+    done = ctx.finish(
+        {"command": ["tail", "/dev/zero"], "resources": {"memory": "16Mi"}}, timeout=30
+    )
+    expect(
+        done.status.exit_code not in (None, 0),
+        f"a replica growing past its 16Mi limit was not stopped: {describe(done.status)}",
+    )
+
+
+@case(
+    "resources.cpu_enforced",
+    "a busy replica with a CPU limit of 0.5 uses at most about half a core",
+    features=(Feature.RESOURCES_CPU,),
+    requires=(Feature.STATS,),
+)
+def cpu_enforced(ctx: Context) -> None:
+    stats = ctx.stats_source()
+    handle = ctx.run({"command": ["sh", "-c", "while :; do :; done"], "resources": {"cpu": 0.5}})
+    ctx.wait_running(handle)
+    time.sleep(1.0)  # past start-up
+    first, started = stats.stats(handle).cpu_seconds, time.monotonic()
+    time.sleep(3.0)
+    used = (stats.stats(handle).cpu_seconds - first) / (time.monotonic() - started)
+    # an upper bound only: on a busy machine a replica may get less than its limit
+    expect(0.02 < used <= 0.65, f"a busy loop limited to 0.5 cores used {used:.2f} cores")
+
+
+@case(
     "resources.memory_cgroup",
     "a memory limit of 64Mi is the replica's cgroup memory limit",
     features=(Feature.RESOURCES_MEMORY,),
+    # gVisor shows a replica no cgroup files: it enforces on the sandbox's host
+    # cgroup (memory_enforced proves that tier)
+    tiers=("standard", "microvm"),
 )
 def memory_cgroup(ctx: Context) -> None:
     script = _PICK.format(
@@ -98,6 +138,7 @@ def pids(ctx: Context) -> None:
     "resources.cpu",
     "a CPU limit of 0.5 is the replica's CFS quota (quota/period = 0.5)",
     features=(Feature.RESOURCES_CPU,),
+    tiers=("standard", "microvm"),  # as for memory_cgroup
 )
 def cpu(ctx: Context) -> None:
     script = (

@@ -23,6 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from portway.capabilities.tiers import EXCLUDED
 from portway.capabilities.vocabulary import Feature
 from portway.spec.model import Isolation, WorkloadSpec
 
@@ -105,8 +106,13 @@ class DriverCapabilities:
 
     def features_for(self, tier: str) -> frozenset[Feature]:
         """What the driver claims for a replica run in ``tier``."""
-        gaps = self.tier_gaps.get(tier, {})
+        gaps = self.gaps_in(tier)
         return frozenset(f for f in self.features if f not in gaps)
+
+    def gaps_in(self, tier: str) -> dict[Feature, str]:
+        """Declared features a replica in ``tier`` does not get, with why: what
+        no engine offers in that tier, then what this driver's engine lacks."""
+        return {**EXCLUDED.get(tier, {}), **self.tier_gaps.get(tier, {})}
 
     @property
     def isolation_tiers(self) -> frozenset[str]:

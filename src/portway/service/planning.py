@@ -43,7 +43,10 @@ def tier_views(
     driver claims under that tier's runtime and that tier's conformance column."""
     return {
         h.tier: TierView(
-            h.handler, capabilities.features_for(h.tier), matrix.for_driver(driver, h.tier)
+            h.handler,
+            capabilities.features_for(h.tier),
+            matrix.for_driver(driver, h.tier),
+            capabilities.gaps_in(h.tier),
         )
         for h in capabilities.handlers
         if h.tier != STANDARD_TIER

@@ -40,6 +40,11 @@ def json_any(type_url: str, value: Any) -> Any:
     return any_pb2.Any(type_url=type_url, value=json.dumps(value).encode())
 
 
+def any_message(type_url: str, value: bytes) -> Any:
+    """An ``Any`` around an already serialized message."""
+    return any_pb2.Any(type_url=type_url, value=value)
+
+
 def field_mask(*paths: str) -> Any:
     return field_mask_pb2.FieldMask(paths=list(paths))
 

@@ -53,10 +53,11 @@ from portway.drivers.base import (
     ReplicaRequest,
     ReplicaState,
     ReplicaStatus,
+    RuntimeHandler,
     SecurityFacts,
     Stats,
 )
-from portway.drivers.containerd import _exec_output, _logger, _net, _oci
+from portway.drivers.containerd import _exec_output, _logger, _net, _oci, _sandbox
 from portway.drivers.engine_security import non_root_refusal
 from portway.errors import (
     DriverError,
@@ -83,13 +84,16 @@ __all__ = ["ContainerdDriver"]
 DRIVER_NAME = "containerd"
 DEFAULT_NAMESPACE = "portway"
 SNAPSHOTTER = "overlayfs"
-RUNTIME = "io.containerd.runc.v2"
+RUNTIME = _sandbox.RUNC_SHIM  # for both tiers: runsc is a binary the runc shim runs
 STATE_DIR = Path(os.environ.get("PORTWAY_CONTAINERD_STATE", "/var/lib/portway/containerd"))
 CGROUP_PARENT = "/portway"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/docker-init")
 LABEL_PORTS = LABEL_PREFIX + "containerd.ports"
 LABEL_IMAGE = LABEL_PREFIX + "containerd.image"
+#: set in every ReplicaStatus's labels (not on the container): the handler its
+#: runtime options select, "runc" or "runsc", read back from the container record
+LABEL_RUNTIME = LABEL_PREFIX + "containerd.runtime"
 EXEC_TIMEOUT_EXIT_CODE = 124
 _KILL_WAIT_SECONDS = 10.0
 _FOLLOW_POLL_SECONDS = 0.1
@@ -335,14 +339,16 @@ class ContainerdDriver:
                 "net.ipv4.conf.all.route_localnet is not 1: ports published on 127.0.0.1 "
                 "would not answer (scripts/engines-containerd.sh sets it)"
             )
+        handlers = tuple(h.handler for h in self._handlers())
         detail = "; ".join(problems) or (
-            f"containerd {version.version} (namespace {self._namespace}, runtime {RUNTIME})"
+            f"containerd {version.version} (namespace {self._namespace}, runtime {RUNTIME} "
+            f"with {', '.join(handlers)})"
         )
         return Fingerprint(
             health=Health.UNHEALTHY if problems else Health.HEALTHY,
             detail=detail,
             version=str(version.version),
-            runtime_handlers=(RUNTIME,),
+            runtime_handlers=handlers,
             attributes={
                 "os": "linux",
                 "revision": str(version.revision),
@@ -352,9 +358,24 @@ class ContainerdDriver:
             },
         )
 
+    def _handlers(self) -> tuple[RuntimeHandler, ...]:
+        """runc for the standard tier; runsc (through its wrapper) for the
+        sandboxed tier when the wrapper is installed (scripts/gvisor.sh)."""
+        found = [RuntimeHandler("standard", _sandbox.STANDARD_HANDLER)]
+        if _sandbox.find_wrapper() is not None:
+            found.append(
+                RuntimeHandler(
+                    "sandboxed",
+                    _sandbox.SANDBOXED_HANDLER,
+                    overhead_memory=_sandbox.OVERHEAD_MEMORY,
+                    overhead_cpu=_sandbox.OVERHEAD_CPU,
+                )
+            )
+        return tuple(found)
+
     def capabilities(self) -> DriverCapabilities:
+        handlers = self._handlers()
         unsupported = {
-            Feature.ISOLATION_SANDBOXED,
             Feature.ISOLATION_MICROVM,
             Feature.ISOLATION_WASM,
             # named volumes: containerd has no volume objects; not built yet
@@ -363,7 +384,14 @@ class ContainerdDriver:
         if not (CGROUP_ROOT / "memory").is_dir():
             # stats and OOM detection read cgroup v1 files
             unsupported |= {Feature.STATS, Feature.OOM_REPORTED}
-        return DriverCapabilities(frozenset(Feature) - unsupported)
+        sandboxed = any(h.tier == "sandboxed" for h in handlers)
+        if not sandboxed:
+            unsupported.add(Feature.ISOLATION_SANDBOXED)
+        return DriverCapabilities(
+            frozenset(Feature) - unsupported,
+            handlers=handlers,
+            tier_gaps={"sandboxed": dict(_sandbox.TIER_GAPS)} if sandboxed else {},
+        )
 
     # --- images ---------------------------------------------------------------
 
@@ -417,13 +445,7 @@ class ContainerdDriver:
     def create(self, request: ReplicaRequest) -> Handle:
         spec = request.spec
         container_id = request.name
-        if spec.isolation is not Isolation.STANDARD:
-            raise PermanentDriverError(
-                self.target,
-                f"{container_id}: isolation {spec.isolation.value!r} is not offered by the "
-                "containerd driver (only 'standard'); place the workload on a target that "
-                "offers it",
-            )
+        runtime = self._runtime(container_id, spec.isolation)
         if not _ID_RE.match(container_id) or len(container_id) > 76:
             raise PermanentDriverError(
                 self.target, f"{container_id!r} is not a valid containerd container id"
@@ -472,11 +494,13 @@ class ContainerdDriver:
                     runtime_spec = _oci.runtime_spec(inp)
                 except ValueError as exc:
                     raise PermanentDriverError(self.target, f"{container_id}: {exc}") from None
+                if spec.isolation is Isolation.SANDBOXED:
+                    _sandbox.adapt_runtime_spec(runtime_spec)
                 container = _api.containers.Container(
                     id=container_id,
                     labels=_api.map_field(_api.containers.Container, "labels", labels),
                     image=_oci.normalize_reference(spec.image),
-                    runtime=_api.containers.Container.Runtime(name=RUNTIME),
+                    runtime=runtime,
                     spec=_api.json_any(_api.SPEC_TYPE_URL, runtime_spec),
                     snapshotter=SNAPSHOTTER,
                     snapshot_key=container_id,
@@ -504,11 +528,42 @@ class ContainerdDriver:
                     with self._engine(f"network for {container_id}"):
                         created.append("network")
                         _net.setup(container_id, ports)
-            self._create_task(container_id, mounts)
+            self._create_task(container_id, runtime, mounts)
         except BaseException:
             self._rollback(container_id, created, ports)
             raise
         return self._handle(container_id)
+
+    def _runtime(self, container_id: str, isolation: Isolation) -> Any:
+        """The container's runtime: always the runc shim; for the sandboxed tier
+        with options that make the shim run runsc (through its wrapper) instead
+        of runc."""
+        if isolation is Isolation.STANDARD:
+            return _api.containers.Container.Runtime(name=RUNTIME)
+        offered = "'standard' and 'sandboxed' (gVisor)"
+        if isolation is Isolation.SANDBOXED:
+            wrapper = _sandbox.find_wrapper()
+            if wrapper is not None:
+                return _api.containers.Container.Runtime(
+                    name=RUNTIME,
+                    options=_api.any_message(
+                        _sandbox.RUNC_OPTIONS_TYPE_URL, _sandbox.encode_runc_options(str(wrapper))
+                    ),
+                )
+            offered = "only 'standard' here"
+            reason = (
+                f"the runsc wrapper {_sandbox.wrapper_path()} is missing or not executable "
+                "(install runsc, then run scripts/gvisor.sh)"
+            )
+        elif isolation is Isolation.MICROVM:
+            reason = "no micro-VM runtime (Firecracker or Kata) is installed for containerd"
+        else:
+            reason = "WebAssembly modules run on the wasm driver, not in containerd"
+        raise PermanentDriverError(
+            self.target,
+            f"{container_id}: isolation {isolation.value!r} is not offered by the containerd "
+            f"driver ({offered}): {reason}; place the workload on a target that offers it",
+        )
 
     def check_extension(self, settings: Mapping[str, Any]) -> list[str]:
         try:
@@ -659,7 +714,12 @@ class ContainerdDriver:
                 ),
             )
 
-    def _create_task(self, container_id: str, mounts: list[Any] | None = None) -> None:
+    def _create_task(
+        self, container_id: str, runtime: Any, mounts: list[Any] | None = None
+    ) -> None:
+        """``runtime`` is the container record's: its options (runsc for a
+        sandboxed replica) go to the shim with every new task, so a restart
+        after a controller restart runs in the same tier."""
         api = self._client()
         if mounts is None:
             with self._engine(f"mounts of {container_id}"):
@@ -680,7 +740,11 @@ class ContainerdDriver:
             api.call(
                 api.tasks.Create,
                 _api.tasks.CreateTaskRequest(
-                    container_id=container_id, rootfs=mounts, stdout=uri, stderr=uri
+                    container_id=container_id,
+                    rootfs=mounts,
+                    stdout=uri,
+                    stderr=uri,
+                    options=runtime.options if runtime.HasField("options") else None,
                 ),
             )
 
@@ -753,7 +817,7 @@ class ContainerdDriver:
                 ports = _net.decode_ports(_api.map_value(container.labels).get(LABEL_PORTS, ""))
                 with self._engine(f"network for {handle.id}"):
                     _net.setup(handle.id, ports)
-            self._create_task(handle.id)
+            self._create_task(handle.id, container.runtime)
         api = self._client()
         # taken before the start, so that started_at <= finished_at always
         begun = datetime.now(UTC)
@@ -863,9 +927,15 @@ class ContainerdDriver:
             else []
         )
         task = self._task(handle.id)
-        if task is not None and task.status != _STOPPED:
+        runsc = self._runsc_binary(container) if container is not None else None
+        if task is not None and task.status == _CREATED and runsc is not None:
+            self._end_created_sandbox(runsc, handle.id)
+        elif task is not None and task.status != _STOPPED:
             self._kill_and_wait(handle.id, signal.SIGKILL, _KILL_WAIT_SECONDS, all_=True)
         self._delete_task(handle.id)  # the shim stops the task's logger and waits for it
+        if runsc is not None:
+            # runsc's gofer exits a few ms after its sandbox: gone before we return
+            _sandbox.wait_gone(handle.id, _LOG_COMPLETE_WAIT_SECONDS)
         self._stop_loggers(handle.id)
         problems = [] if _on_host_network(container) else _net.teardown(handle.id, ports)
         self._delete_container(handle.id)
@@ -875,6 +945,14 @@ class ContainerdDriver:
             raise PermanentDriverError(
                 self.target, f"destroy {handle.name}: network cleanup: {'; '.join(problems)}"
             )
+
+    def _end_created_sandbox(self, runsc: str, container_id: str) -> None:
+        """runsc cannot signal a container that was created but never started
+        (runc can), and containerd deletes only a stopped task; so runsc itself
+        tears the sandbox down, which the shim then reports as an exit."""
+        with self._engine(f"end the sandbox of {container_id}: runsc delete"):
+            _sandbox.force_delete(runsc, self._namespace, container_id)
+        self._wait(container_id, _KILL_WAIT_SECONDS)
 
     def _stop_loggers(self, container_id: str) -> None:
         """End loggers still writing the replica's log once its task is gone (one
@@ -947,6 +1025,8 @@ class ContainerdDriver:
     def _status(self, container: Any, task: Any | None) -> ReplicaStatus:
         labels = _api.map_value(container.labels)
         labels.setdefault(LABEL_CLUSTER, "")  # containerd does not keep empty labels
+        options = container.runtime.options
+        labels[LABEL_RUNTIME] = _sandbox.handler_of(str(options.type_url), bytes(options.value))
         cid = str(container.id)
         ports = tuple(
             PublishedPort(p.container_port, p.protocol, p.host_ip, p.host_port)
@@ -1100,6 +1180,11 @@ class ContainerdDriver:
         exec_id = f"pwexec-{uuid.uuid4().hex[:12]}"
         api = self._client()
         action = f"exec in {handle.name}"
+        runsc = self._runsc_binary(container)
+        # in a sandbox: the newest pid before and after the start, which
+        # bracket the exec's own (see _sandbox); None: not known
+        after = self._newest_in_sandbox(runsc, handle.id) if runsc else None
+        upto: int | None = None
         with contextlib.ExitStack() as stack:
             with self._engine(action):
                 directory = self._state_dir(handle.id)
@@ -1123,8 +1208,12 @@ class ContainerdDriver:
                         _api.tasks.StartRequest(container_id=handle.id, exec_id=exec_id),
                     )
                 output.start()
+                if runsc is not None and after is not None:
+                    upto = self._newest_in_sandbox(runsc, handle.id)
                 code = self._wait(handle.id, timeout, exec_id)
                 if code is None:
+                    if runsc is not None and after is not None and upto is not None:
+                        self._kill_in_sandbox(runsc, handle.id, after, upto)
                     self._kill_and_wait(
                         handle.id, signal.SIGKILL, _KILL_WAIT_SECONDS, all_=False, exec_id=exec_id
                     )
@@ -1139,10 +1228,40 @@ class ContainerdDriver:
                     )
             return ExecResult(code, output.result(_EXEC_OUTPUT_WAIT_SECONDS))
 
+    def _runsc_binary(self, container: Any) -> str | None:
+        """The runsc (wrapper) a sandboxed container's shim runs; None under runc."""
+        options = container.runtime.options
+        handler = _sandbox.handler_of(str(options.type_url), bytes(options.value))
+        if handler != _sandbox.SANDBOXED_HANDLER:
+            return None
+        return _sandbox.decode_binary_name(bytes(options.value))
+
+    def _newest_in_sandbox(self, runsc: str, container_id: str) -> int | None:
+        """None when runsc cannot list the sandbox (e.g. the task is not
+        running): the exec then fails or runs as it would, only a timeout
+        cannot reach inside."""
+        try:
+            found = _sandbox.processes(runsc, self._namespace, container_id)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return _sandbox.newest_pid(found)
+
+    def _kill_in_sandbox(self, runsc: str, container_id: str, after: int, upto: int) -> None:
+        """SIGKILL a timed-out exec inside its sandbox: the shim's own kill only
+        reaches runsc's host-side proxy (see _sandbox). Best effort: the exec
+        still ends with 124 if runsc cannot do it (the sandbox went away)."""
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            found = _sandbox.processes(runsc, self._namespace, container_id)
+            _sandbox.kill(
+                runsc, self._namespace, container_id, _sandbox.exec_tree(found, after, upto)
+            )
+
     # --- StatsSource -----------------------------------------------------------------
 
     def stats(self, handle: Handle) -> Stats:
-        """From the replica's cgroup v1 files (containerd runs on this host)."""
+        """From the replica's cgroup v1 files (containerd runs on this host). A
+        sandboxed replica's cgroup is its sandbox's: memory and CPU include
+        gVisor's Sentry and gofer, which runsc places there too."""
         self._check(handle)
         relative = self._cgroup(handle.id).lstrip("/")
         memory = CGROUP_ROOT / "memory" / relative
@@ -1167,5 +1286,18 @@ class ContainerdDriver:
             cpu_seconds=cpu / 1e9,
             memory_bytes=usage,
             memory_limit_bytes=limit,
-            pids=_read_int(CGROUP_ROOT / "pids" / relative / "pids.current"),
+            pids=self._process_count(handle, relative),
         )
+
+    def _process_count(self, handle: Handle, cgroup: str) -> int | None:
+        """The replica's processes. Under runsc the host cgroup holds the
+        sandbox's own threads, not the workload's processes (and its usage
+        figures include the Sentry and gofer): runsc ps counts those."""
+        container = self._get_container(handle.id)
+        runsc = self._runsc_binary(container) if container is not None else None
+        if runsc is None:
+            return _read_int(CGROUP_ROOT / "pids" / cgroup / "pids.current")
+        try:
+            return len(_sandbox.processes(runsc, self._namespace, handle.id)) or None
+        except (OSError, subprocess.SubprocessError):
+            return None
