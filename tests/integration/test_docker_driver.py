@@ -544,3 +544,14 @@ def test_tiers_the_driver_cannot_run_and_weakening_extensions_are_refused(ns: Na
     # naming the sandbox's own runtime is allowed
     same = {**HTTP, "isolation": "sandboxed", "extensions": {"docker": {"runtime": "runsc"}}}
     ns.create(same)
+
+
+def test_a_sandboxed_replica_with_a_pids_limit_starts(
+    ns: Namespace, engine: docker.APIClient
+) -> None:
+    # the limit would count gVisor's own threads (16 keeps runsc from starting):
+    # a declared gap of the tier, so the driver leaves it out
+    spec = {"isolation": "sandboxed", "resources": {"pids": 16}, "command": ["sleep", "60"]}
+    handle = ns.run(spec, workload="pids")
+    ns.wait_for(handle, lambda s: s.state is ReplicaState.RUNNING)
+    assert not engine.inspect_container(handle.id)["HostConfig"]["PidsLimit"]

@@ -199,3 +199,16 @@ def test_podman_sandbox_service_socket_from_the_address() -> None:
     explicit = "podman:///run/podman/podman.sock?sandbox=/run/other/gvisor.sock"
     assert sandbox_socket(explicit) == "/run/other/gvisor.sock"
     assert podman_base_url(explicit) == "unix:///run/podman/podman.sock"
+
+
+def test_a_sandboxed_replica_gets_no_pids_limit() -> None:
+    from portway.drivers.runtime_handlers import pids_limit
+    from portway.spec.model import WorkloadSpec
+
+    def spec(isolation: str) -> WorkloadSpec:
+        return WorkloadSpec.model_validate(
+            {"image": "portway/busybox:latest", "isolation": isolation, "resources": {"pids": 16}}
+        )
+
+    assert pids_limit(spec("standard")) == 16
+    assert pids_limit(spec("sandboxed")) is None

@@ -111,6 +111,7 @@ from portway.drivers.runtime_handlers import (
     TierRefused,
     extension_conflict,
     handlers_for,
+    pids_limit,
     podman_runtimes,
     read_podman_conf,
     runtime_for,
@@ -714,8 +715,8 @@ class PodmanDriver:
                     f"enforce ({_CPU_MIN_QUOTA_MICROS / _CPU_PERIOD_MICROS:g} cores)",
                 )
             limits["cpu"] = {"quota": quota, "period": _CPU_PERIOD_MICROS}
-        if resources.pids is not None:
-            limits["pids"] = {"limit": resources.pids}
+        if pids_limit(spec) is not None:
+            limits["pids"] = {"limit": pids_limit(spec)}
         if limits:
             body["resource_limits"] = limits
         return body

@@ -23,7 +23,7 @@ from typing import Any
 
 from portway.capabilities.vocabulary import Feature
 from portway.drivers.base import RuntimeHandler
-from portway.spec.model import Isolation
+from portway.spec.model import Isolation, WorkloadSpec
 
 #: gVisor's own words; a runtime is runsc if one of its name, binary or
 #: arguments contains one of them as a word ("runsc-hostnet", "io.containerd.runsc.v1")
@@ -50,7 +50,8 @@ SANDBOX_OVERHEAD_CPU = 0.01  # cores
 # and scripts/gvisor.sh configure it) and checked by hand. Memory and CPU
 # limits are not here: they are enforced on the sandbox's cgroup from outside
 # (OOM kills happen; `docker stats` shows 0.5 cores for --cpus 0.5), only
-# gVisor shows no cgroupfs inside, which the conformance cases read.
+# gVisor shows no cgroupfs inside. Host access (privileged, host namespaces,
+# seccomp, sysctls) is excluded for every driver in capabilities.tiers.EXCLUDED.
 _GVISOR_HOSTINET = (
     "under runsc --network=host a blocking read on an accepted TCP socket can fail with "
     "EAGAIN, so a server such as busybox httpd drops a connection whose request has not "
@@ -66,13 +67,15 @@ GVISOR_GAPS: Mapping[Feature, str] = {
         "were closed without an answer in our runs, so readiness flaps"
     ),
     Feature.PORTS_UDP: (
-        "the conformance UDP server (udhcpd) received no datagram through the published "
-        "port under runsc --network=host (gVisor's host networking has no packet sockets)"
+        "not proven: the conformance UDP server (udhcpd) answers through a raw socket, "
+        "which runsc disables (no --net-raw), and no datagram through the published port "
+        "reached it"
     ),
     Feature.RESOURCES_PIDS: (
         "runsc's own Sentry and gofer threads count in the replica's pids cgroup (a limit "
         "of 16 keeps the sandbox from starting) and the workload's processes are Sentry "
-        "tasks, not host processes, so the limit does not bound them as under runc"
+        "tasks, not host processes, so no limit bounds them as under runc (the driver "
+        "leaves the limit out of a sandboxed replica)"
     ),
     Feature.SECURITY_CAP_ADD: (
         "gVisor grants an added capability but implements few of the privileged "
@@ -81,30 +84,6 @@ GVISOR_GAPS: Mapping[Feature, str] = {
     Feature.SECURITY_NO_NEW_PRIVILEGES: (
         "gVisor's /proc/self/status has no NoNewPrivs field, so the setting cannot be "
         "observed in the replica (runsc 20221219)"
-    ),
-    # Host access is what a sandbox exists to deny: the replica's namespaces
-    # are the Sentry's own, whatever the engine asked the runtime for.
-    Feature.SECURITY_HOST_PID: (
-        "the replica sees gVisor's own PID namespace, never the host's (hostPid is "
-        "passed to runsc and has no effect)"
-    ),
-    Feature.SECURITY_HOST_IPC: "the replica's IPC namespace is gVisor's own, never the host's",
-    Feature.SECURITY_HOST_NETWORK: (
-        "the replica's network namespace is gVisor's own, never the host's (runsc's "
-        "--network=host means the container's network namespace, not the host's)"
-    ),
-    Feature.SECURITY_PRIVILEGED: (
-        "a privileged replica's capabilities act on gVisor's Sentry, not on the host's "
-        "kernel or devices; on Podman the sandbox does not start with privileged set"
-    ),
-    Feature.SECURITY_SYSCTLS: (
-        "the Sentry implements few sysctls (net.ipv4.ip_unprivileged_port_start is an "
-        "unknown key) and none reaches the host's kernel"
-    ),
-    Feature.SECURITY_SECCOMP_UNCONFINED: (
-        "runsc does not install the OCI seccomp profile in the sandbox unless started with "
-        "--oci-seccomp (not set here): the replica shows Seccomp: 0 whether the engine's "
-        "default filter or unconfined was asked for; the Sentry's own filter guards the host"
     ),
 }
 
@@ -178,6 +157,12 @@ def handlers_for(default: str, runtimes: Iterable[Runtime]) -> tuple[RuntimeHand
             )
         )
     return tuple(out)
+
+
+def pids_limit(spec: WorkloadSpec) -> int | None:
+    """The pids limit to give the engine: none for a sandboxed replica, where it
+    would count gVisor's own threads and stop the sandbox (GVISOR_GAPS)."""
+    return None if spec.isolation is Isolation.SANDBOXED else spec.resources.pids
 
 
 def tier_features(handlers: Sequence[RuntimeHandler]) -> frozenset[Feature]:
