@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from portway.capabilities.vocabulary import Feature
-
 #: containerd's runtime name for the runc v2 shim, used for both tiers
 RUNC_SHIM = "io.containerd.runc.v2"
 #: the handlers' names, as ``portway get targets -o wide`` shows them
@@ -77,34 +75,11 @@ OVERHEAD_CPU = 0.01  # cores
 # sandbox's host cgroup, see adapt_runtime_spec), and gVisor mounts its own
 # tmpfs on /tmp when the image's /tmp is empty, so /tmp is empty again after a
 # restart while the rest of the root filesystem persists.
-TIER_GAPS: dict[Feature, str] = {
-    Feature.RESOURCES_PIDS: (
-        "gVisor runs the workload's processes as tasks inside its Sentry; the host pids "
-        "cgroup counts the Sentry's and gofer's own threads (40-70 for an idle replica), so a "
-        "small limit kills the sandbox at start and no limit bounds the workload's processes "
-        "(the driver leaves the limit out of a sandboxed replica's spec)"
-    ),
-    Feature.PROBES_TCP: (
-        "with host networking, gVisor hands a program an accepted TCP connection whose "
-        "blocking reads fail with EAGAIN while no data has arrived yet: servers that read at "
-        "once (busybox httpd, 'nc -e cat') close a connection that sends nothing, so a "
-        "connect-only TCP probe cannot tell a listener from none"
-    ),
-    Feature.SECURITY_CAP_ADD: (
-        "added capabilities are granted inside gVisor's Sentry but give only what gVisor "
-        "implements: with host networking NET_ADMIN cannot configure interfaces (SIOCSIFMTU "
-        "is refused) and raw sockets are disabled (runsc --net-raw is off)"
-    ),
-    Feature.SECURITY_NO_NEW_PRIVILEGES: (
-        "gVisor's /proc/PID/status has no NoNewPrivs line and busybox has no prctl, so the "
-        "flag runsc receives cannot be verified inside the sandbox"
-    ),
-}
 
 
 def adapt_runtime_spec(runtime_spec: dict[str, Any]) -> None:
     """What the runc-shaped OCI spec must lose for runsc: the pids limit (see
-    TIER_GAPS: on the host it would count the Sentry's threads, not the
+    GVISOR_GAPS: on the host it would count the Sentry's threads, not the
     workload's processes). The memory and CPU limits stay: runsc applies them
     to the sandbox's host cgroup, which holds the Sentry and gofer too."""
     resources = runtime_spec.get("linux", {}).get("resources", {})

@@ -59,6 +59,7 @@ from portway.drivers.base import (
 )
 from portway.drivers.containerd import _exec_output, _logger, _net, _oci, _sandbox
 from portway.drivers.engine_security import non_root_refusal
+from portway.drivers.runtime_handlers import GVISOR_GAPS
 from portway.errors import (
     DriverError,
     ImageNotFoundError,
@@ -390,7 +391,8 @@ class ContainerdDriver:
         return DriverCapabilities(
             frozenset(Feature) - unsupported,
             handlers=handlers,
-            tier_gaps={"sandboxed": dict(_sandbox.TIER_GAPS)} if sandboxed else {},
+            # one list for gVisor on every engine (runsc 20221219 with host networking)
+            tier_gaps={"sandboxed": dict(GVISOR_GAPS)} if sandboxed else {},
         )
 
     # --- images ---------------------------------------------------------------
