@@ -212,6 +212,7 @@ class ConformanceSession:
             generated_at=self.started_at,
             complete=len(results) == _cases_in(tier),
             tier=tier,
+            gaps=driver.capabilities().gaps_in(tier) if tier != "standard" else {},
         )
 
     def close(self) -> None:

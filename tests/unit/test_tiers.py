@@ -215,3 +215,28 @@ def test_host_access_is_never_offered_in_the_sandboxed_tier_and_the_plan_says_wh
         found["spec.security.hostPid"].reason
     )
     assert "Sentry" in found["spec.resources.pids"].reason
+
+
+def test_a_tier_column_keeps_why_a_feature_is_not_claimed() -> None:
+    from portway.conformance.runner import SuiteResult, matrix_of, render_markdown
+
+    suite = SuiteResult(
+        driver="docker",
+        target="t",
+        engine="Docker",
+        declared=frozenset({Feature.ENV, Feature.ISOLATION_SANDBOXED}),
+        results=(),
+        generated_at="2026-11-23T00:00:00Z",
+        tier="sandboxed",
+        gaps={Feature.RESOURCES_PIDS: "the Sentry's threads count"},
+    )
+    matrix = matrix_of([suite])
+    column = matrix.for_driver("docker", "sandboxed")
+    assert column is not None
+    assert column.features[Feature.RESOURCES_PIDS].reason == "the Sentry's threads count"
+    again = Matrix.from_json(matrix.to_json())
+    kept = again.for_driver("docker", "sandboxed")
+    assert kept is not None and kept.features[Feature.RESOURCES_PIDS].reason
+    text = render_markdown(matrix)
+    assert "## docker@sandboxed" in text
+    assert "- `resources.pids`: the Sentry's threads count" in text

@@ -32,6 +32,8 @@ class FeatureResult:
     status: Status
     cases: tuple[str, ...] = ()  # ids of the cases that cover the feature
     failures: tuple[str, ...] = ()  # "case-id: message" for failed cases
+    #: why the driver does not claim it in this column's tier (unsupported only)
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class Matrix:
                             "cases": list(r.cases),
                             "failures": list(r.failures),
                         }
+                        | ({"reason": r.reason} if r.reason else {})
                         for f, r in sorted(d.features.items())
                     },
                 }
@@ -115,6 +118,7 @@ class Matrix:
                         Status(value["status"]),
                         tuple(value.get("cases", ())),
                         tuple(value.get("failures", ())),
+                        str(value.get("reason", "")),
                     )
                 drivers[name] = DriverResults(
                     driver=name,

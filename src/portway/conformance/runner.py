@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -90,6 +90,9 @@ class SuiteResult:
     #: every registered case was selected (not a run limited by ``only``)
     complete: bool = True
     tier: str = "standard"
+    #: features the driver declares for the standard tier but not for this
+    #: one, with why (``DriverCapabilities.gaps_in``)
+    gaps: Mapping[Feature, str] = field(default_factory=dict)
 
     @property
     def column(self) -> str:
@@ -121,7 +124,9 @@ class SuiteResult:
             covering = [r for r in self.results if feature in r.features]
             ids = tuple(r.case_id for r in covering)
             if feature not in self.declared:
-                features[feature] = FeatureResult(Status.UNSUPPORTED, ids)
+                features[feature] = FeatureResult(
+                    Status.UNSUPPORTED, ids, reason=self.gaps.get(feature, "")
+                )
                 continue
             failed = tuple(
                 f"{r.case_id}: {r.message}" for r in covering if r.outcome is Outcome.FAIL
@@ -274,7 +279,8 @@ def run_suite(
     ``InputError`` if ``only`` names no case."""
     cases = select_cases(only, tier)
     engine = preflight(driver, image, tier)
-    declared = declared_in_tier(driver.capabilities(), tier)
+    capabilities = driver.capabilities()
+    declared = declared_in_tier(capabilities, tier)
     cluster = new_cluster()
     generated_at = _now()
     started = time.monotonic()
@@ -294,6 +300,7 @@ def run_suite(
         duration=time.monotonic() - started,
         complete=len(cases) == len(cases_for_tier(tier)),
         tier=tier,
+        gaps=capabilities.gaps_in(tier) if tier != "standard" else {},
     )
 
 
@@ -432,5 +439,10 @@ def render_markdown(matrix: Matrix) -> str:
             out += ["", "Failures:", ""]
             for case_id, (message, features) in sorted(by_case.items()):
                 out.append(f"- `{case_id}` ({', '.join(features)}): {_one_line(message)}")
+        not_here = [(f, r.reason) for f, r in sorted(results.features.items()) if r.reason]
+        if not_here:
+            out += ["", "Not claimed in this tier (the driver claims it in the standard tier):", ""]
+            for feature, reason in not_here:
+                out.append(f"- `{feature.value}`: {_one_line(reason)}")
     out.append("")
     return "\n".join(out)
