@@ -142,7 +142,12 @@ def test_capabilities_declare_the_tier(driver: Any) -> None:
     # every gap is a declared feature, with a reason
     gaps = caps.tier_gaps.get("sandboxed", {})
     assert all(caps.supports(f) and reason for f, reason in gaps.items())
-    assert caps.features_for("sandboxed") == caps.features - set(gaps)
+    # ... and the tier also drops what no engine offers in it (host access)
+    assert caps.features_for("sandboxed") == caps.features - set(caps.gaps_in("sandboxed"))
+    assert not caps.features_for("sandboxed") & {
+        Feature.SECURITY_PRIVILEGED,
+        Feature.SECURITY_HOST_PID,
+    }
 
 
 def test_sandboxed_runs_under_gvisor_standard_does_not(ns: Namespace) -> None:
