@@ -430,8 +430,12 @@ def test_tcp_probe_fails_when_the_connection_is_accepted_then_dropped() -> None:
     port = server.getsockname()[1]
 
     def accept_and_drop() -> None:
-        for _ in range(2):
-            conn, _ = server.accept()
+        # however many times the probe connects; ends when the test closes the server
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
             conn.close()
 
     thread = threading_module.Thread(target=accept_and_drop, daemon=True)
