@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from portway.controller import capacity
 from portway.controller.namespaces import default_pod_security, policy_for
 from portway.controller.plan import (
     Action,
@@ -60,7 +61,7 @@ from portway.errors import (
     TemporaryDriverError,
 )
 from portway.policy import evaluate_spec
-from portway.scheduler.placement import Candidate, Placed, choose_target
+from portway.scheduler.placement import Placed, choose_target
 from portway.spec.model import WorkloadSpec
 from portway.spec.namespace import PodSecurityLevel
 from portway.store import Record, Store
@@ -182,18 +183,8 @@ class Reconciler:
             # (after a grace period), not a side effect of one failed check.
             return current
         workload = workload_of(record)
-        candidates = [
-            Candidate(
-                name=v.name,
-                labels=v.labels,
-                healthy=v.healthy,
-                cordoned=v.cordoned,
-                isolation_tiers=self._targets.isolation_tiers(v),
-            )
-            for v in views.values()
-        ]
         result = choose_target(
-            candidates,
+            capacity.candidates(self._store, self._targets, views, workload),
             selector=workload.spec.placement.target_selector,
             names=workload.spec.placement.targets,
             isolation=workload.spec.isolation.value,

@@ -6,7 +6,9 @@ more than the workload's own limits (a gVisor sandbox: its Sentry and gofer;
 Kubernetes RuntimeClass ``overhead``), and that cost is paid once per
 replica, so it is added to every replica's request.
 
-Nothing calls this yet; the scheduler issue adds capacity to placement.
+Placement asks ``shortfall`` of every candidate target (see
+``portway.controller.capacity``): a target whose free memory or CPU cannot
+hold the workload's replicas, overhead included, is not chosen.
 """
 
 from __future__ import annotations
@@ -46,6 +48,20 @@ class Request:
     memory: int  # bytes
     cpu: float  # cores
 
+    def __add__(self, other: Request) -> Request:
+        return Request(self.memory + other.memory, self.cpu + other.cpu)
+
+
+NOTHING = Request(0, 0.0)
+
+
+def free_of(total: Capacity, used: Request) -> Capacity:
+    """What is left of a target's ``total`` once ``used`` is committed."""
+    return Capacity(
+        memory=None if total.memory is None else total.memory - used.memory,
+        cpu=None if total.cpu is None else total.cpu - used.cpu,
+    )
+
 
 def request_of(spec: WorkloadSpec, handler: Overhead | None) -> Request:
     """Replicas x (limit + overhead). A workload without a memory or CPU limit
@@ -79,3 +95,13 @@ def misfit(spec: WorkloadSpec, handler: Overhead | None, capacity: Capacity) -> 
 
 def fits(spec: WorkloadSpec, handler: Overhead | None, capacity: Capacity) -> bool:
     return misfit(spec, handler, capacity) is None
+
+
+def shortfall(spec: WorkloadSpec, handler: Overhead | None, capacity: Capacity) -> str | None:
+    """The short reason placement counts ("insufficient memory"), or None."""
+    need = request_of(spec, handler)
+    if capacity.memory is not None and need.memory > capacity.memory:
+        return "insufficient memory"
+    if capacity.cpu is not None and need.cpu > capacity.cpu + 1e-9:
+        return "insufficient cpu"
+    return None

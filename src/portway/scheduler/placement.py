@@ -19,6 +19,9 @@ class Candidate:
     healthy: bool
     cordoned: bool
     isolation_tiers: frozenset[str]
+    #: why the workload does not fit the target's free resources
+    #: (``fit.shortfall``: "insufficient memory"), None when it fits
+    shortfall: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def _rejection(
         return "cordoned"
     if isolation not in candidate.isolation_tiers:
         return f"lack isolation tier {isolation}"
-    return None
+    return candidate.shortfall
 
 
 def choose_target(

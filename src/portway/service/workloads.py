@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from portway.capabilities.matrix import load_packaged
 from portway.capabilities.planner import plan_for_target
+from portway.controller import capacity
 from portway.controller.records import (
     KIND_REPLICA,
     KIND_WORKLOAD,
@@ -30,7 +31,7 @@ from portway.errors import (
     PolicyError,
     PortwayError,
 )
-from portway.scheduler.placement import Candidate, Placed, choose_target
+from portway.scheduler.placement import Placed, choose_target
 from portway.service import namespaces as ns_policy
 from portway.service import preflight
 from portway.service.app import App
@@ -70,10 +71,7 @@ def _candidate_target(app: App, workload: Workload, current: str | None) -> Targ
     if current in views:
         return views[current]
     result = choose_target(
-        [
-            Candidate(v.name, v.labels, True, v.cordoned, app.targets.isolation_tiers(v))
-            for v in views.values()
-        ],
+        capacity.candidates(app.store, app.targets, views, workload, assume_healthy=True),
         selector=workload.spec.placement.target_selector,
         names=workload.spec.placement.targets,
         isolation=workload.spec.isolation.value,

@@ -356,6 +356,10 @@ class ContainerdDriver:
                 "namespace": self._namespace,
                 "snapshotter": SNAPSHOTTER,
                 "cgroup_version": "1" if (CGROUP_ROOT / "memory").is_dir() else "2",
+                # containerd reports no host resources; its socket is local
+                # (the driver runs CNI and reads cgroups here), so ours are its
+                "cpus": str(os.cpu_count() or 0),
+                "memory": str(_host_memory()),
             },
         )
 
@@ -1303,3 +1307,15 @@ class ContainerdDriver:
             return len(_sandbox.processes(runsc, self._namespace, handle.id)) or None
         except (OSError, subprocess.SubprocessError):
             return None
+
+
+def _host_memory() -> int:
+    """MemTotal of this host in bytes (0 if unreadable)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:  # noqa: PTH123
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return 0
+    return 0
