@@ -126,6 +126,7 @@ from portway.errors import (
     PortwayError,
     ReplicaGoneError,
     TargetUnavailableError,
+    TemporaryDriverError,
 )
 from portway.spec.model import Isolation, VolumeType
 
@@ -169,6 +170,10 @@ _EVENT_ACTIONS = (
 _PORT_IN_USE_RE = re.compile(
     r"(\[[0-9a-fA-F:.]*\]|[0-9a-fA-F.:]*?):(\d+): bind: address already in use"
 )
+# Podman 4.3 answers HTTP 500 "read /proc/PID/cgroup: no such process" when an
+# inspect meets a container's process exiting; inspect retries it this often.
+_PROCESS_RACE = "no such process"
+_RACE_RETRIES = 3
 _JSON_HEADERS = {"Content-Type": "application/json"}
 # Streams never share their connection: the watcher that cancels a stream
 # shuts its socket down, which must not hit a pooled connection reused later.
@@ -497,6 +502,12 @@ class PodmanDriver:
                     self.target,
                     f"{action}: host port {where} is already in use on the engine's host; "
                     f"free it or choose another hostPort (engine said: {message})",
+                )
+            if status == 500 and _PROCESS_RACE in message:
+                # Podman 4.3 reads /proc/<pid> of a container's process while
+                # it is exiting; the same call a moment later succeeds
+                return TemporaryDriverError(
+                    self.target, f"{action}: the engine raced a process exit: {message}", 0.1
                 )
             return PermanentDriverError(
                 self.target, f"{action}: the engine refused (HTTP {status}): {message}"
@@ -875,8 +886,15 @@ class PodmanDriver:
 
     def inspect(self, handle: Handle) -> ReplicaStatus:
         self._check(handle)
-        with self._engine(f"inspect {handle.name}"):
-            info = self._get_json(self._client(), f"/containers/{quote(handle.id)}/json")
+        for attempt in range(_RACE_RETRIES):
+            try:
+                with self._engine(f"inspect {handle.name}"):
+                    info = self._get_json(self._client(), f"/containers/{quote(handle.id)}/json")
+                break
+            except TemporaryDriverError as exc:
+                if _PROCESS_RACE not in str(exc) or attempt == _RACE_RETRIES - 1:
+                    raise
+                time.sleep(exc.delay)
         return self._status_from_inspect(_obj(info))
 
     def stop(self, handle: Handle, timeout: float) -> None:
