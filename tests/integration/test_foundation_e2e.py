@@ -355,6 +355,7 @@ def test_dockerd_restart_marks_target_unhealthy_then_converges(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 100 kill-and-recover rounds: longer than the suite's 300 s default
 def test_controller_sigkill_stress(
     pw: Portway, client: docker.DockerClient, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
