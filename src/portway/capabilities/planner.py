@@ -23,7 +23,15 @@ from typing import Any
 
 from portway.capabilities.matrix import STANDARD_TIER, DriverResults, Status
 from portway.capabilities.tiers import PLANNED
-from portway.capabilities.vocabulary import FEATURES, Feature, Provider, Use, WhenMissing, uses
+from portway.capabilities.vocabulary import (
+    FEATURES,
+    TIER_FEATURES,
+    Feature,
+    Provider,
+    Use,
+    WhenMissing,
+    uses,
+)
 from portway.spec.model import Portability, WorkloadSpec
 
 
@@ -185,8 +193,8 @@ def judge(feature: Feature, profile: TargetProfile) -> tuple[Verdict, str]:
         how = f"by portway's controller ({info.summary})"
         return Verdict.EMULATED, how + (f"; {evidence}" if status is Status.PASS else "")
     if feature not in profile.features:
-        if feature in _TIER_FEATURES:
-            return _missing(feature, _no_tier(profile, _TIER_FEATURES[feature]))
+        if feature in _TIER_OF:
+            return _missing(feature, _no_tier(profile, _TIER_OF[feature]))
         view = profile.tiers.get(profile.tier)
         if view is not None and feature in view.gaps:
             return _missing(feature, f"not in the {profile.tier} tier: {view.gaps[feature]}")
@@ -201,12 +209,7 @@ def judge(feature: Feature, profile: TargetProfile) -> tuple[Verdict, str]:
     return Verdict.DROPPED, f"declared by the {profile.driver} driver but not proven: {evidence}"
 
 
-_TIER_FEATURES = {
-    Feature.ISOLATION_STANDARD: "standard",
-    Feature.ISOLATION_SANDBOXED: "sandboxed",
-    Feature.ISOLATION_MICROVM: "microvm",
-    Feature.ISOLATION_WASM: "wasm",
-}
+_TIER_OF = {feature: tier for tier, feature in TIER_FEATURES.items()}
 
 
 def _no_tier(profile: TargetProfile, tier: str) -> str:

@@ -8,6 +8,7 @@ engine; the planner combines both into a verdict per field and target.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -175,6 +176,10 @@ _ISOLATION = {
     Isolation.MICROVM: Feature.ISOLATION_MICROVM,
     Isolation.WASM: Feature.ISOLATION_WASM,
 }
+#: each isolation tier (by name) -> the feature a target offering it declares
+TIER_FEATURES: Mapping[str, Feature] = {tier.value: f for tier, f in _ISOLATION.items()}
+#: every isolation feature
+ISOLATION_FEATURES: frozenset[Feature] = frozenset(_ISOLATION.values())
 _RESTART = {
     RestartPolicyName.ALWAYS: Feature.RESTART_ALWAYS,
     RestartPolicyName.ON_FAILURE: Feature.RESTART_ON_FAILURE,

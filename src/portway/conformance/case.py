@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote, urlparse
 
-from portway.capabilities.vocabulary import FEATURES, Feature
+from portway.capabilities.vocabulary import FEATURES, ISOLATION_FEATURES, TIER_FEATURES, Feature
 from portway.drivers.base import (
     LABEL_NAMESPACE,
     Driver,
@@ -110,14 +110,6 @@ _MODULES = (
 #: the tiers that run container images; a case runs in these unless it says otherwise
 CONTAINER_TIERS: frozenset[str] = frozenset({"standard", "sandboxed", "microvm"})
 
-#: the isolation feature of each tier
-TIER_FEATURES: Mapping[str, Feature] = {
-    "standard": Feature.ISOLATION_STANDARD,
-    "sandboxed": Feature.ISOLATION_SANDBOXED,
-    "microvm": Feature.ISOLATION_MICROVM,
-    "wasm": Feature.ISOLATION_WASM,
-}
-
 
 def in_tier(features: Iterable[Feature], tier: str) -> tuple[Feature, ...]:
     """A case's features as seen in ``tier``: a case written for the standard
@@ -131,7 +123,7 @@ def declared_in_tier(capabilities: DriverCapabilities, tier: str) -> frozenset[F
     """What a driver claims for replicas run in ``tier``: the tier's features,
     with the isolation feature of that tier only (a column is one runtime)."""
     own = TIER_FEATURES.get(tier)
-    isolation = set(TIER_FEATURES.values())
+    isolation = ISOLATION_FEATURES
     return frozenset(f for f in capabilities.features_for(tier) if f not in isolation or f is own)
 
 

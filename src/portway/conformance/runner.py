@@ -26,14 +26,13 @@ from portway.capabilities.matrix import (
     Status,
     column_key,
 )
-from portway.capabilities.vocabulary import FEATURES, Feature
+from portway.capabilities.vocabulary import FEATURES, TIER_FEATURES, Feature
 from portway.drivers.base import Driver, Health
 from portway.errors import PortwayError
 
 from .case import (
     CONTAINER_TIERS,
     DEFAULT_IMAGE,
-    TIER_FEATURES,
     Case,
     Context,
     all_cases,

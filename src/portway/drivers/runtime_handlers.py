@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from portway.capabilities.vocabulary import Feature
+from portway.capabilities.vocabulary import ISOLATION_FEATURES, Feature
 from portway.drivers.base import RuntimeHandler
 from portway.spec.model import Isolation, WorkloadSpec
 
@@ -175,17 +175,7 @@ def tier_features(handlers: Sequence[RuntimeHandler]) -> frozenset[Feature]:
 
 
 def without_tiers(features: Iterable[Feature]) -> frozenset[Feature]:
-    return frozenset(f for f in features if f not in _TIER_FEATURES)
-
-
-_TIER_FEATURES = frozenset(
-    {
-        Feature.ISOLATION_STANDARD,
-        Feature.ISOLATION_SANDBOXED,
-        Feature.ISOLATION_MICROVM,
-        Feature.ISOLATION_WASM,
-    }
-)
+    return frozenset(f for f in features if f not in ISOLATION_FEATURES)
 
 
 class TierRefused(ValueError):
