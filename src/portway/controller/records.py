@@ -102,6 +102,11 @@ class ReplicaView:
     image: str = ""
     endpoints: list[str] = field(default_factory=list)  # "tcp 80 -> 127.0.0.1:18080"
     memory: dict[str, Any] = field(default_factory=dict)
+    #: why the scheduler chose ``target`` ("least-allocated; spread zone=b 1/2")
+    placement_reason: str = ""
+    #: placement epoch of this index: bumps each time the index moves, and
+    #: containers carry it, so a copy left on an old target is known stale
+    epoch: int = 0
 
     def to_status(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,6 +165,15 @@ class TargetView:
     checked_at: float = 0.0  # when the last full fingerprint was recorded
     #: isolation tier -> how this target runs it (from its last healthy fingerprint)
     tiers: Mapping[str, TierHandler] = field(default_factory=dict)
+    #: ``target drain``: cordoned, and its replicas are moved elsewhere (with a surge)
+    draining: bool = False
+    #: capacity given with ``target add --capacity`` ("cpu", "memory" in cores
+    #: and bytes); overrides the fingerprint's figures
+    capacity: Mapping[str, float] = field(default_factory=dict)
+    #: [{"key", "value", "effect"}] as given with ``target add --taint``
+    taints: tuple[Mapping[str, str], ...] = ()
+    #: when the target last changed between healthy and not (epoch seconds)
+    health_since: float = 0.0
 
     @classmethod
     def from_record(cls, record: Record) -> TargetView:
@@ -174,7 +188,20 @@ class TargetView:
             version=str(status.get("version", "")),
             runtime_handlers=tuple(status.get("runtimeHandlers", ())),
             attributes=dict(status.get("attributes", {})),
-            cordoned=bool(record.spec.get("cordoned", False)),
+            cordoned=bool(record.spec.get("cordoned", False))
+            or bool(record.spec.get("draining", False)),
+            draining=bool(record.spec.get("draining", False)),
+            capacity={
+                str(k): float(v)
+                for k, v in dict(record.spec.get("capacity", {})).items()
+                if isinstance(v, int | float)
+            },
+            taints=tuple(
+                {str(k): str(v) for k, v in t.items()}
+                for t in record.spec.get("taints", ())
+                if isinstance(t, dict)
+            ),
+            health_since=float(status.get("healthSince", 0.0) or 0.0),
             checked_at=float(status.get("checkedAt", 0.0)),
             tiers={
                 str(tier): TierHandler.from_status(value)

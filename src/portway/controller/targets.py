@@ -119,6 +119,11 @@ class TargetPool:
             try:
                 record = self._store.require(KIND_TARGET, CLUSTER_NAMESPACE, target.name)
                 status = dict(record.status)
+                if status.get("health") != fingerprint.health.value or not status.get(
+                    "healthSince"
+                ):
+                    # failover counts the grace period from here
+                    status["healthSince"] = time.time()
                 status.update(
                     health=fingerprint.health.value,
                     detail=fingerprint.detail,
