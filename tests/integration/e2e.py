@@ -105,6 +105,9 @@ class Portway:
         self.env = dict(os.environ, PORTWAY_HOME=str(home), PYTHONUNBUFFERED="1")
         self.controllers: list[subprocess.Popen[bytes]] = []
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "portway"]
+
     def run(
         self, *args: str, check: bool = True, timeout: float = 180
     ) -> subprocess.CompletedProcess[str]:

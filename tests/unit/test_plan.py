@@ -229,15 +229,69 @@ def test_duplicate_running_replicas_keep_the_oldest() -> None:
     assert plan.actions == [Remove(young.handle, 0, "Duplicate")]
 
 
-def test_replica_on_another_target_is_removed_and_recreated_here() -> None:
+def test_replica_on_another_target_stays_until_its_replacement_is_ready() -> None:
+    """A move (drain, placement change) surges: the new copy first, the old one
+    removed only once the new one is ready; a surplus index is scaled down."""
     elsewhere = obs(0, target="other")
     elsewhere_surplus = obs(5, target="other")
     plan = plan_workload(desired(make_spec(replicas=1)), [elsewhere, elsewhere_surplus], {}, NOW)
-    assert of(plan, Remove) == [
-        Remove(elsewhere.handle, 0, "Rescheduled"),
-        Remove(elsewhere_surplus.handle, 5, "Rescheduled"),
+    assert of(plan, Remove) == [Remove(elsewhere_surplus.handle, 5, "ScaledDown")]
+    assert of(plan, Create) == [Create(0, 1, TARGET, True, "Moved")]
+
+    arrived = obs(0, target=TARGET)
+    done = plan_workload(desired(make_spec(replicas=1)), [elsewhere, arrived], {}, NOW)
+    assert of(done, Remove) == [Remove(elsewhere.handle, 0, "Rescheduled")]
+    assert of(done, Create) == []
+
+
+def test_each_index_goes_to_its_own_slot_with_its_epoch() -> None:
+    spec = make_spec(replicas=2)
+    want = replace_desired(desired(spec), slots={0: ("a", 3), 1: ("b", 4)})
+    plan = plan_workload(want, [], {}, NOW)
+    assert of(plan, Create) == [
+        Create(0, 1, "a", True, "Scheduled", 3),
+        Create(1, 1, "b", True, "Scheduled", 4),
     ]
-    assert of(plan, Create) == [Create(0, 1, TARGET, True, "Scheduled")]
+
+
+def test_a_copy_with_an_older_epoch_is_not_adopted() -> None:
+    """Index 0 left target a and came back (epoch 1 -> 3): the copy still
+    carrying epoch 1 is stale, whatever its generation."""
+    old_copy = obs(0, target="a")  # no epoch label: epoch 0
+    want = replace_desired(desired(make_spec(replicas=1)), slots={0: ("a", 3)})
+    plan = plan_workload(want, [old_copy], {}, NOW)
+    assert of(plan, Create) == [Create(0, 1, "a", True, "Moved", 3)]
+
+
+def test_copies_on_a_fenced_target_are_removed_on_sight() -> None:
+    """After failover the copy on the returning target never serves again,
+    even while its replacement is not ready yet."""
+    stale = obs(0, target="dead")
+    want = replace_desired(
+        desired(make_spec(replicas=1)), slots={0: ("b", 2)}, fenced=frozenset({"dead"})
+    )
+    plan = plan_workload(want, [stale], {}, NOW)
+    assert of(plan, Remove) == [Remove(stale.handle, 0, "Fenced")]
+    assert of(plan, Create) == [Create(0, 1, "b", True, "Scheduled", 2)]
+
+
+def test_nothing_is_created_on_an_unreachable_target() -> None:
+    want = replace_desired(
+        desired(make_spec(replicas=2)),
+        slots={0: ("down", 1), 1: ("up", 2)},
+        unreachable=frozenset({"down"}),
+    )
+    plan = plan_workload(want, [], {}, NOW)
+    assert of(plan, Create) == [Create(1, 1, "up", True, "Scheduled", 2)]
+    assert plan.summary is not None
+    assert plan.summary.phase is Phase.DEGRADED
+    assert "replica 0: target down unreachable" in plan.summary.reasons
+
+
+def replace_desired(base: Desired, **changes: Any) -> Desired:
+    from dataclasses import replace
+
+    return replace(base, **changes)
 
 
 # --- rolling updates ------------------------------------------------------------

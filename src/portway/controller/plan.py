@@ -48,13 +48,31 @@ class Desired:
     spec: WorkloadSpec
     generation: int  # template generation: bumps on changes that need new replicas
     template_hash: str
-    target: str
+    target: str  # where indices without a slot of their own run
     deleting: bool = False
     max_unavailable: int = 1
+    #: index -> (target, placement epoch), from the scheduler
+    slots: Mapping[int, tuple[str, int]] = field(default_factory=dict)
+    #: targets that could not be listed: what runs there is unknown, so
+    #: nothing is created for indices placed there until they are moved
+    unreachable: frozenset[str] = frozenset()
+    #: targets an index left by failover: copies found there are removed on
+    #: sight (fenced), never kept as a surge
+    fenced: frozenset[str] = frozenset()
 
     @property
     def replicas(self) -> int:
         return 0 if self.deleting else self.spec.replicas
+
+    def slot(self, index: int) -> tuple[str, int]:
+        return self.slots.get(index, (self.target, 0))
+
+    def is_current(self, observed: Observed) -> bool:
+        """The copy the index should have: this template, target and epoch."""
+        return observed.generation == self.generation and self.in_place(observed)
+
+    def in_place(self, observed: Observed) -> bool:
+        return (observed.handle.target, observed.status.epoch) == self.slot(observed.index)
 
     @property
     def fixed_host_ports(self) -> bool:
@@ -114,6 +132,7 @@ class Create:
     target: str
     start: bool
     reason: str
+    epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -247,17 +266,19 @@ def plan_workload(
 
     by_index: dict[int, list[Observed]] = defaultdict(list)
     for item in observed:
-        if item.handle.target != desired.target or not 0 <= item.index < desired.replicas:
-            reason = "ScaledDown" if item.handle.target == desired.target else "Rescheduled"
-            plan.add(item.index, Remove(item.handle, item.index, reason))
+        if not 0 <= item.index < desired.replicas:
+            plan.add(item.index, Remove(item.handle, item.index, "ScaledDown"))
+        elif item.handle.target in desired.fenced and not desired.in_place(item):
+            # the index failed over elsewhere: this copy must never serve again
+            plan.add(item.index, Remove(item.handle, item.index, "Fenced"))
         else:
             by_index[item.index].append(item)
 
     in_update = 0
     for index in range(desired.replicas):
         group = by_index.get(index, [])
-        current = sorted((o for o in group if o.generation == desired.generation), key=_order)
-        old = [o for o in group if o.generation != desired.generation]
+        current = sorted((o for o in group if desired.is_current(o)), key=_order)
+        old = [o for o in group if not desired.is_current(o)]
         if current and old and not (current[0].running and current[0].ready):
             in_update += 1  # mid-replacement: counts against max_unavailable
         for extra in current[1:]:
@@ -269,8 +290,11 @@ def plan_workload(
 
     for index in range(desired.replicas):
         group = by_index.get(index, [])
-        if any(o.generation == desired.generation for o in group):
+        if any(desired.is_current(o) for o in group):
             continue
+        target, epoch = desired.slot(index)
+        if target in desired.unreachable:
+            continue  # unknown what runs there; failover moves it after a grace period
         serving_old = [o for o in group if o.running and o.ready]
         if serving_old:
             if budget <= 0:
@@ -280,8 +304,9 @@ def plan_workload(
         # Fixed host ports: the old replica must release them before the new
         # one starts, so create now and start on the next pass.
         start = not (desired.fixed_host_ports and any(o.running for o in group))
-        reason = "Update" if group else "Scheduled"
-        plan.add(index, Create(index, desired.generation, desired.target, start, reason))
+        moving = any(o.handle.target != target or o.status.epoch != epoch for o in group)
+        reason = "Moved" if moving else "Update" if group else "Scheduled"
+        plan.add(index, Create(index, desired.generation, target, start, reason, epoch))
         plan.memory[index] = ReplicaMemory()
         plan.wake_in(0.0 if not start else PROGRESS_POLL_SECONDS)
 
@@ -320,7 +345,10 @@ def _plan_index(
             plan.wake_in(0.0)
         elif current.ready:
             for item in old:
-                plan.add(index, Remove(item.handle, index, "Superseded"))
+                moved = not desired.in_place(item)
+                plan.add(
+                    index, Remove(item.handle, index, "Rescheduled" if moved else "Superseded")
+                )
         else:
             plan.wake_in(PROGRESS_POLL_SECONDS)
 
@@ -399,11 +427,15 @@ def _summarize(
     stale = False
     for index in range(desired.replicas):
         group = by_index.get(index, [])
-        current = [o for o in group if o.generation == desired.generation]
-        if any(o.generation != desired.generation for o in group):
+        current = [o for o in group if desired.is_current(o)]
+        if any(not desired.is_current(o) for o in group):
             stale = True
         if any(o.ready and o.running for o in group):
             available += 1
+        target = desired.slot(index)[0]
+        if not current and target in desired.unreachable:
+            reasons.append(f"replica {index}: target {target} unreachable")
+            continue
         if not current:
             continue
         updated += 1

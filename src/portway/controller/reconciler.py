@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from portway.controller import capacity
+from portway.controller import scheduling
 from portway.controller.namespaces import default_pod_security, policy_for
 from portway.controller.plan import (
     Action,
@@ -38,15 +39,18 @@ from portway.controller.records import (
     TargetView,
     cluster_id,
     endpoints_of,
+    excluded_targets_of,
     replica_name,
     template_generation_of,
     template_hash_of,
     workload_of,
 )
+from portway.controller.scheduling import STALE_FENCED, Placements, Slot
 from portway.controller.targets import TargetPool
 from portway.drivers.base import (
     LABEL_CLUSTER,
     LABEL_NAMESPACE,
+    LABEL_TARGET,
     LABEL_WORKLOAD,
     Driver,
     ReplicaRequest,
@@ -61,8 +65,9 @@ from portway.errors import (
     TemporaryDriverError,
 )
 from portway.policy import evaluate_spec
-from portway.scheduler.placement import Placed, choose_target
-from portway.spec.model import WorkloadSpec
+from portway.scheduler.model import PlacedReplica
+from portway.scheduler.state import ClusterState
+from portway.spec.model import Workload, WorkloadSpec
 from portway.spec.namespace import PodSecurityLevel
 from portway.store import Record, Store
 
@@ -81,6 +86,10 @@ class Settings:
     default_pod_security: PodSecurityLevel = field(default_factory=default_pod_security)
     """Pod Security level of namespaces without a policy object (env
     PORTWAY_DEFAULT_POD_SECURITY), for the policy re-check before each create."""
+    failover_grace_seconds: float = 2.0
+    """A target unhealthy this long has its replicas placed elsewhere. Short,
+    because copies left behind are fenced (removed when the target returns)
+    rather than trusted; raise it where moving replicas is costly."""
 
 
 class Reconciler:
@@ -92,8 +101,14 @@ class Reconciler:
         *,
         settings: Settings | None = None,
         clock: Callable[[], float] = time.time,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
+        #: wakes another workload (a preemption victim) at once
+        self._notify = notify or (lambda key: None)
+        #: placement reads every workload's placements and writes one's: one at
+        #: a time, or two workers could fill the same room twice
+        self._scheduling = threading.Lock()
         self._targets = targets
         self._prober = prober
         self._settings = settings or Settings()
@@ -115,39 +130,61 @@ class Reconciler:
         if record is None:
             return None
         workload = workload_of(record)
-        if record.deleting and not record.status.get("target"):
-            # never placed, so nothing was ever created for it
-            self._finish_delete(record, [])
-            return None
+        replicas = {
+            r.name: r for r in self._store.list(KIND_REPLICA, namespace) if _belongs(r, name)
+        }
         views = {v.name: v for v in self._targets.views()}
-        target = self._place(record, views)
-        if target is None:
-            return UNHEALTHY_RETRY_SECONDS * 2
-        view = views[target]
-        if not view.healthy:
-            self._set_status(record, message=f"waiting for target {target}: {view.detail}")
-            return UNHEALTHY_RETRY_SECONDS
-        driver = self._targets.driver(view)
-        try:
-            statuses = driver.list_owned(
-                {LABEL_CLUSTER: self.cluster, LABEL_NAMESPACE: namespace, LABEL_WORKLOAD: name}
-            )
-        except TemporaryDriverError as exc:
-            self._set_status(record, message=str(exc))
-            return exc.delay
+        placements = Placements.from_status(record.status, workload.spec.replicas)
+        if record.deleting and not placements.targets():
+            # never placed, so nothing was ever created for it
+            self._finish_delete(record, list(replicas.values()))
+            return None
+        wake_place: float | None = None
+        if not record.deleting:
+            record, placements, wake_place = self._place(record, workload, views)
+            if not placements.targets():
+                return UNHEALTHY_RETRY_SECONDS * 2
+
+        drivers: dict[str, Driver] = {}
+        statuses: list[ReplicaStatus] = []
+        unreachable: set[str] = set()
+        for target in sorted(placements.targets()):
+            view = views.get(target)
+            if view is None or not view.healthy:
+                unreachable.add(target)
+                continue
+            driver = self._targets.driver(view)
+            try:
+                statuses += driver.list_owned(
+                    {
+                        LABEL_CLUSTER: self.cluster,
+                        LABEL_NAMESPACE: namespace,
+                        LABEL_WORKLOAD: name,
+                        LABEL_TARGET: target,
+                    }
+                )
+            except TemporaryDriverError as exc:
+                log.info("%s: cannot list target %s: %s", key, target, exc)
+                unreachable.add(target)
+                continue
+            drivers[target] = driver
+        if unreachable and not drivers and not record.deleting:
+            down = ", ".join(sorted(unreachable))
+            self._set_status(record, message=f"waiting for target {down}")
+            return _sooner(UNHEALTHY_RETRY_SECONDS, wake_place)
         desired = Desired(
             namespace=namespace,
             name=name,
             spec=workload.spec,
             generation=template_generation_of(record),
             template_hash=template_hash_of(record),
-            target=target,
+            target="",  # an index without a slot is pending: nothing is created
             deleting=record.deleting,
+            slots={i: (slot.target, slot.epoch) for i, slot in placements.slots.items()},
+            unreachable=frozenset(unreachable),
+            fenced=frozenset(t for t, kind in placements.stale.items() if kind == STALE_FENCED),
         )
-        observed, probe_dues = self._observe(driver, desired, statuses)
-        replicas = {
-            r.name: r for r in self._store.list(KIND_REPLICA, namespace) if _belongs(r, name)
-        }
+        observed, probe_dues = self._observe(drivers, desired, statuses)
         memory = {
             view_.index: view_.replica_memory()
             for view_ in (ReplicaView.from_status(r.status) for r in replicas.values())
@@ -155,67 +192,212 @@ class Reconciler:
         plan = plan_workload(desired, observed, memory, self._clock())
         creates = any(isinstance(a, Create) for steps in plan.steps.values() for a in steps)
         refusal = self._policy_refusal(namespace, workload.spec) if creates else None
-        failures = self._execute(plan, desired, driver, view, refusal)
+        failures = self._execute(plan, desired, drivers, refusal)
         if plan.finished_deleting:
-            self._finish_delete(record, replicas.values())
+            if unreachable:
+                self._event(
+                    desired,
+                    "Deleted",
+                    f"target(s) {', '.join(sorted(unreachable))} unreachable: copies left "
+                    "there are garbage-collected when they return",
+                    warning=True,
+                )
+            self._finish_delete(record, list(replicas.values()))
             return None
-        self._save_replicas(desired, observed, plan, replicas, failures, memory)
-        self._save_workload_status(record, desired, plan, failures)
-        wake = plan.requeue_after
+        self._save_replicas(desired, observed, plan, replicas, failures, memory, placements)
+        # A stale target that was listed and holds nothing out of place is clean.
+        out_of_place = {o.handle.target for o in observed if not desired.in_place(o)}
+        clean = {t for t in placements.stale if t in drivers and t not in out_of_place}
+        self._save_workload_status(record, desired, plan, failures, clean)
+        wake = _sooner(plan.requeue_after, wake_place)
         if any(not isinstance(a, Report) for a in plan.actions) and not failures:
             # we changed the world: look at the result now rather than after a
             # poll interval (each action changes state, so this cannot spin)
             wake = 0.0
+        if unreachable:
+            wake = _sooner(wake, UNHEALTHY_RETRY_SECONDS)
         probe_due = min(probe_dues, default=None)
         if probe_due is not None:
-            delay = max(probe_due - self._clock(), 0.05)
-            wake = delay if wake is None else min(wake, delay)
+            wake = _sooner(wake, max(probe_due - self._clock(), 0.05))
         if failures:
             raise ReconcileError(failures)
         return wake
 
     # --- placement --------------------------------------------------------
 
-    def _place(self, record: Record, views: dict[str, TargetView]) -> str | None:
-        current = record.status.get("target")
-        if isinstance(current, str) and current in views:
-            # Moving replicas off an unhealthy target is failover's decision
-            # (after a grace period), not a side effect of one failed check.
-            return current
-        workload = workload_of(record)
-        result = choose_target(
-            capacity.candidates(self._store, self._targets, views, workload),
-            selector=workload.spec.placement.target_selector,
-            names=workload.spec.placement.targets,
-            isolation=workload.spec.isolation.value,
-            current=None,
-        )
-        if not isinstance(result, Placed):
-            message = result.message()
-            if record.status.get("message") != message:
-                self._store.record_event(
-                    KIND_WORKLOAD,
-                    record.namespace,
-                    record.name,
-                    "FailedScheduling",
-                    message,
-                    warning=True,
+    def _place(
+        self, record: Record, workload: Workload, views: Mapping[str, TargetView]
+    ) -> tuple[Record, Placements, float | None]:
+        """Give every index a target: new indices, and those whose target is
+        gone, draining, no longer allowed, or unhealthy past the grace period.
+        Returns the (re-read) record, its placements and when a grace period ends."""
+        with self._scheduling:
+            # Re-read under the lock: another workload may have preempted ours.
+            latest = self._store.get(KIND_WORKLOAD, record.namespace, record.name)
+            if latest is None:
+                return record, Placements(), None
+            record = latest
+            replicas = workload.spec.replicas
+            placements = Placements.from_status(record.status, replicas)
+            before = placements.to_status()
+            excluded = excluded_targets_of(record)
+            for index in [i for i in placements.slots if i >= replicas]:
+                placements.release(index, scheduling.STALE_SURGE)  # scaled down
+            moves, wake = scheduling.moves(
+                workload,
+                placements,
+                views,
+                excluded,
+                now=self._clock(),
+                grace=self._settings.failover_grace_seconds,
+            )
+            moving = {m.index: m for m in moves}
+            wanted = sorted({i for i in range(replicas) if i not in placements.slots} | set(moving))
+            changes: dict[str, Any] = {}
+            if wanted:
+                kept = {i: s for i, s in placements.slots.items() if i not in moving}
+                state = ClusterState(
+                    scheduling.state_targets(views.values()),
+                    scheduling.placed_replicas(self._store.list(KIND_WORKLOAD), views, record.key)
+                    + scheduling.replicas_of(record.key, workload, kept, views),
                 )
-            self._set_status(record, message=message, phase="Pending")
-            return None
-        self._set_status(record, target=result.target)
-        return result.target
+                decision = state.schedule(scheduling.ask_for(workload, wanted, excluded))
+                for assignment in decision.placed:
+                    move = moving.get(assignment.index)
+                    old = placements.slots.get(assignment.index)
+                    if old is not None and move is not None:
+                        placements.release(assignment.index, move.kind)
+                    placements.counter += 1
+                    placements.slots[assignment.index] = Slot(
+                        assignment.target, placements.counter, assignment.reason
+                    )
+                    self._placed_event(
+                        record, assignment.index, assignment.target, assignment.reason, move, old
+                    )
+                    for victim in assignment.victims:
+                        self._evict(victim, record.key, assignment.index, assignment.target)
+                if decision.failure is not None:
+                    message = decision.failure.message()
+                    pending = ", ".join(str(i) for i in decision.unplaced)
+                    text = f"replica(s) {pending} not placed: {message}"
+                    if record.status.get("schedulingMessage") != text:
+                        self._store.record_event(
+                            KIND_WORKLOAD,
+                            record.namespace,
+                            record.name,
+                            "FailedScheduling",
+                            text,
+                            warning=True,
+                        )
+                    changes["schedulingMessage"] = text
+                    changes["message"] = text
+                    if not placements.slots:
+                        changes["phase"] = "Pending"
+                    wake = _sooner(wake, UNHEALTHY_RETRY_SECONDS * 2)
+                else:
+                    changes["schedulingMessage"] = ""
+            elif record.status.get("schedulingMessage"):
+                changes["schedulingMessage"] = ""
+            after = placements.to_status()
+            if after != before or changes:
+                record = self._write_status(record, {**after, **changes})
+                placements = Placements.from_status(record.status, replicas)
+            return record, placements, wake
+
+    def _placed_event(
+        self,
+        record: Record,
+        index: int,
+        target: str,
+        reason: str,
+        move: scheduling.Move | None,
+        old: Slot | None,
+    ) -> None:
+        if move is not None and old is not None:
+            kind = "FailedOver" if move.kind == STALE_FENCED else "Moved"
+            text = f"replica {index} moved from {old.target} to {target} ({move.why}): {reason}"
+        else:
+            kind, text = "Placed", f"replica {index} placed on {target}: {reason}"
+        self._store.record_event(
+            KIND_WORKLOAD,
+            record.namespace,
+            record.name,
+            kind,
+            text,
+            warning=kind == "FailedOver",
+        )
+
+    def _evict(self, victim: PlacedReplica, by: str, index: int, target: str) -> None:
+        """Take a lower-priority replica's slot away (its copy is removed on
+        sight, as after failover) and wake its workload to place it again."""
+        namespace, _, name = victim.workload.partition("/")
+        for _ in range(10):
+            record = self._store.get(KIND_WORKLOAD, namespace, name)
+            if record is None:
+                return
+            placements = Placements.from_status(record.status, workload_of(record).spec.replicas)
+            if placements.slots.get(victim.index, Slot("")).target != victim.target:
+                return
+            placements.release(victim.index, STALE_FENCED)
+            placements.stale[victim.target] = STALE_FENCED
+            try:
+                self._store.update_status(record, {**record.status, **placements.to_status()})
+                break
+            except ConflictError:
+                continue
+        else:
+            log.warning("could not preempt %s-%d: its record keeps changing", name, victim.index)
+            return
+        self._store.record_event(
+            KIND_WORKLOAD,
+            namespace,
+            name,
+            "Preempted",
+            f"replica {victim.index} evicted from {victim.target} to make room for "
+            f"{by} replica {index} (priority {victim.priority} is lower)",
+            warning=True,
+        )
+        by_ns, _, by_name = by.partition("/")
+        self._store.record_event(
+            KIND_WORKLOAD,
+            by_ns,
+            by_name,
+            "Preempting",
+            f"replica {index} on {target} evicts {victim.workload} replica {victim.index} "
+            f"(priority {victim.priority})",
+        )
+        self._notify(victim.workload)
+
+    def _write_status(self, record: Record, changes: Mapping[str, Any]) -> Record:
+        """Write placement changes made under the scheduling lock from a fresh
+        read, so they never overwrite an eviction; returns the new record."""
+        for _ in range(10):
+            try:
+                return self._store.update_status(record, {**record.status, **changes})
+            except ConflictError:
+                latest = self._store.get(record.kind, record.namespace, record.name)
+                if latest is None:
+                    return record
+                if latest.status.get("placements") != record.status.get("placements"):
+                    # someone else moved our slots meanwhile: decide again next pass
+                    return latest
+                record = latest
+        return record
 
     # --- observation ------------------------------------------------------
 
     def _observe(
-        self, driver: Driver, desired: Desired, statuses: Sequence[ReplicaStatus]
+        self,
+        drivers: Mapping[str, Driver],
+        desired: Desired,
+        statuses: Sequence[ReplicaStatus],
     ) -> tuple[list[Observed], list[float]]:
         """Fill in what a list call omits (exit details) and run due probes.
         Returns the observations and when probes are next due."""
         dues: list[float] = []
 
         def one(status: ReplicaStatus) -> Observed | None:
+            driver = drivers[status.handle.target]
             if status.state is ReplicaState.EXITED and status.generation == desired.generation:
                 try:
                     status = driver.inspect(status.handle)
@@ -262,8 +444,7 @@ class Reconciler:
         self,
         plan: Plan,
         desired: Desired,
-        driver: Driver,
-        target: TargetView,
+        drivers: Mapping[str, Driver],
         refusal: str | None = None,
     ) -> dict[int, str]:
         """Run each index's steps in order, indices in parallel. Returns failures.
@@ -274,7 +455,7 @@ class Reconciler:
                 try:
                     if refusal is not None and isinstance(action, Create):
                         raise PolicyRefusedError(refusal)
-                    self._apply(action, desired, driver, target)
+                    self._apply(action, desired, drivers)
                 except PortwayError as exc:
                     self._event(desired, "Failed", f"replica {index}: {exc}", warning=True)
                     return index, str(exc)
@@ -288,7 +469,12 @@ class Reconciler:
                 failures[index] = error
         return failures
 
-    def _apply(self, action: Action, desired: Desired, driver: Driver, target: TargetView) -> None:
+    def _apply(self, action: Action, desired: Desired, drivers: Mapping[str, Driver]) -> None:
+        if isinstance(action, Report):
+            self._event(desired, action.reason, action.message, warning=action.warning)
+            return
+        target = action.target if isinstance(action, Create) else action.handle.target
+        driver = drivers[target]
         if isinstance(action, Create):
             request = ReplicaRequest(
                 namespace=desired.namespace,
@@ -298,14 +484,14 @@ class Reconciler:
                 template_hash=desired.template_hash,
                 spec=desired.spec,
                 cluster=self.cluster,
+                epoch=action.epoch,
             )
             handle = driver.create(request)
             self._event(
                 desired,
                 "Scheduled",
                 f"replica {action.index} (generation {action.generation}) created on "
-                f"{target.name} as {handle.name}"
-                + (" (update)" if action.reason == "Update" else ""),
+                f"{target} as {handle.name}" + (" (update)" if action.reason == "Update" else ""),
             )
             if action.start:
                 driver.start(handle)
@@ -330,16 +516,15 @@ class Reconciler:
                 warning=action.reason == "LivenessProbeFailed",
             )
         elif isinstance(action, Remove):
-            if action.reason in ("ScaledDown", "Superseded", "WorkloadDeleted"):
+            if action.reason in ("ScaledDown", "Superseded", "Rescheduled", "WorkloadDeleted"):
                 driver.stop(action.handle, self._settings.stop_timeout)
             driver.destroy(action.handle)
             self._event(
                 desired,
                 "Removed",
-                f"replica {action.index} removed ({action.reason}): {action.handle.name}",
+                f"replica {action.index} removed ({action.reason}) from {target}: "
+                f"{action.handle.name}",
             )
-        elif isinstance(action, Report):
-            self._event(desired, action.reason, action.message, warning=action.warning)
 
     def _event(self, desired: Desired, reason: str, message: str, *, warning: bool = False) -> None:
         self._store.record_event(
@@ -356,10 +541,11 @@ class Reconciler:
         records: dict[str, Record],
         failures: dict[int, str],
         previous: dict[int, ReplicaMemory],
+        placements: Placements,
     ) -> None:
         current: dict[int, Observed] = {}
         for o in sorted(observed, key=lambda o: o.status.state is not ReplicaState.RUNNING):
-            if o.generation == desired.generation and o.handle.target == desired.target:
+            if desired.is_current(o):
                 current.setdefault(o.index, o)  # the running one is kept; show it
         wanted = {replica_name(desired.name, i) for i in range(desired.replicas)}
         for name, record in records.items():
@@ -373,10 +559,13 @@ class Reconciler:
             else:
                 memory = plan.memory.get(index) or ReplicaMemory()
             item = current.get(index)
+            slot = placements.slots.get(index, Slot(""))
             view = ReplicaView(
                 workload=desired.name,
                 index=index,
-                target=desired.target,
+                target=slot.target,
+                placement_reason=slot.reason,
+                epoch=slot.epoch,
                 generation=desired.generation,
                 restart_count=memory.restart_count,
                 last_exit_code=memory.last_exit_code,
@@ -416,16 +605,35 @@ class Reconciler:
             pass  # another pass wrote a newer observation; ours is stale anyway
 
     def _save_workload_status(
-        self, record: Record, desired: Desired, plan: Plan, failures: dict[int, str]
+        self,
+        record: Record,
+        desired: Desired,
+        plan: Plan,
+        failures: dict[int, str],
+        clean: set[str],
     ) -> None:
         summary = plan.summary
         assert summary is not None
-        message = "; ".join(summary.reasons)
+        reasons = list(summary.reasons)
+        if record.status.get("schedulingMessage"):
+            reasons.insert(0, str(record.status["schedulingMessage"]))
+        message = "; ".join(reasons)
         if failures:
             message = "; ".join(f"replica {i}: {e}" for i, e in sorted(failures.items()))
+
+        def forget_clean(status: dict[str, Any]) -> None:
+            stale = dict(status.get("staleTargets") or {})
+            for target in clean:
+                stale.pop(target, None)
+            status["staleTargets"] = stale
+
+        phase = summary.phase.value
+        if record.status.get("schedulingMessage") and phase == "Ready":
+            phase = "Degraded"  # fewer replicas run than asked for
         self._set_status(
             record,
-            phase=summary.phase.value,
+            merge=forget_clean if clean else None,
+            phase=phase,
             observedGeneration=record.generation,
             templateGeneration=desired.generation,
             replicas={
@@ -438,12 +646,21 @@ class Reconciler:
             message=message,
         )
 
-    def _set_status(self, record: Record, **changes: Any) -> None:
+    def _set_status(
+        self,
+        record: Record,
+        merge: Callable[[dict[str, Any]], None] | None = None,
+        **changes: Any,
+    ) -> None:
         """Merge ``changes`` into the workload's status; retried on conflict
-        because ``apply`` may have changed the spec meanwhile."""
+        because ``apply`` may have changed the spec meanwhile. Placements are
+        never written here (only under the scheduling lock, from a fresh
+        read); ``merge`` edits what must be merged into the latest status."""
         for _ in range(5):
             status = dict(record.status)
             status.update(changes)
+            if merge is not None:
+                merge(status)
             if status == dict(record.status):
                 return
             try:
@@ -487,6 +704,12 @@ class ReconcileError(PortwayError):
         self.failures = failures
         self.permanent = False
         super().__init__("; ".join(f"replica {i}: {e}" for i, e in sorted(failures.items())))
+
+
+def _sooner(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
 
 
 def _belongs(record: Record, workload: str) -> bool:

@@ -49,10 +49,12 @@ def workload_spec_envelope(
     template_generation: int,
     template_hash: str,
     degradations: list[dict[str, str]] | None = None,
+    excluded_targets: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """What ``apply`` writes as a workload's desired state. ``degradations``
     are the fields the planner found dropped on the chosen target, accepted
-    in lenient portability mode; ``describe`` shows them."""
+    in lenient portability mode; ``describe`` shows them. ``excluded_targets``
+    are targets the scheduler must not choose, with why."""
     envelope: dict[str, Any] = {
         "workload": workload.model_dump(mode="json", by_alias=True, exclude_none=True),
         "templateGeneration": template_generation,
@@ -60,7 +62,16 @@ def workload_spec_envelope(
     }
     if degradations:
         envelope["degradations"] = degradations
+    if excluded_targets:
+        envelope["excludedTargets"] = dict(sorted(excluded_targets.items()))
     return envelope
+
+
+def excluded_targets_of(record: Record) -> dict[str, str]:
+    """Targets ``apply`` found unfit for the workload (the drift gate refused
+    it there, or its image is missing): target -> short reason."""
+    raw = record.spec.get("excludedTargets")
+    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
 
 def workload_of(record: Record) -> Workload:

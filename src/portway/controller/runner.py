@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from portway.controller.probes import Prober
@@ -55,8 +55,11 @@ class ControllerSettings:
     """Every workload is re-examined at least this often, events or not. Engine
     events and spec changes wake workloads at once; this only catches what
     they miss, and it is most of the controller's idle cost."""
-    health_seconds: float = 2.0
-    """How often each target is fingerprinted."""
+    health_seconds: float = 1.0
+    """How often each target is checked (a ping; a full fingerprint each
+    minute). An engine's event stream ending also triggers a check at once."""
+    failover_grace_seconds: float = 2.0
+    """A target unhealthy this long has its replicas placed elsewhere."""
     gc_seconds: float = 60.0
     """How often owned-but-unwanted containers are looked for."""
     gc_grace_seconds: float = 30.0
@@ -123,9 +126,20 @@ class Controller:
         self.queue = WorkQueue()
         self._clock = clock
         self._prober = Prober(clock)
-        self.reconciler = Reconciler(
-            store, self.targets, self._prober, settings=reconcile_settings, clock=clock
+        reconcile_settings = replace(
+            reconcile_settings or ReconcileSettings(),
+            failover_grace_seconds=self.settings.failover_grace_seconds,
         )
+        self.reconciler = Reconciler(
+            store,
+            self.targets,
+            self._prober,
+            settings=reconcile_settings,
+            clock=clock,
+            notify=self.queue.add,
+        )
+        #: set when an engine's event stream ends: check targets now, not at the next tick
+        self._recheck = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watchers: dict[str, threading.Thread] = {}
@@ -252,7 +266,8 @@ class Controller:
                         self._stop.set()
                         self.queue.shutdown()
                         return
-                if now >= next_health:
+                if now >= next_health or self._recheck.is_set():
+                    self._recheck.clear()
                     next_health = now + self.settings.health_seconds
                     self._check_targets()
                 if now >= next_resync:
@@ -287,6 +302,9 @@ class Controller:
                 self._ensure_watcher(view)
                 if before is not None and before is not Health.HEALTHY and not initial:
                     self._enqueue_all()
+            elif before is Health.HEALTHY and not initial:
+                # its workloads count the failover grace period from now
+                self._enqueue_all()
 
     def _ensure_watcher(self, view: TargetView) -> None:
         alive = self._watchers.get(view.name)
@@ -306,6 +324,8 @@ class Controller:
                         self.queue.add(f"{namespace}/{workload}")
             except PortwayError as exc:
                 log.info("event stream of %s ended: %s", view.name, exc)
+            if not self._stop.is_set():
+                self._recheck.set()  # the engine may have died: find out now
 
         thread = threading.Thread(target=watch, name=f"portway-events-{view.name}", daemon=True)
         thread.start()

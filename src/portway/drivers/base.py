@@ -36,6 +36,9 @@ LABEL_WORKLOAD = LABEL_PREFIX + "workload"
 LABEL_REPLICA = LABEL_PREFIX + "replica"  # replica index, decimal
 LABEL_GENERATION = LABEL_PREFIX + "generation"  # template generation, decimal
 LABEL_TEMPLATE = LABEL_PREFIX + "template"  # template hash, for humans and audits
+#: placement epoch of the replica index, decimal: bumps each time the index
+#: moves to another target, so a copy found on a target the index left is stale
+LABEL_EPOCH = LABEL_PREFIX + "epoch"
 LABEL_TARGET = LABEL_PREFIX + "target"
 # Which portway installation (state store) owns the object: two stores that
 # share one engine must never adopt or garbage-collect each other's replicas.
@@ -145,13 +148,17 @@ class ReplicaRequest:
     template_hash: str
     spec: WorkloadSpec
     cluster: str = ""
+    epoch: int = 0
 
     @property
     def name(self) -> str:
         """Deterministic, so a repeated create finds the first one. The cluster
-        prefix keeps two installations sharing an engine from colliding."""
+        prefix keeps two installations sharing an engine from colliding; the
+        epoch keeps an index that moved between two targets on one engine
+        from finding its old copy."""
         prefix = f"pw{self.cluster[:6]}" if self.cluster else "pw"
-        return f"{prefix}-{self.namespace}-{self.workload}-{self.index}-g{self.generation}"
+        suffix = f"e{self.epoch}" if self.epoch else ""
+        return f"{prefix}-{self.namespace}-{self.workload}-{self.index}-g{self.generation}{suffix}"
 
     def labels(self, target: str) -> dict[str, str]:
         return {
@@ -163,6 +170,7 @@ class ReplicaRequest:
             LABEL_GENERATION: str(self.generation),
             LABEL_TEMPLATE: self.template_hash,
             LABEL_TARGET: target,
+            LABEL_EPOCH: str(self.epoch),
         }
 
     def host_port(self, container_port: int, protocol: str) -> int | None:
@@ -204,6 +212,14 @@ class ReplicaStatus:
     @property
     def generation(self) -> int:
         return int(self.labels.get(LABEL_GENERATION, "-1"))
+
+    @property
+    def epoch(self) -> int:
+        """Placement epoch (0 for replicas made before epochs existed)."""
+        try:
+            return int(self.labels.get(LABEL_EPOCH, "0"))
+        except ValueError:
+            return -1
 
     @property
     def workload_key(self) -> str:

@@ -42,6 +42,7 @@ from podman.api import APIClient
 
 from portway.capabilities.vocabulary import Feature
 from portway.drivers.base import (
+    LABEL_EPOCH,
     LABEL_GENERATION,
     LABEL_MANAGED,
     LABEL_PREFIX,
@@ -867,7 +868,7 @@ class PodmanDriver:
         except ReplicaGoneError:  # 404: the volume does not exist yet
             pass
         # the replica's owner labels, minus what is per replica or revision
-        per_replica = (LABEL_REPLICA, LABEL_GENERATION, LABEL_TEMPLATE)
+        per_replica = (LABEL_REPLICA, LABEL_GENERATION, LABEL_TEMPLATE, LABEL_EPOCH)
         labels = {k: v for k, v in request.labels(self.target).items() if k not in per_replica}
         labels[LABEL_VOLUME] = volume
         try:

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from portway.capabilities.matrix import load_packaged
+from portway.capabilities.matrix import Matrix, load_packaged
 from portway.capabilities.planner import plan_for_target
-from portway.controller import capacity
+from portway.controller import scheduling
 from portway.controller.records import (
     KIND_REPLICA,
     KIND_WORKLOAD,
@@ -31,7 +31,8 @@ from portway.errors import (
     PolicyError,
     PortwayError,
 )
-from portway.scheduler.placement import Placed, choose_target
+from portway.scheduler.fit import Capacity
+from portway.scheduler.state import ClusterState
 from portway.service import namespaces as ns_policy
 from portway.service import preflight
 from portway.service.app import App
@@ -64,20 +65,65 @@ class Sourced:
     lines: Mapping[str, int] = field(default_factory=dict)
 
 
-def _candidate_target(app: App, workload: Workload, current: str | None) -> TargetView | str:
-    """The target the workload would run on, or why none fits ("0/2 targets
-    available: 2 lack isolation tier sandboxed")."""
-    views = {v.name: v for v in app.target_views()}
-    if current in views:
-        return views[current]
-    result = choose_target(
-        capacity.candidates(app.store, app.targets, views, workload, assume_healthy=True),
-        selector=workload.spec.placement.target_selector,
-        names=workload.spec.placement.targets,
-        isolation=workload.spec.isolation.value,
-        current=None,
-    )
-    return views[result.target] if isinstance(result, Placed) else result.message()
+def _eligible_targets(app: App, workload: Workload) -> tuple[list[TargetView], str]:
+    """Targets the workload may be placed on by its placement rules and
+    tier, whatever their health or free room (the scheduler judges those
+    when it places; a workload that does not fit waits, or preempts), and,
+    when there are none, why ("0/2 targets available: 2 lack isolation
+    tier sandboxed")."""
+    views = app.target_views()
+    ask = scheduling.ask_for(workload, [0])
+    states = [
+        replace(scheduling.target_state(v), healthy=True, capacity=Capacity())
+        for v in sorted(views, key=lambda v: v.name)
+    ]
+    cluster = ClusterState(states, ())
+    eligible = [v for v in views if cluster.admits(v.name, ask)]
+    if eligible:
+        return eligible, ""
+    return [], cluster.explain(ask).message()
+
+
+def _judge_targets(
+    app: App, item: Sourced, matrix: Matrix
+) -> tuple[list[Issue], dict[str, str], list[dict[str, str]]]:
+    """Preflight on every eligible target: the drift gate, the image, the
+    extension block. A target that fails is excluded from placement (with
+    why); only when every target fails is the apply refused, with every
+    target's reasons. Returns (issues, excluded targets, degradations)."""
+    workload = item.workload
+    eligible, why_none = _eligible_targets(app, workload)
+    if not eligible:
+        issue = Issue(
+            f"no target matches this workload's placement ({why_none}, "
+            f"isolation {workload.spec.isolation.value})",
+            file=item.file,
+            document=item.document,
+            path="spec.placement",
+            hint="see `portway get targets`",
+        )
+        return [issue], {}, []
+    refused: dict[str, list[Issue]] = {}
+    degraded: list[dict[str, str]] = []
+    for target in sorted(eligible, key=lambda v: v.name):
+        target_issues = preflight.check_image(
+            workload, target, app.targets, item.file, item.document
+        )
+        target_plan = plan_for_target(workload.spec, profile_of(app, target, matrix))
+        target_issues += gate(workload, target_plan, item.file, item.document)
+        target_issues += extension_issues(app, target, workload, item.file, item.document)
+        if target_issues:
+            refused[target.name] = target_issues
+        else:
+            degraded += degradations(target_plan)
+    if len(refused) == len(eligible):
+        return [i for issues in refused.values() for i in issues], {}, []
+    excluded = {name: _short(issues[0].message) for name, issues in refused.items()}
+    return [], excluded, degraded
+
+
+def _short(message: str, limit: int = 120) -> str:
+    return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
 def judge_policy(
@@ -126,44 +172,49 @@ def apply_all(
     issues += preflight.check_port_conflicts(
         [(i.workload, i.file, i.document) for i in items], app.store
     )
+    excluded: dict[str, dict[str, str]] = {}
     for item in items:
         workload = item.workload
-        existing = app.store.get(KIND_WORKLOAD, workload.metadata.namespace, workload.metadata.name)
-        current = existing.status.get("target") if existing else None
-        target = _candidate_target(app, workload, current if isinstance(current, str) else None)
-        if isinstance(target, str):
-            issues.append(
-                Issue(
-                    f"no target matches this workload's placement ({target}, "
-                    f"isolation {workload.spec.isolation.value})",
-                    file=item.file,
-                    document=item.document,
-                    path="spec.placement",
-                    hint="see `portway get targets`",
-                )
-            )
-            continue
-        try:
-            own = preflight.owned_ports(workload, target, app.targets, app.store)
-        except PortwayError:
-            own = set()  # target down: the image and port checks below say so
-        issues += preflight.check_ports_free(workload, item.file, item.document, own)
-        issues += preflight.check_image(workload, target, app.targets, item.file, item.document)
-        target_plan = plan_for_target(workload.spec, profile_of(app, target, matrix))
-        issues += gate(workload, target_plan, item.file, item.document)
-        issues += extension_issues(app, target, workload, item.file, item.document)
-        degraded[workload.key] = degradations(target_plan)
+        target_issues, excluded[workload.key], degraded[workload.key] = _judge_targets(
+            app, item, matrix
+        )
+        issues += target_issues
+        issues += preflight.check_ports_free(
+            workload, item.file, item.document, _owned_ports(app, workload)
+        )
     if policy_issues:
         raise PolicyError(policy_issues + issues)
     if issues:
         raise InputError(issues)
     written = ns_policy.apply_namespaces(app, namespaces)
     return written, [
-        _write(app, item.workload, degraded.get(item.workload.key, [])) for item in items
+        _write(
+            app,
+            item.workload,
+            degraded.get(item.workload.key, []),
+            excluded.get(item.workload.key, {}),
+        )
+        for item in items
     ]
 
 
-def _write(app: App, workload: Workload, degraded: list[dict[str, str]]) -> Applied:
+def _owned_ports(app: App, workload: Workload) -> set[tuple[str, int, str]]:
+    """Host ports this workload's replicas publish now, on any healthy target."""
+    ports: set[tuple[str, int, str]] = set()
+    for view in app.target_views():
+        if not view.healthy:
+            continue
+        with contextlib.suppress(PortwayError):
+            ports |= preflight.owned_ports(workload, view, app.targets, app.store)
+    return ports
+
+
+def _write(
+    app: App,
+    workload: Workload,
+    degraded: list[dict[str, str]],
+    excluded: Mapping[str, str],
+) -> Applied:
     namespace, name = workload.metadata.namespace, workload.metadata.name
     template_hash = workload.spec.template_hash()
     for _ in range(5):
@@ -174,13 +225,15 @@ def _write(app: App, workload: Workload, degraded: list[dict[str, str]]) -> Appl
                     KIND_WORKLOAD,
                     namespace,
                     name,
-                    workload_spec_envelope(workload, 1, template_hash, degraded),
+                    workload_spec_envelope(workload, 1, template_hash, degraded, excluded),
                 )
                 return Applied(workload, Outcome.CREATED, record.generation)
             generation = template_generation_of(existing)
             if template_hash_of(existing) != template_hash:
                 generation += 1
-            envelope = workload_spec_envelope(workload, generation, template_hash, degraded)
+            envelope = workload_spec_envelope(
+                workload, generation, template_hash, degraded, excluded
+            )
             record = app.store.update_spec(existing, envelope)
             changed = record.generation != existing.generation or existing.deleting
             return Applied(

@@ -448,13 +448,108 @@ class Portability(StrEnum):
     LENIENT = "lenient"  # deploy anyway; every degradation is recorded on the workload
 
 
+class TaintEffect(StrEnum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+
+
+class TolerationOperator(StrEnum):
+    EQUAL = "Equal"
+    EXISTS = "Exists"
+
+
+class Toleration(_Model):
+    """Lets replicas go to targets with a matching taint (Kubernetes semantics)."""
+
+    key: str = Field(default="", description="Taint key; empty with Exists tolerates every taint.")
+    operator: TolerationOperator = TolerationOperator.EQUAL
+    value: str = ""
+    effect: TaintEffect | None = Field(default=None, description="Empty: every effect.")
+
+    @model_validator(mode="after")
+    def _exists_has_no_value(self) -> Toleration:
+        if self.operator is TolerationOperator.EXISTS and self.value:
+            raise ValueError("operator Exists takes no value")
+        if not self.key and self.operator is not TolerationOperator.EXISTS:
+            raise ValueError("an empty key needs operator Exists")
+        return self
+
+
+class WhenUnsatisfiable(StrEnum):
+    DO_NOT_SCHEDULE = "DoNotSchedule"
+    SCHEDULE_ANYWAY = "ScheduleAnyway"
+
+
+class Spread(_Model):
+    """Spread replicas over the values of a target label (``zone``, ``region``,
+    ``cloud``, or ``portway.dev/target`` for one domain per target)."""
+
+    topology_key: str = Field(description="Target label whose values are the domains.")
+    max_skew: int = Field(default=1, ge=1, le=10000)
+    when_unsatisfiable: WhenUnsatisfiable = WhenUnsatisfiable.DO_NOT_SCHEDULE
+
+
+class AffinityTerm(_Model):
+    """Replicas of other workloads (same namespace) this one wants near, or away from."""
+
+    workload: str | None = Field(default=None, description="A workload's name.")
+    match_labels: dict[str, str] = Field(
+        default_factory=dict, description="Or: labels of the workloads to match."
+    )
+    topology_key: str = Field(
+        default="portway.dev/target",
+        description="Target label that defines 'near'; default: the same target.",
+    )
+    weight: int = Field(default=100, ge=1, le=100, description="For preferred terms only.")
+
+    @model_validator(mode="after")
+    def _names_something(self) -> AffinityTerm:
+        if not self.workload and not self.match_labels:
+            raise ValueError("give workload or matchLabels")
+        return self
+
+
+class Affinity(_Model):
+    required: list[AffinityTerm] = Field(default_factory=list)
+    preferred: list[AffinityTerm] = Field(default_factory=list)
+
+
+class PlacementStrategy(StrEnum):
+    SPREAD = "spread"
+    BINPACK = "binpack"
+
+
+class PreemptionPolicy(StrEnum):
+    PREEMPT_LOWER_PRIORITY = "PreemptLowerPriority"
+    NEVER = "Never"
+
+
 class Placement(_Model):
+    """Where replicas may run and how they are spread. Changing it never
+    restarts replicas that still fit; the scheduler only places what moves."""
+
     target_selector: dict[str, str] = Field(
         default_factory=dict, description="Labels a target must carry."
     )
     targets: list[str] = Field(
         default_factory=list, description="If set, only these targets (by name) are eligible."
     )
+    tolerations: list[Toleration] = Field(default_factory=list)
+    spread: list[Spread] = Field(default_factory=list)
+    affinity: Affinity = Field(default_factory=Affinity)
+    anti_affinity: Affinity = Field(default_factory=Affinity)
+    strategy: PlacementStrategy = Field(
+        default=PlacementStrategy.SPREAD,
+        description="spread: prefer the least-allocated target; binpack: the most allocated.",
+    )
+    priority: int = Field(
+        default=50,
+        ge=0,
+        le=1000,
+        description="Higher runs first; when capacity is short, a workload may evict "
+        "replicas of lower priority (Nomad-style, default 50).",
+    )
+    preemption_policy: PreemptionPolicy = PreemptionPolicy.PREEMPT_LOWER_PRIORITY
 
 
 class WorkloadSpec(_Model):
