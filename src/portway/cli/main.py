@@ -19,6 +19,7 @@ import typer
 
 from portway.cli import output
 from portway.cli import policy as policy_cli
+from portway.cli import targets as targets_cli
 from portway.cli.artifacts import artifact_app
 from portway.cli.output import Format, age, dump, parse_format, table
 from portway.errors import InputError, NotFoundError, PortwayError
@@ -33,12 +34,9 @@ app = typer.Typer(
 )
 get_app = typer.Typer(help="List workloads, replicas, targets or events.", no_args_is_help=True)
 describe_app = typer.Typer(help="Show details of one object.", no_args_is_help=True)
-target_app = typer.Typer(
-    help="Register and remove targets (backend endpoints).", no_args_is_help=True
-)
 app.add_typer(get_app, name="get")
 app.add_typer(describe_app, name="describe")
-app.add_typer(target_app, name="target")
+app.add_typer(targets_cli.target_app, name="target")
 policy_cli.register(app, get_app, describe_app)
 app.add_typer(artifact_app, name="artifact")
 
@@ -446,6 +444,7 @@ get_app.command("replica", hidden=True)(get_replicas)
 
 def _get_replicas(workload: str | None, namespace: str | None, fmt_text: str | None) -> None:
     from portway.service import workloads as svc
+    from portway.service.targets import topology_of
 
     fmt = parse_format(fmt_text)
     service = _app()
@@ -454,8 +453,19 @@ def _get_replicas(workload: str | None, namespace: str | None, fmt_text: str | N
         for ns, v in svc.all_replicas(service, namespace)
         if workload is None or v.workload == workload
     ]
+    views = {t.name: t for t in service.target_views()}
+    topology = {v.target: topology_of(views.get(v.target)) for _, v in pairs}
     if fmt in (Format.JSON, Format.YAML):
-        dump({"items": [{"namespace": ns, **v.to_status()} for ns, v in pairs]}, fmt)
+        items = [
+            {
+                "namespace": ns,
+                **v.to_status(),
+                "region": topology[v.target][0],
+                "zone": topology[v.target][1],
+            }
+            for ns, v in pairs
+        ]
+        dump({"items": items}, fmt)
         return
     rows = []
     for ns, v in pairs:
@@ -468,79 +478,32 @@ def _get_replicas(workload: str | None, namespace: str | None, fmt_text: str | N
             v.target,
         ]
         if fmt is Format.WIDE:
-            row += [v.generation, v.container_name, ", ".join(v.endpoints), v.message]
+            region, zone = topology[v.target]
+            row += [
+                region or "-",
+                zone or "-",
+                v.generation,
+                v.container_name,
+                ", ".join(v.endpoints),
+                v.placement_reason or "-",
+                v.message,
+            ]
         rows.append(row)
     headers = ["NAMESPACE", "REPLICA", "STATE", "READY", "RESTARTS", "TARGET"]
     if fmt is Format.WIDE:
-        headers += ["GENERATION", "CONTAINER", "ENDPOINTS", "MESSAGE"]
+        headers += [
+            "REGION",
+            "ZONE",
+            "GENERATION",
+            "CONTAINER",
+            "ENDPOINTS",
+            "PLACED BECAUSE",
+            "MESSAGE",
+        ]
     table(headers, rows)
 
 
-@get_app.command("targets")
-def get_targets(output_format: OutputOpt = None) -> None:
-    """List targets with their health (checked now)."""
-    _guard(lambda: _get_targets(output_format))
-
-
-get_app.command("target", hidden=True)(get_targets)
-
-
-def _get_targets(fmt_text: str | None) -> None:
-    fmt = parse_format(fmt_text)
-    service = _app()
-    views = []
-    for view in service.target_views():
-        service.targets.check(view)  # fresh health, recorded if it changed
-    views = service.target_views()
-    if fmt in (Format.JSON, Format.YAML):
-        dump(
-            {
-                "items": [
-                    {
-                        "name": v.name,
-                        "driver": v.driver,
-                        "address": v.address,
-                        "labels": dict(v.labels),
-                        "health": v.health,
-                        "detail": v.detail,
-                        "version": v.version,
-                        "runtimeHandlers": list(v.runtime_handlers),
-                        "tiers": {
-                            tier: {
-                                "handler": h.handler,
-                                "overheadMemory": h.overhead_memory,
-                                "overheadCpu": h.overhead_cpu,
-                            }
-                            for tier, h in sorted(v.tiers.items())
-                        },
-                        "unavailableTiers": output.unavailable_tiers(v),
-                        "attributes": dict(v.attributes),
-                    }
-                    for v in views
-                ]
-            },
-            fmt,
-        )
-        return
-    rows = []
-    for v in views:
-        row = [v.name, v.driver, v.health, v.version]
-        if fmt is Format.WIDE:
-            row += [
-                v.address,
-                output.tiers_text(v),
-                v.attributes.get("cgroup_version", ""),
-                output.capacity_text(v.attributes),
-                output.labels_text(v.labels),
-                v.detail,
-            ]
-        rows.append(row)
-    headers = ["NAME", "DRIVER", "HEALTH", "VERSION"]
-    if fmt is Format.WIDE:
-        headers += ["ADDRESS", "TIERS (HANDLER)", "CGROUP", "CAPACITY", "LABELS", "DETAIL"]
-    table(headers, rows)
-    if not views:
-        output.err.print("no targets: is the Docker socket at /var/run/docker.sock?", markup=False)
+targets_cli.register(get_app)  # get targets, listed after get replicas
 
 
 @get_app.command("events")
@@ -567,53 +530,6 @@ def _get_events(workload: str | None, namespace: str, limit: int, fmt_text: str 
         ["AGE", "TYPE", "REASON", "OBJECT", "MESSAGE"],
         [[age(e.ts), e.type, e.reason, f"{e.kind.lower()}/{e.name}", e.message] for e in events],
     )
-
-
-# --- targets ---------------------------------------------------------------
-
-
-@target_app.command("add")
-def target_add(
-    name: Annotated[str, typer.Argument(help="Target name, e.g. local-podman.")],
-    address: Annotated[
-        str,
-        typer.Option(
-            help="e.g. podman:///run/podman/podman.sock, "
-            "containerd:///run/containerd/containerd.sock"
-        ),
-    ],
-    driver: Annotated[str | None, typer.Option(help="Driver (default: address scheme).")] = None,
-    label: Annotated[
-        list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE, repeatable.")
-    ] = None,
-) -> None:
-    """Register a target and check its health."""
-    _guard(lambda: _target_add(name, address, driver, label or []))
-
-
-def _target_add(name: str, address: str, driver: str | None, labels: list[str]) -> None:
-    from portway.service.targets import add_target, parse_labels
-
-    view = add_target(_app(), name, address, driver, parse_labels(labels))
-    output.out.print(
-        f"target/{view.name} added ({view.driver}, {view.health}"
-        + (f": {view.detail}" if view.detail else "")
-        + ")",
-        markup=False,
-    )
-
-
-@target_app.command("remove")
-def target_remove(name: Annotated[str, typer.Argument()]) -> None:
-    """Remove a target that runs no replicas."""
-    _guard(lambda: _target_remove(name))
-
-
-def _target_remove(name: str) -> None:
-    from portway.service.targets import remove_target
-
-    remove_target(_app(), name)
-    output.out.print(f"target/{name} removed", markup=False)
 
 
 # --- describe ---------------------------------------------------------------
