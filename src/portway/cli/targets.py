@@ -214,7 +214,7 @@ def _target_drain(name: str, wait: bool, timeout: float) -> None:
     for replica in replicas:
         _say(f"evicting {_replica_text(replica)}")
     controller = svc.running_controller(service) if replicas else None
-    if replicas and controller is None:
+    if replicas and controller is None and not wait:
         _note("note: no controller is running; the replicas move once `portway controller` runs")
     if not wait:
         if replicas:
@@ -229,7 +229,12 @@ def _target_drain(name: str, wait: bool, timeout: float) -> None:
         else:
             _say(f"{_replica_text(replica)} evicted (now on {target or 'no target'})")
 
-    remaining = svc.wait_drained(service, name, timeout, on_moved=moved)
+    from portway.service.workloads import controller_running
+
+    # As `apply` does: without a running controller, one works in this
+    # process while we wait, so a drain on the embedded default completes.
+    with controller_running(service):
+        remaining = svc.wait_drained(service, name, timeout, on_moved=moved)
     if not remaining:
         _say(f"target/{name} drained")
         return
@@ -237,8 +242,6 @@ def _target_drain(name: str, wait: bool, timeout: float) -> None:
         f"target/{name} not drained after {timeout:g}s: {len(remaining)} replica(s) still on it"
     ]
     lines += [f"  {_replica_text(r)}: {svc.why_not_moved(service, r)}" for r in remaining]
-    if controller is None and svc.running_controller(service) is None:
-        lines.append("  no controller is running: start `portway controller` to move them")
     from portway.cli.main import _fail
 
     _fail("\n".join(lines), 1)
