@@ -84,7 +84,7 @@ def placed_on(
     return [x.target for x in decision.placed]
 
 
-# --- 1-6: static filters ---------------------------------------------------------------
+# --- 1-6: static filters ---------------------------------------------------------------------
 
 
 def test_names_restrict_targets() -> None:
@@ -179,7 +179,7 @@ def test_static_rejection_order() -> None:
     assert matches({}, {"any": "thing"})
 
 
-# --- 7: resources -------------------------------------------------------------------------
+# --- 7: resources ----------------------------------------------------------------------------
 
 
 def test_memory_then_cpu_with_tier_overhead() -> None:
@@ -233,7 +233,7 @@ def test_resource_rejection_function() -> None:
     assert resource_rejection(None, None, used, cost) is None
 
 
-# --- 8: hard spread ----------------------------------------------------------------------
+# --- 8: hard spread --------------------------------------------------------------------------
 
 
 def zones(*spec: str) -> list[TargetState]:
@@ -288,7 +288,7 @@ def test_spread_with_max_skew_two() -> None:
     assert placed_on(targets, only_a, placed) == ["a"]
 
 
-# --- 9-10: affinity -------------------------------------------------------------------------
+# --- 9-10: affinity --------------------------------------------------------------------------
 
 
 def test_required_affinity_needs_a_match_in_the_domain() -> None:
