@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from portway.scheduler.fit import Capacity, Request
+from portway.scheduler.fit import NOTHING, Capacity, Request
 
 #: the topology key whose domain is the target itself
 TARGET_KEY = "portway.dev/target"
@@ -49,8 +49,10 @@ class Taint:
     effect: Effect = Effect.NO_SCHEDULE
 
     def __str__(self) -> str:
-        return f"{self.key}={self.value}:{self.effect.value}" if self.value else (
-            f"{self.key}:{self.effect.value}"
+        return (
+            f"{self.key}={self.value}:{self.effect.value}"
+            if self.value
+            else (f"{self.key}:{self.effect.value}")
         )
 
 
@@ -93,7 +95,7 @@ class PlacedReplica:
     target: str
     labels: Mapping[str, str] = field(default_factory=dict)  # the workload's labels
     priority: int = DEFAULT_PRIORITY
-    request: Request = Request(0, 0.0)  # what it commits on its target, overhead included
+    request: Request = NOTHING  # what it commits on its target, overhead included
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ class Ask:
     workload: str  # "namespace/name"
     indices: tuple[int, ...]
     labels: Mapping[str, str] = field(default_factory=dict)
-    request: Request = Request(0, 0.0)  # per replica, without tier overhead
+    request: Request = NOTHING  # per replica, without tier overhead
     tier: str = "standard"
     selector: Mapping[str, str] = field(default_factory=dict)  # target labels required
     names: tuple[str, ...] = ()  # if not empty, only these targets
