@@ -59,8 +59,9 @@ def _ensure_podman_service() -> None:
 
 
 def web(name: str, namespace: str, replicas: int, placement: str, extra: str = "") -> str:
-    return textwrap.dedent(
-        f"""\
+    return (
+        textwrap.dedent(
+            f"""\
         apiVersion: portway.dev/v1
         kind: Workload
         metadata: {{name: {name}, namespace: {namespace}}}
@@ -73,7 +74,9 @@ def web(name: str, namespace: str, replicas: int, placement: str, extra: str = "
             readiness: {{http: {{port: 8080}}, periodSeconds: 1}}
           placement: {placement}
         """
-    ) + extra
+        )
+        + extra
+    )
 
 
 def replicas(pw: Portway, namespace: str, workload: str) -> list[dict[str, Any]]:

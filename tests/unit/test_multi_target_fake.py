@@ -8,6 +8,7 @@ controller's health checks write it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -96,10 +97,9 @@ class Cluster:
             keys = [f"{NS}/{n}" for n in names] + self.woken
             self.woken.clear()
             for key in dict.fromkeys(keys):
-                try:
+                # a failed pass is retried, as the work queue does
+                with contextlib.suppress(Exception):
                     self.reconciler.reconcile(key)
-                except Exception:  # noqa: BLE001 - a failed pass is retried, as the queue does
-                    pass
             self.clock.advance(advance)
 
     def running(self, workload: str) -> dict[int, list[str]]:
@@ -193,19 +193,19 @@ def test_failover_waits_for_the_grace_period_then_moves_and_fences(cluster: Clus
 
     cluster.settle("web", passes=4, advance=0.5)  # past the grace period
     assert cluster.replica_targets("web")[on_b[0]] == "a"
-    assert cluster.running("web")[on_b[0]] == ["a"]  # b's copy is unknown (down)
+    # b's copy still runs (its engine is down, so nobody can stop it): two copies
+    assert cluster.running("web")[on_b[0]] == ["a", "b"]
     failed_over = cluster.events("web", "FailedOver")
     assert failed_over and "unhealthy for" in failed_over[0]
     assert cluster.status("web")["staleTargets"] == {"b": "fenced"}
 
     # b returns with the old copy still running: it is removed, never adopted
     cluster.set_health("b", True)
-    assert cluster.running("web")[on_b[0]] == ["a"]  # (b was down, not listed)
     stale = [c for c in cluster.engines["b"].containers() if c.state is ReplicaState.RUNNING]
     assert len(stale) == 1
     cluster.settle("web", passes=3)
     assert cluster.engines["b"].containers() == []
-    assert {i: ts for i, ts in cluster.running("web").items()} == {0: ["a"], 1: ["a"]}
+    assert cluster.running("web") == {0: ["a"], 1: ["a"]}
     assert cluster.status("web")["staleTargets"] == {}
     assert any("Fenced" in m for m in cluster.events("web", "Removed"))
 
@@ -237,12 +237,16 @@ def test_drain_moves_replicas_with_a_surge(cluster: Cluster) -> None:
 
 def test_two_targets_on_one_engine_do_not_see_each_others_replicas(store: Store) -> None:
     clock = FakeClock()
-    shared = FakeDriver("shared", clock=clock)
-    pool = TargetPool(store, opener=lambda name, driver, address: shared)
+    shared = FakeDriver("a", clock=clock)
+    other = FakeDriver("b", clock=clock)
+    # one engine, two targets: each driver names its own target, both see
+    # every container (as two docker targets on one socket do)
+    other._containers, other._ids, other._lock = shared._containers, shared._ids, shared._lock
+    engines = {"a": shared, "b": other}
+    pool = TargetPool(store, opener=lambda name, driver, address: engines[name])
     reconciler = Reconciler(
         store, pool, Prober(clock), settings=Settings(stop_timeout=0), clock=clock
     )
-    engines = {"a": shared, "b": shared}
     cluster = Cluster(store, clock, engines, reconciler, [])
     cluster.add_target("a", {"zone": "za"})
     cluster.add_target("b", {"zone": "zb"})
@@ -282,7 +286,7 @@ def test_high_priority_preempts_low_and_low_returns_when_room_appears(cluster: C
     assert cluster.running("low") == {}
     assert cluster.events("low", "Preempted")
     assert cluster.events("high", "Preempting")
-    assert "not placed" in cluster.status("low")["message"]
+    assert "insufficient memory" in cluster.status("low")["message"]
 
     cluster.delete("high")
     cluster.settle("high", "low", passes=20)

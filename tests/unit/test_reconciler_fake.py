@@ -83,7 +83,8 @@ class Env:
         raise AssertionError(f"not converged after {max_passes} passes: {self.status()}")
 
     def request(self, index: int, generation: int = 1, **spec: Any) -> ReplicaRequest:
-        """What the reconciler asks the driver for (names and labels included)."""
+        """What the reconciler asks the driver for (names and labels included),
+        with the placement epoch the scheduler gave the index."""
         workload = make_workload(**spec)
         return ReplicaRequest(
             NS,
@@ -93,7 +94,12 @@ class Env:
             workload.spec.template_hash(),
             workload.spec,
             cluster=self.reconciler.cluster,
+            epoch=self.epoch(index),
         )
+
+    def epoch(self, index: int) -> int:
+        slot = self.status().get("placements", {}).get(str(index), {})
+        return int(slot.get("epoch", 0))
 
     def container_name(self, index: int, generation: int = 1) -> str:
         return self.request(index, generation).name
@@ -216,14 +222,14 @@ def test_converges_to_the_desired_number_of_running_replicas(env: Env) -> None:
         assert (replica["state"], replica["ready"]) == ("running", True)
         assert (replica["restart_count"], replica["generation"]) == (0, 1)
         assert replica["target"] == TARGET
-    assert Counter(env.events()) == {"Scheduled": 3, "Started": 3}
+    assert Counter(env.events()) == {"Placed": 3, "Scheduled": 3, "Started": 3}
 
     # level-triggered and idempotent: more passes change nothing
     env.fake.calls.clear()
     for _ in range(3):
         env.reconcile()
     assert {op for op, _ in env.fake.calls} == {"list"}
-    assert Counter(env.events()) == {"Scheduled": 3, "Started": 3}
+    assert Counter(env.events()) == {"Placed": 3, "Scheduled": 3, "Started": 3}
 
 
 def test_published_ports_are_recorded_as_endpoints(env: Env) -> None:

@@ -19,7 +19,9 @@ from portway.conformance.case import declared_in_tier, in_tier
 from portway.controller.records import TargetView, TierHandler
 from portway.controller.targets import tiers_of
 from portway.drivers.base import DriverCapabilities, RuntimeHandler
-from portway.scheduler.placement import Candidate, Placed, Unplaceable, choose_target
+from portway.scheduler.model import Ask, TargetState
+from portway.scheduler.model import Overhead as TierCost
+from portway.scheduler.state import ClusterState
 from portway.spec.model import WorkloadSpec
 
 ALL = frozenset(Feature)
@@ -169,17 +171,14 @@ def test_target_records_keep_each_tier_handler_and_overhead() -> None:
 
 
 def test_placement_never_picks_a_target_without_the_tier() -> None:
-    candidates = [
-        Candidate("plain", {}, True, False, frozenset({"standard"})),
-        Candidate("gvisor", {}, True, False, frozenset({"standard", "sandboxed"})),
-    ]
-    placed = choose_target(candidates, selector={}, names=[], isolation="sandboxed", current=None)
-    assert isinstance(placed, Placed) and placed.target == "gvisor"
-    nowhere = choose_target(
-        candidates[:1], selector={}, names=[], isolation="sandboxed", current=None
-    )
-    assert isinstance(nowhere, Unplaceable)
-    assert "sandboxed" in nowhere.message()
+    plain = TargetState("plain", tiers={"standard": TierCost()})
+    gvisor = TargetState("gvisor", tiers={"standard": TierCost(), "sandboxed": TierCost()})
+    ask = Ask("ns/box", (0,), tier="sandboxed")
+    placed = ClusterState([plain, gvisor]).schedule(ask)
+    assert [p.target for p in placed.placed] == ["gvisor"]
+    nowhere = ClusterState([plain]).schedule(ask)
+    assert nowhere.placed == () and nowhere.failure is not None
+    assert nowhere.failure.message() == "0/1 targets available: 1 lack isolation tier sandboxed"
 
 
 def test_host_access_is_never_offered_in_the_sandboxed_tier_and_the_plan_says_why() -> None:

@@ -271,7 +271,8 @@ def test_an_interrupt_from_another_thread_ends_a_spinning_module(tmp_path: Path)
 def test_placement_puts_each_tier_only_where_it_is_offered(tmp_path: Path) -> None:
     from portway.controller.records import CLUSTER_NAMESPACE, KIND_TARGET
     from portway.controller.targets import TargetPool
-    from portway.scheduler.placement import Candidate, Placed, choose_target
+    from portway.scheduler.model import Ask, Overhead, TargetState
+    from portway.scheduler.state import ClusterState
     from portway.store import Store
 
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")
@@ -284,12 +285,12 @@ def test_placement_puts_each_tier_only_where_it_is_offered(tmp_path: Path) -> No
         assert pool.isolation_tiers(view) == frozenset({"wasm"})
     finally:
         store.close()
-    candidates = [
-        Candidate("a-docker", {}, True, False, frozenset({"standard"})),
-        Candidate("local-wasm", {}, True, False, frozenset({"wasm"})),
+    targets = [
+        TargetState("a-docker", tiers={"standard": Overhead()}),
+        TargetState("local-wasm", tiers={"wasm": Overhead()}),
     ]
     for tier, where in (("standard", "a-docker"), ("wasm", "local-wasm")):
-        placed = choose_target(candidates, selector={}, names=[], isolation=tier, current=None)
-        assert placed == Placed(where)
-    nowhere = choose_target(candidates, selector={}, names=[], isolation="sandboxed", current=None)
-    assert not isinstance(nowhere, Placed)
+        placed = ClusterState(targets).schedule(Ask("ns/w", (0,), tier=tier))
+        assert [p.target for p in placed.placed] == [where]
+    nowhere = ClusterState(targets).schedule(Ask("ns/w", (0,), tier="sandboxed"))
+    assert nowhere.placed == () and nowhere.unplaced == (0,)

@@ -148,6 +148,7 @@ class Reconciler:
         drivers: dict[str, Driver] = {}
         statuses: list[ReplicaStatus] = []
         unreachable: set[str] = set()
+        why: dict[str, TemporaryDriverError] = {}  # a listing failed: the engine's word
         for target in sorted(placements.targets()):
             view = views.get(target)
             if view is None or not view.healthy:
@@ -166,12 +167,18 @@ class Reconciler:
             except TemporaryDriverError as exc:
                 log.info("%s: cannot list target %s: %s", key, target, exc)
                 unreachable.add(target)
+                why[target] = exc
                 continue
             drivers[target] = driver
         if unreachable and not drivers and not record.deleting:
-            down = ", ".join(sorted(unreachable))
-            self._set_status(record, message=f"waiting for target {down}")
-            return _sooner(UNHEALTHY_RETRY_SECONDS, wake_place)
+            message = "; ".join(
+                str(why[t]) if t in why else f"waiting for target {t}" for t in sorted(unreachable)
+            )
+            if record.status.get("schedulingMessage"):
+                message += f"; {record.status['schedulingMessage']}"
+            self._set_status(record, message=message)
+            hint = min((e.delay for e in why.values()), default=UNHEALTHY_RETRY_SECONDS)
+            return _sooner(hint, wake_place)
         desired = Desired(
             namespace=namespace,
             name=name,
@@ -278,8 +285,10 @@ class Reconciler:
                         self._evict(victim, record.key, assignment.index, assignment.target)
                 if decision.failure is not None:
                     message = decision.failure.message()
-                    pending = ", ".join(str(i) for i in decision.unplaced)
-                    text = f"replica(s) {pending} not placed: {message}"
+                    text = message
+                    if placements.slots:  # some run: say which do not
+                        pending = ", ".join(str(i) for i in decision.unplaced)
+                        text = f"replica(s) {pending} not placed: {message}"
                     if record.status.get("schedulingMessage") != text:
                         self._store.record_event(
                             KIND_WORKLOAD,

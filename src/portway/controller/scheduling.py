@@ -23,10 +23,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from portway.controller.capacity import total_of
 from portway.controller.records import KIND_WORKLOAD, TargetView, workload_of
 from portway.errors import PortwayError
-from portway.scheduler.fit import Request
+from portway.scheduler.fit import Capacity, Request
 from portway.scheduler.model import (
     NAMESPACE_KEY,
     TARGET_KEY,
@@ -132,7 +131,27 @@ class Placements:
 # --- snapshots -------------------------------------------------------------
 
 
+def total_of(view: TargetView) -> Capacity:
+    """The target's whole capacity from its fingerprint (None: not reported)."""
+
+    def number(key: str) -> float | None:
+        try:
+            value = float(view.attributes.get(key, "") or 0)
+        except ValueError:
+            return None
+        return value or None
+
+    memory = number("memory")
+    return Capacity(memory=None if memory is None else int(memory), cpu=number("cpus"))
+
+
 def target_state(view: TargetView) -> TargetState:
+    """A target as the scheduler sees it. Capacity given with ``target add
+    --capacity`` overrides the fingerprint's; what is committed is the sum of
+    the limits of every replica placed there plus its tier's overhead (a
+    gVisor sandbox costs 32-40 MiB beyond the workload's own limit).
+    Workloads without limits commit only that overhead: their use is
+    unknown, and refusing them would make every target look full."""
     total = total_of(view)
     given = view.capacity
     capacity = replace(

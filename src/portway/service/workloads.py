@@ -31,8 +31,10 @@ from portway.errors import (
     PolicyError,
     PortwayError,
 )
+from portway.scheduler.filters import static_rejection
 from portway.scheduler.fit import Capacity
 from portway.scheduler.state import ClusterState
+from portway.scheduler.topology import target_labels
 from portway.service import namespaces as ns_policy
 from portway.service import preflight
 from portway.service.app import App
@@ -77,11 +79,13 @@ def _eligible_targets(app: App, workload: Workload) -> tuple[list[TargetView], s
         replace(scheduling.target_state(v), healthy=True, capacity=Capacity())
         for v in sorted(views, key=lambda v: v.name)
     ]
-    cluster = ClusterState(states, ())
-    eligible = [v for v in views if cluster.admits(v.name, ask)]
+    passing = {
+        state.name for state in states if static_rejection(state, target_labels(state), ask) is None
+    }
+    eligible = [v for v in views if v.name in passing]
     if eligible:
         return eligible, ""
-    return [], cluster.explain(ask).message()
+    return [], ClusterState(states, ()).explain(ask).message()
 
 
 def _judge_targets(
