@@ -184,7 +184,7 @@ def test_drain_moves_replicas_without_dropping_below_the_desired_count(pw: Portw
         ready = sum(1 for r in replicas(pw, namespace, "web") if r["ready"])
         lowest = min(lowest, ready)
         time.sleep(0.2)
-    output = drain.stdout.read() if drain.stdout else ""
+    output, _ = drain.communicate()
     assert drain.returncode == 0, output
     assert lowest == 2, "a replica stopped serving before its replacement was ready"
     assert {r["target"] for r in replicas(pw, namespace, "web")} == {other}

@@ -823,3 +823,11 @@ def test_plan_invariants_hold_for_any_observed_world(
     plan = plan_workload(want, items, memory, now)
     _check_plan_invariants(want, items, plan)
     assert plan_workload(want, items, memory, now) == plan
+
+
+def test_an_index_without_a_slot_is_not_created_and_says_so() -> None:
+    want = replace_desired(desired(make_spec(replicas=2)), target="", slots={0: ("a", 1)})
+    plan = plan_workload(want, [], {}, NOW)
+    assert of(plan, Create) == [Create(0, 1, "a", True, "Scheduled", 1)]
+    assert plan.summary is not None
+    assert "replica 1: not placed" in plan.summary.reasons

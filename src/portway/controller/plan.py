@@ -293,6 +293,8 @@ def plan_workload(
         if any(desired.is_current(o) for o in group):
             continue
         target, epoch = desired.slot(index)
+        if not target:
+            continue  # not placed (nothing fits): the scheduler says why
         if target in desired.unreachable:
             continue  # unknown what runs there; failover moves it after a grace period
         serving_old = [o for o in group if o.running and o.ready]
@@ -433,6 +435,9 @@ def _summarize(
         if any(o.ready and o.running for o in group):
             available += 1
         target = desired.slot(index)[0]
+        if not current and not target:
+            reasons.append(f"replica {index}: not placed")
+            continue
         if not current and target in desired.unreachable:
             reasons.append(f"replica {index}: target {target} unreachable")
             continue

@@ -637,8 +637,9 @@ class Reconciler:
             status["staleTargets"] = stale
 
         phase = summary.phase.value
-        if record.status.get("schedulingMessage") and phase == "Ready":
-            phase = "Degraded"  # fewer replicas run than asked for
+        if not desired.slots and desired.replicas:
+            phase = "Pending"  # nothing placed: nothing fits anywhere
+            message = str(record.status.get("schedulingMessage") or message)
         self._set_status(
             record,
             merge=forget_clean if clean else None,
