@@ -125,7 +125,8 @@ class _Plan:
     anti: list[_Term]
     preferred: list[_Term]
     preferred_anti: list[_Term]
-    keep: Mapping[int, int] | None  # the workload's replicas per target, when keeping together
+    mine: Mapping[int, int]  # the workload's replicas per target (live)
+    keep: Mapping[int, int] | None  # the same, when keeping together
     self_affine: bool  # the ask's labels match every required affinity term
     anywhere: bool = False  # Kubernetes' first-replica exception is in force
 
@@ -415,6 +416,7 @@ class ClusterState:
                 self._term(a.selector, a.topology_key, a.weight)
                 for a in ask.preferred_anti_affinity
             ],
+            mine=mine,
             keep=keep,
             self_affine=bool(required) and all(matches(a.selector, ask.labels) for a in required),
         )
@@ -486,11 +488,11 @@ class ClusterState:
     # --- candidates -------------------------------------------------------------------
 
     def _seeds(self, plan: _Plan) -> Iterator[int]:
-        """Targets a sample might miss but a score prefers: where the workload
-        runs (keep-together), where a preferred term's replicas run."""
+        """Targets a sample might miss but a score likely prefers: where the
+        workload runs (keep-together; binpack: they are the fuller ones),
+        where a preferred term's replicas run."""
         limit = self._sample or 0
-        if plan.keep:
-            yield from itertools.islice(plan.keep, limit)
+        yield from itertools.islice(plan.mine, limit)
         for term in plan.preferred:
             yield from itertools.islice(term.index.per_target, limit)
 
