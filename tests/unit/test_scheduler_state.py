@@ -50,6 +50,9 @@ def test_adding_a_replica_twice_is_an_error() -> None:
         state.add(PlacedReplica("ns/x", 0, "a"))
     with pytest.raises(ValueError, match="already placed"):
         state.schedule(Ask("ns/x", (1, 0)))
+    with pytest.raises(ValueError, match="repeat"):
+        state.schedule(Ask("ns/x", (1, 2, 1)))
+    assert [r.index for r in state.replicas()] == [0]  # nothing placed by the refused asks
 
 
 def test_duplicate_target_names_are_an_error() -> None:

@@ -16,9 +16,10 @@ arranged so that 5,000 targets cost little more per placement than 50:
    (anti-)affinity) are checked on every candidate, walking that list from
    a start that rotates between placements, until ``sample`` feasible
    targets are found (kube-scheduler's percentageOfNodesToScore, Nomad's
-   limit iterator). Targets that already run the workload, or replicas a
-   preferred affinity term names, are always candidates too; a required
-   affinity term narrows the walk to the domains it can be met in.
+   limit iterator). Targets that already run the workload, and those
+   running replicas a preferred affinity term names, are always candidates
+   too; a required affinity term narrows the walk to the domains it can be
+   met in.
    Sampling thus only ever loses a better *score*: a hard rule is a filter
    and holds for whatever is chosen, and a placement fails only after
    every target was tried.
@@ -229,6 +230,8 @@ class ClusterState:
         each victim's removal) committed before the next. The first replica
         that fits nowhere ends the ask: it and all later ones are unplaced
         (they are alike, so they would not fit either)."""
+        if len(set(ask.indices)) != len(ask.indices):
+            raise ValueError(f"replica indices of {ask.workload} repeat: {ask.indices}")
         for index in ask.indices:
             if (ask.workload, index) in self._replicas:
                 raise ValueError(
