@@ -52,6 +52,7 @@ from portway.scheduler.model import (
     Overhead,
     PlacedReplica,
     SpreadRule,
+    Strategy,
     Taint,
     TargetState,
     Unplaceable,
@@ -126,7 +127,7 @@ class _Plan:
     anti: list[_Term]
     preferred: list[_Term]
     preferred_anti: list[_Term]
-    mine: Mapping[int, int]  # the workload's replicas per target (live)
+    mine: dict[int, int]  # the workload's replicas per target (live), oldest target first
     keep: Mapping[int, int] | None  # the same, when keeping together
     self_affine: bool  # the ask's labels match every required affinity term
     anywhere: bool = False  # Kubernetes' first-replica exception is in force
@@ -492,10 +493,12 @@ class ClusterState:
 
     def _seeds(self, plan: _Plan) -> Iterator[int]:
         """Targets a sample might miss but a score likely prefers: where the
-        workload runs (keep-together; binpack: they are the fuller ones),
-        where a preferred term's replicas run."""
+        workload runs (when keeping together, or binpacking: they are the
+        fuller ones), where a preferred term's replicas run."""
         limit = self._sample or 0
-        yield from itertools.islice(plan.mine, limit)
+        if plan.keep is not None or plan.ask.strategy is Strategy.BINPACK:
+            # the latest first: the ones filled before them are more likely full
+            yield from itertools.islice(reversed(plan.mine), limit)
         for term in plan.preferred:
             yield from itertools.islice(term.index.per_target, limit)
 
