@@ -346,7 +346,7 @@ def replay(
         assert all(why is not None for why in verdicts.values()), "a feasible target was lost"
         assert decision.failure is not None
         assert decision.failure.total == len(targets)
-        assert decision.failure.reasons == dict(Counter(verdicts.values()))  # type: ignore[arg-type]
+        assert decision.failure.reasons == dict(Counter(verdicts.values()))
         assert decision.unplaced == ask.indices[len(decision.placed) :]
 
 
@@ -378,15 +378,16 @@ def test_hard_spread_skew_stays_within_max_skew(
     for ask in asks:
         rule = ask.spread[0]
         eligible = [t for t in cluster if static_reason(t, ask) is None]
-        domain = {t.name: t.labels.get(rule.topology_key) for t in eligible}
-        counts = Counter({d: 0 for d in domain.values() if d is not None})
+        key = rule.topology_key
+        domain = {t.name: t.labels[key] for t in eligible if key in t.labels}
+        counts = Counter(dict.fromkeys(domain.values(), 0))
         for r in state.replicas():
-            if r.workload == ask.workload and domain.get(r.target) is not None:
+            if r.workload == ask.workload and r.target in domain:
                 counts[domain[r.target]] += 1
         decision = state.schedule(ask)
         for assignment in decision.placed:
             assert not assignment.victims
-            counts[domain[assignment.target]] += 1  # the target has the key: a hard rule
+            counts[domain[assignment.target]] += 1  # a hard rule: the target has the key
             assert max(counts.values()) - min(counts.values()) <= rule.max_skew
 
 

@@ -11,6 +11,7 @@ from portway.scheduler.model import (
     Overhead,
     PlacedReplica,
     SpreadRule,
+    Strategy,
     TargetState,
     Unplaceable,
 )
@@ -50,6 +51,9 @@ def test_adding_a_replica_twice_is_an_error() -> None:
         state.add(PlacedReplica("ns/x", 0, "a"))
     with pytest.raises(ValueError, match="already placed"):
         state.schedule(Ask("ns/x", (1, 0)))
+    with pytest.raises(ValueError, match="repeat"):
+        state.schedule(Ask("ns/x", (1, 2, 1)))
+    assert [r.index for r in state.replicas()] == [0]  # nothing placed by the refused asks
 
 
 def test_duplicate_target_names_are_an_error() -> None:
@@ -190,3 +194,18 @@ def test_rotating_start_spreads_first_replicas_of_different_workloads() -> None:
     chosen = {state.schedule(Ask(f"ns/w{i}", (0,))).placed[0].target for i in range(10)}
     # with equal scores a fixed start would put every workload on t000
     assert len(chosen) > 1
+
+
+def test_binpack_under_sampling_keeps_filling_the_workloads_own_target() -> None:
+    # no keep-together (a preferred anti-affinity term), so only binpack pulls
+    # the replicas together; the sample alone would rarely include that target
+    targets = [target(f"t{i:03d}", memory=8 * GIB, cpu=8.0) for i in range(300)]
+    a = Ask(
+        "ns/web",
+        tuple(range(8)),
+        request=Request(GIB, 1.0),
+        strategy=Strategy.BINPACK,
+        preferred_anti_affinity=(AffinityTerm({"app": "nobody"}, weight=10),),
+    )
+    decision = ClusterState(targets, sample=2).schedule(a)
+    assert len({x.target for x in decision.placed}) == 1

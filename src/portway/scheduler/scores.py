@@ -1,8 +1,8 @@
 """The scheduler's scores: how much a feasible target suits one replica.
 
 Each score is normalised to 0..100; the total is the weighted sum, and the
-highest total wins (ties: the first target by name). The weights are chosen
-so that the preferences rank in a fixed order whatever the numbers:
+highest total wins (ties: the first target by name). The weights decide
+which preference wins when they pull apart:
 
 ============== ====== ==========================================================
 score          weight what it prefers
@@ -18,11 +18,12 @@ spread         2      soft spread rules: 100 / (skew after placing), averaged
                       over the soft rules; a target without the key scores 0.
 taints         4      no untolerated PreferNoSchedule taint (100, else 0).
                       Outweighs keep-together and resources together (400 > 300).
-affinity       5      preferred (anti-)affinity: the weights of the preferred
-                      terms with a match in the target's domain, minus those of
-                      the preferred anti-affinity terms with one, scaled onto
-                      0..100. A full swing outweighs taints, keep-together and
-                      resources together (500 > 400 ... and > 300).
+affinity       5      preferred (anti-)affinity: P = weights of the preferred
+                      terms with a match in the target's domain, A = those of
+                      the preferred anti-affinity terms with one; scaled onto
+                      0..100 as 100 (P - A + ΣA) / (ΣP + ΣA). A full swing
+                      outweighs a taint (500 > 400), and keep-together and
+                      resources together (500 > 300).
 ============== ====== ==========================================================
 """
 

@@ -16,9 +16,10 @@ arranged so that 5,000 targets cost little more per placement than 50:
    (anti-)affinity) are checked on every candidate, walking that list from
    a start that rotates between placements, until ``sample`` feasible
    targets are found (kube-scheduler's percentageOfNodesToScore, Nomad's
-   limit iterator). Targets that already run the workload, or replicas a
-   preferred affinity term names, are always candidates too; a required
-   affinity term narrows the walk to the domains it can be met in.
+   limit iterator). Targets that already run the workload, and those
+   running replicas a preferred affinity term names, are always candidates
+   too; a required affinity term narrows the walk to the domains it can be
+   met in.
    Sampling thus only ever loses a better *score*: a hard rule is a filter
    and holds for whatever is chosen, and a placement fails only after
    every target was tried.
@@ -51,6 +52,7 @@ from portway.scheduler.model import (
     Overhead,
     PlacedReplica,
     SpreadRule,
+    Strategy,
     Taint,
     TargetState,
     Unplaceable,
@@ -125,7 +127,8 @@ class _Plan:
     anti: list[_Term]
     preferred: list[_Term]
     preferred_anti: list[_Term]
-    keep: Mapping[int, int] | None  # the workload's replicas per target, when keeping together
+    mine: dict[int, int]  # the workload's replicas per target (live), oldest target first
+    keep: Mapping[int, int] | None  # the same, when keeping together
     self_affine: bool  # the ask's labels match every required affinity term
     anywhere: bool = False  # Kubernetes' first-replica exception is in force
 
@@ -228,6 +231,8 @@ class ClusterState:
         each victim's removal) committed before the next. The first replica
         that fits nowhere ends the ask: it and all later ones are unplaced
         (they are alike, so they would not fit either)."""
+        if len(set(ask.indices)) != len(ask.indices):
+            raise ValueError(f"replica indices of {ask.workload} repeat: {ask.indices}")
         for index in ask.indices:
             if (ask.workload, index) in self._replicas:
                 raise ValueError(
@@ -415,6 +420,7 @@ class ClusterState:
                 self._term(a.selector, a.topology_key, a.weight)
                 for a in ask.preferred_anti_affinity
             ],
+            mine=mine,
             keep=keep,
             self_affine=bool(required) and all(matches(a.selector, ask.labels) for a in required),
         )
@@ -486,11 +492,13 @@ class ClusterState:
     # --- candidates -------------------------------------------------------------------
 
     def _seeds(self, plan: _Plan) -> Iterator[int]:
-        """Targets a sample might miss but a score prefers: where the workload
-        runs (keep-together), where a preferred term's replicas run."""
+        """Targets a sample might miss but a score likely prefers: where the
+        workload runs (when keeping together, or binpacking: they are the
+        fuller ones), where a preferred term's replicas run."""
         limit = self._sample or 0
-        if plan.keep:
-            yield from itertools.islice(plan.keep, limit)
+        if plan.keep is not None or plan.ask.strategy is Strategy.BINPACK:
+            # the latest first: the ones filled before them are more likely full
+            yield from itertools.islice(reversed(plan.mine), limit)
         for term in plan.preferred:
             yield from itertools.islice(term.index.per_target, limit)
 
