@@ -498,6 +498,13 @@ def pidof(name: str) -> list[int]:
     return [int(p) for p in proc.stdout.split()]
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the kernel's choice)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 # --- reporting --------------------------------------------------------------------------
 
 

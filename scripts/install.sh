@@ -18,9 +18,11 @@ fi
 # --- system packages --------------------------------------------------------
 # docker.io, containerd, runc: the engines; busybox-static: test images;
 # containernetworking-plugins, iptables, tini: the containerd driver's networking
-# and init; podman: the Podman driver; runsc: gVisor, the sandboxed isolation tier.
+# and init; podman: the Podman driver; runsc: gVisor, the sandboxed isolation tier;
+# haproxy: the ingress data plane; wrk: the ingress benchmark's load generator.
 packages=(docker.io containerd runc busybox-static docker-compose iproute2 curl python3-venv
-  containernetworking-plugins iptables tini podman catatonit netavark aardvark-dns runsc)
+  containernetworking-plugins iptables tini podman catatonit netavark aardvark-dns runsc
+  haproxy wrk)
 missing=()
 for pkg in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)

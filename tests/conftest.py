@@ -124,11 +124,28 @@ def _unix_http_ping(socket_path: str, path: str, what: str) -> str | None:
     return None
 
 
+@functools.cache
+def _haproxy_missing() -> str | None:
+    """Why HAProxy cannot run here (None if its binary answers)."""
+    import shutil
+    import subprocess
+
+    binary = shutil.which("haproxy") or shutil.which("/usr/sbin/haproxy")
+    if binary is None:
+        return "haproxy is not installed (scripts/install.sh installs it)"
+    try:
+        subprocess.run([binary, "-v"], check=True, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"haproxy does not run ({exc})"
+    return None
+
+
 #: engine marker -> function telling why that engine is unreachable (None: fine)
 ENGINE_MARKERS = {
     "docker": _docker_unreachable,
     "podman": _podman_unreachable,
     "containerd": _containerd_unreachable,
+    "haproxy": _haproxy_missing,
 }
 
 

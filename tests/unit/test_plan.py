@@ -831,3 +831,49 @@ def test_an_index_without_a_slot_is_not_created_and_says_so() -> None:
     assert of(plan, Create) == [Create(0, 1, "a", True, "Scheduled", 1)]
     assert plan.summary is not None
     assert "replica 1: not placed" in plan.summary.reasons
+
+
+def _published(item: Observed, host_port: int) -> Observed:
+    from dataclasses import replace
+
+    from portway.drivers.base import PublishedPort
+
+    ports = (PublishedPort(8080, "tcp", "127.0.0.1", host_port),)
+    return Observed(replace(item.status, ports=ports), ready=item.ready, live=item.live)
+
+
+def test_a_copy_behind_the_ingress_is_drained_before_it_is_removed() -> None:
+    from portway.controller.plan import Drain
+
+    spec = make_spec(replicas=1)
+    old = _published(obs(0, 1), 40001)
+    new = _published(obs(0, 2), 40002)
+    want = replace_desired(desired(spec, generation=2), drain_seconds=5.0)
+
+    first = plan_workload(want, [old, new], {}, NOW)
+    assert of(first, Remove) == []
+    assert of(first, Drain) == [Drain(old.handle, 0, "Superseded", 5.0)]
+    assert first.draining == {old.handle.id: NOW}
+    assert first.requeue_after is not None and first.requeue_after <= 5.0
+
+    halfway = replace_desired(want, draining=first.draining)
+    second = plan_workload(halfway, [old, new], {}, NOW + 2)
+    assert of(second, Remove) == [] and of(second, Drain) == []
+    assert second.draining == {old.handle.id: NOW}
+    assert second.requeue_after is not None and second.requeue_after <= 3.0
+
+    third = plan_workload(halfway, [old, new], {}, NOW + 5)
+    assert of(third, Remove) == [Remove(old.handle, 0, "Superseded")]
+    assert third.draining == {}
+
+
+def test_without_ingress_or_ports_a_copy_is_removed_at_once() -> None:
+    spec = make_spec(replicas=1)
+    old, new = obs(0, 1), obs(0, 2)  # no published ports
+    want = replace_desired(desired(spec, generation=2), drain_seconds=5.0)
+    assert of(plan_workload(want, [old, new], {}, NOW), Remove) == [
+        Remove(old.handle, 0, "Superseded")
+    ]
+    scaled = _published(obs(3, 1), 40003)
+    plan = plan_workload(replace_desired(desired(spec), drain_seconds=0.0), [scaled], {}, NOW)
+    assert of(plan, Remove) == [Remove(scaled.handle, 3, "ScaledDown")]

@@ -506,6 +506,61 @@ def _get_replicas(workload: str | None, namespace: str | None, fmt_text: str | N
 targets_cli.register(get_app)  # get targets, listed after get replicas
 
 
+@get_app.command("services")
+def get_services(
+    namespace: NamespaceOpt = "default",
+    all_namespaces: AllNamespacesOpt = False,
+    output_format: OutputOpt = None,
+) -> None:
+    """Services (workloads with named ports): their ports, ingress listeners and endpoints."""
+    _guard(lambda: _get_services(None if all_namespaces else namespace, output_format))
+
+
+get_app.command("svc", hidden=True)(get_services)
+get_app.command("service", hidden=True)(get_services)
+
+
+def _get_services(namespace: str | None, fmt_text: str | None) -> None:
+    from portway.controller.records import KIND_WORKLOAD
+    from portway.controller.services import service_rows
+
+    fmt = parse_format(fmt_text)
+    service = _app()
+    rows = service_rows(service.store.list(KIND_WORKLOAD, namespace))
+    if fmt in (Format.JSON, Format.YAML):
+        dump({"items": rows}, fmt)
+        return
+
+    def state(e: dict[str, Any]) -> str:
+        return "draining" if e["draining"] else "ready" if e["ready"] else "not-ready"
+
+    table_rows = []
+    for r in rows:
+        ready = sum(1 for e in r["endpoints"] if e["ready"] and not e["draining"])
+        ingress = ", ".join(
+            f"{i['listen']}/{i['mode']}"
+            + (f" host={i['host']}" if i["host"] else "")
+            + (f" path={i['pathPrefix']}" if i["pathPrefix"] else "")
+            + f" -> {i['port']}"
+            for i in r["ingress"]
+        )
+        ports = ", ".join(f"{k}:{v}" for k, v in r["ports"].items())
+        row = [r["namespace"], r["name"], ports, ingress or "-", f"{ready}/{len(r['endpoints'])}"]
+        if fmt is Format.WIDE:
+            row.append(
+                ", ".join(
+                    f"{e['replica']}@{e['target']} {e['address']}:{e['port']} {state(e)}"
+                    for e in r["endpoints"]
+                )
+                or "-"
+            )
+        table_rows.append(row)
+    headers = ["NAMESPACE", "NAME", "PORTS", "INGRESS", "READY"]
+    if fmt is Format.WIDE:
+        headers.append("ENDPOINTS")
+    table(headers, table_rows)
+
+
 @get_app.command("events")
 def get_events(
     workload: Annotated[str | None, typer.Argument()] = None,
@@ -834,7 +889,9 @@ def _controller(verbose: bool) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    loop = Controller(service.store, targets=service.targets)
+    loop = Controller(
+        service.store, targets=service.targets, ingress_home=service.settings.home / "ingress"
+    )
     output.err.print(f"controller {loop.holder} starting; Ctrl-C stops it", markup=False)
     loop.run_forever(stop)
 

@@ -59,6 +59,11 @@ class Desired:
     #: targets an index left by failover: copies found there are removed on
     #: sight (fenced), never kept as a surge
     fenced: frozenset[str] = frozenset()
+    #: seconds a serving copy is drained (out of the load balancer's rotation,
+    #: open connections finishing) before it is stopped; 0: no ingress
+    drain_seconds: float = 0.0
+    #: container id -> when its draining began
+    draining: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def replicas(self) -> int:
@@ -158,6 +163,17 @@ class Remove:
 
 
 @dataclass(frozen=True)
+class Drain:
+    """Take a serving copy out of the load balancer's rotation; it is removed
+    once ``seconds`` have passed (the controller records when it began)."""
+
+    handle: Handle
+    index: int
+    reason: str
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Report:
     """Record an event only (e.g. a replica exited)."""
 
@@ -167,7 +183,7 @@ class Report:
     warning: bool = True
 
 
-Action = Create | Start | Stop | Remove | Report
+Action = Create | Start | Stop | Remove | Drain | Report
 
 
 @dataclass(frozen=True)
@@ -190,6 +206,25 @@ class Plan:
     summary: Summary | None = None
     #: True when the workload is being deleted and nothing of it remains
     finished_deleting: bool = False
+    #: container id -> when its draining began, for copies still draining
+    draining: dict[str, float] = field(default_factory=dict)
+
+    def retire(self, desired: Desired, item: Observed, index: int, reason: str, now: float) -> None:
+        """Remove a copy that is no longer wanted; a serving one behind the
+        ingress is drained first (no new connections, open ones finish)."""
+        if desired.drain_seconds <= 0 or not item.running or not item.status.ports:
+            self.add(index, Remove(item.handle, index, reason))
+            return
+        began = desired.draining.get(item.handle.id)
+        if began is None:
+            self.add(index, Drain(item.handle, index, reason, desired.drain_seconds))
+            self.draining[item.handle.id] = now
+            self.wake_in(desired.drain_seconds)
+        elif now - began < desired.drain_seconds:
+            self.draining[item.handle.id] = began
+            self.wake_in(desired.drain_seconds - (now - began))
+        else:
+            self.add(index, Remove(item.handle, index, reason))
 
     def add(self, index: int, action: Action) -> None:
         self.steps.setdefault(index, []).append(action)
@@ -267,7 +302,7 @@ def plan_workload(
     by_index: dict[int, list[Observed]] = defaultdict(list)
     for item in observed:
         if not 0 <= item.index < desired.replicas:
-            plan.add(item.index, Remove(item.handle, item.index, "ScaledDown"))
+            plan.retire(desired, item, item.index, "ScaledDown", now)
         elif item.handle.target in desired.fenced and not desired.in_place(item):
             # the index failed over elsewhere: this copy must never serve again
             plan.add(item.index, Remove(item.handle, item.index, "Fenced"))
@@ -347,10 +382,8 @@ def _plan_index(
             plan.wake_in(0.0)
         elif current.ready:
             for item in old:
-                moved = not desired.in_place(item)
-                plan.add(
-                    index, Remove(item.handle, index, "Rescheduled" if moved else "Superseded")
-                )
+                why = "Superseded" if desired.in_place(item) else "Rescheduled"
+                plan.retire(desired, item, index, why, now)
         else:
             plan.wake_in(PROGRESS_POLL_SECONDS)
 

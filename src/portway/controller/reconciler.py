@@ -22,6 +22,7 @@ from portway.controller.plan import (
     Action,
     Create,
     Desired,
+    Drain,
     Observed,
     Plan,
     Remove,
@@ -190,6 +191,8 @@ class Reconciler:
             slots={i: (slot.target, slot.epoch) for i, slot in placements.slots.items()},
             unreachable=frozenset(unreachable),
             fenced=frozenset(t for t, kind in placements.stale.items() if kind == STALE_FENCED),
+            drain_seconds=max((r.drain_seconds for r in workload.spec.ingress), default=0.0),
+            draining=_draining_of(record),
         )
         observed, probe_dues = self._observe(drivers, desired, statuses)
         memory = {
@@ -215,7 +218,7 @@ class Reconciler:
         # A stale target that was listed and holds nothing out of place is clean.
         out_of_place = {o.handle.target for o in observed if not desired.in_place(o)}
         clean = {t for t in placements.stale if t in drivers and t not in out_of_place}
-        self._save_workload_status(record, desired, plan, failures, clean)
+        self._save_workload_status(record, desired, plan, failures, clean, observed)
         wake = _sooner(plan.requeue_after, wake_place)
         if any(not isinstance(a, Report) for a in plan.actions) and not failures:
             # we changed the world: look at the result now rather than after a
@@ -482,6 +485,14 @@ class Reconciler:
         if isinstance(action, Report):
             self._event(desired, action.reason, action.message, warning=action.warning)
             return
+        if isinstance(action, Drain):
+            self._event(
+                desired,
+                "Draining",
+                f"replica {action.index} ({action.reason}) leaves the load balancer's rotation; "
+                f"removed from {action.handle.target} in {action.seconds:g}s: {action.handle.name}",
+            )
+            return
         target = action.target if isinstance(action, Create) else action.handle.target
         driver = drivers[target]
         if isinstance(action, Create):
@@ -620,6 +631,7 @@ class Reconciler:
         plan: Plan,
         failures: dict[int, str],
         clean: set[str],
+        observed: Sequence[Observed] = (),
     ) -> None:
         summary = plan.summary
         assert summary is not None
@@ -654,6 +666,8 @@ class Reconciler:
                 "available": summary.available,
             },
             message=message,
+            draining=dict(sorted(plan.draining.items())),
+            endpoints=endpoints_status(desired, observed, plan.draining),
         )
 
     def _set_status(
@@ -714,6 +728,43 @@ class ReconcileError(PortwayError):
         self.failures = failures
         self.permanent = False
         super().__init__("; ".join(f"replica {i}: {e}" for i, e in sorted(failures.items())))
+
+
+def _draining_of(record: Record) -> dict[str, float]:
+    raw = record.status.get("draining")
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): float(v) for k, v in raw.items() if isinstance(v, int | float)}
+
+
+def endpoints_status(
+    desired: Desired, observed: Sequence[Observed], draining: Mapping[str, float]
+) -> list[dict[str, Any]]:
+    """Every published port of every copy the controller sees, on every
+    reachable target: what the load balancer balances over (Kubernetes'
+    EndpointSlice). A copy is ready when it runs and its probes say so;
+    old copies count while they run, and draining ones are marked."""
+    names = {p.container_port: p.name for p in desired.spec.ports if p.protocol.value == "tcp"}
+    found: list[dict[str, Any]] = []
+    for item in sorted(observed, key=lambda o: (o.index, o.handle.target, o.handle.id)):
+        for port in item.status.ports:
+            if port.protocol != "tcp" or port.container_port not in names:
+                continue
+            found.append(
+                {
+                    "id": item.handle.id,
+                    "replica": f"{desired.name}-{item.index}",
+                    "target": item.handle.target,
+                    "port": names[port.container_port],
+                    "containerPort": port.container_port,
+                    "address": port.host_ip,
+                    "hostPort": port.host_port,
+                    "ready": bool(item.running and item.ready),
+                    "draining": item.handle.id in draining,
+                    "current": desired.is_current(item),
+                }
+            )
+    return found
 
 
 def _sooner(a: float | None, b: float | None) -> float | None:

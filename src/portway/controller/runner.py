@@ -24,8 +24,10 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
+from portway.controller import services
 from portway.controller.probes import Prober
 from portway.controller.reconciler import ReconcileError, Reconciler
 from portway.controller.reconciler import Settings as ReconcileSettings
@@ -40,11 +42,15 @@ from portway.drivers.base import (
     Health,
 )
 from portway.errors import InputError, PortwayError, TemporaryDriverError
+from portway.ingress import IngressManager
+from portway.ingress.model import IngressState
 from portway.store import Store
 
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "controller"
+#: how often the ingress looks for changes (it skips when nothing was committed)
+INGRESS_TICK_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,7 @@ class Controller:
         reconcile_settings: ReconcileSettings | None = None,
         targets: TargetPool | None = None,
         clock: Callable[[], float] = time.time,
+        ingress_home: Path | None = None,
     ) -> None:
         from portway.controller.queue import WorkQueue
 
@@ -140,6 +147,9 @@ class Controller:
         )
         #: set when an engine's event stream ends: check targets now, not at the next tick
         self._recheck = threading.Event()
+        #: where the managed HAProxy keeps its config and sockets (None: no ingress)
+        self._ingress_home = ingress_home
+        self._ingress: IngressManager | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watchers: dict[str, threading.Thread] = {}
@@ -174,6 +184,8 @@ class Controller:
         for i in range(self.settings.workers):
             self._spawn(f"portway-worker-{i}", self._work)
         self._spawn("portway-housekeeping", self._housekeeping)
+        if self._ingress_home is not None:
+            self._spawn("portway-ingress", self._ingress_loop)
 
     def stop(self) -> None:
         self._stop.set()
@@ -280,6 +292,36 @@ class Controller:
                 log.warning("housekeeping: %s", exc)
             except Exception:
                 log.exception("housekeeping crashed; continuing")
+
+    # --- ingress ----------------------------------------------------------
+
+    def _ingress_loop(self) -> None:
+        """Keep the load balancer at what the store says: routes from
+        ``spec.ingress``, endpoints from what the reconciler observed. HAProxy
+        outlives the controller (as containers do); a new one adopts it."""
+        assert self._ingress_home is not None
+        last_token: tuple[int, ...] | None = None
+        applied: IngressState | None = None
+        while not self._stop.wait(INGRESS_TICK_SECONDS):
+            token = self.store.change_token()
+            if token is not None and token == last_token:
+                continue  # nothing was committed since the last look
+            try:
+                state = services.ingress_state(services.exposed(self.store.list(KIND_WORKLOAD)))
+                if state == applied:
+                    last_token = token
+                    continue
+                if self._ingress is None:
+                    if not state.routes:
+                        last_token, applied = token, state
+                        continue  # nobody asked for an ingress: no HAProxy
+                    self._ingress = IngressManager(self._ingress_home)
+                self._ingress.apply(state)
+                last_token, applied = token, state
+            except PortwayError as exc:
+                log.warning("ingress: %s (retrying)", exc)
+            except Exception:
+                log.exception("ingress update crashed; retrying")
 
     def _notice_spec_changes(self) -> None:
         """Wake workloads whose spec changed (apply/delete from any process)."""

@@ -186,3 +186,58 @@ def check_image(
             hint="build local images with scripts/build-images.sh, or docker import one",
         )
     ]
+
+
+def check_ingress(workloads: Sequence[tuple[Workload, str, int]], store: Store) -> list[Issue]:
+    """Ingress listeners must not conflict: one TCP route per listener, one
+    mode per listener, no two HTTP routes with the same host and path; and a
+    new listener's port must be free (one portway already listens on is)."""
+    from portway.controller.services import exposed
+
+    applying = {w.key for w, _, _ in workloads}
+    everything = exposed(store.list(KIND_WORKLOAD))
+    stored = [e for e in everything if e.workload.key not in applying]
+    ours = {e.rule.listen_address for e in everything}  # HAProxy may listen there already
+    #: listener -> [(mode, host, path prefix, owner)] taken so far
+    taken: dict[str, list[tuple[str, str | None, str | None, str]]] = {}
+    for e in stored:
+        entry = (e.rule.mode.value, e.rule.host, e.rule.path_prefix, e.workload.key)
+        taken.setdefault(e.rule.listen_address, []).append(entry)
+    issues: list[Issue] = []
+    for workload, file, document in workloads:
+        for index, rule in enumerate(workload.spec.ingress):
+            listen, mode = rule.listen_address, rule.mode.value
+            others = taken.setdefault(listen, [])
+            problem = None
+            if any(m != mode for m, _, _, _ in others):
+                problem = f"listener {listen} is already used in another mode by " + ", ".join(
+                    sorted({o for m, _, _, o in others if m != mode})
+                )
+            elif mode == "tcp" and others:
+                problem = f"TCP listener {listen} is already used by " + ", ".join(
+                    sorted({o for _, _, _, o in others})
+                )
+            else:
+                for _, host, prefix, owner in others:
+                    if (host, prefix) == (rule.host, rule.path_prefix):
+                        problem = (
+                            f"listener {listen} already routes host {host or '*'} "
+                            f"path {prefix or '/'} to {owner}"
+                        )
+            path = f"spec.ingress[{index}]"
+            if problem:
+                hint = "use another listen port, host or pathPrefix"
+                issues.append(Issue(problem, file=file, document=document, path=path, hint=hint))
+            if listen not in ours and not _port_free(rule.host_ip, rule.listen, "tcp"):
+                issues.append(
+                    Issue(
+                        f"ingress listen port {listen} is already in use",
+                        file=file,
+                        document=document,
+                        path=f"{path}.listen",
+                        hint="pick a free port or stop what listens there",
+                    )
+                )
+            ours.add(listen)
+            others.append((mode, rule.host, rule.path_prefix, workload.key))
+    return issues

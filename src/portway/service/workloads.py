@@ -176,6 +176,7 @@ def apply_all(
     issues += preflight.check_port_conflicts(
         [(i.workload, i.file, i.document) for i in items], app.store
     )
+    issues += preflight.check_ingress([(i.workload, i.file, i.document) for i in items], app.store)
     excluded: dict[str, dict[str, str]] = {}
     for item in items:
         workload = item.workload
@@ -384,7 +385,12 @@ def controller_running(
     otherwise run one embedded in this process for the block's duration
     (unless ``embed`` is False: then the link names no controller).
     """
-    controller = Controller(app.store, settings=settings, targets=app.targets)
+    controller = Controller(
+        app.store,
+        settings=settings,
+        targets=app.targets,
+        ingress_home=app.settings.home / "ingress",
+    )
     other = controller.running_controller()
     if other is not None or not embed:
         yield ControllerLink(other=other)

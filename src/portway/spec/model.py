@@ -552,6 +552,46 @@ class Placement(_Model):
     preemption_policy: PreemptionPolicy = PreemptionPolicy.PREEMPT_LOWER_PRIORITY
 
 
+class IngressMode(StrEnum):
+    HTTP = "http"
+    TCP = "tcp"
+
+
+class Ingress(_Model):
+    """Publish a named port of the workload's service through portway's
+    load balancer (HAProxy), balanced over every ready replica on every
+    target. Several workloads may share one HTTP listener, routed by host
+    and path prefix."""
+
+    port: str = Field(description="A named port of this workload (ports[].name).")
+    listen: int = Field(ge=1, le=65535, description="Port the load balancer listens on.")
+    host_ip: str = Field(default="127.0.0.1", description="Address it listens on.")
+    mode: IngressMode = IngressMode.HTTP
+    host: str | None = Field(default=None, description="HTTP only: route by Host header.")
+    path_prefix: str | None = Field(default=None, description="HTTP only: route by path prefix.")
+    drain_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="A replica being replaced or removed gets no new connections for this long "
+        "before it is stopped; open ones finish.",
+    )
+
+    @model_validator(mode="after")
+    def _routing_is_http(self) -> Ingress:
+        if self.mode is IngressMode.TCP and (self.host or self.path_prefix):
+            raise ValueError("host and pathPrefix route HTTP requests; mode tcp takes neither")
+        if self.path_prefix is not None and not self.path_prefix.startswith("/"):
+            raise ValueError(f"pathPrefix {self.path_prefix!r} must start with '/'")
+        if self.host is not None and not re.match(r"^[A-Za-z0-9.-]+$", self.host):
+            raise ValueError(f"host {self.host!r}: expected a host name such as web.example")
+        return self
+
+    @property
+    def listen_address(self) -> str:
+        return f"{self.host_ip}:{self.listen}"
+
+
 class WorkloadSpec(_Model):
     image: str
     command: list[str] | None = Field(default=None, description="Replaces the image entrypoint.")
@@ -573,6 +613,10 @@ class WorkloadSpec(_Model):
         default=None, description="untrusted: run in the sandboxed tier or stronger."
     )
     placement: Placement = Field(default_factory=Placement)
+    ingress: list[Ingress] = Field(
+        default_factory=list,
+        description="Named ports published through portway's load balancer (HAProxy).",
+    )
     portability: Portability = Field(
         default=Portability.STRICT,
         description="strict: refuse a target that would drop a field; lenient: deploy and "
@@ -647,6 +691,18 @@ class WorkloadSpec(_Model):
                         f"overlaps {lo}-{hi}/{proto}"
                     )
             ranges.append((port.host_ip, str(port.protocol), port.host_port, last))
+        for i, rule in enumerate(self.ingress):
+            if rule.port not in port_names:
+                known = ", ".join(port_names) or "none: give a port a name"
+                raise ValueError(
+                    f"ingress[{i}].port {rule.port!r} is not a named port of this workload "
+                    f"(named ports: {known})"
+                )
+            named = next(p for p in self.ports if p.name == rule.port)
+            if named.protocol is not Protocol.TCP:
+                raise ValueError(
+                    f"ingress[{i}]: port {rule.port!r} is UDP; the ingress is TCP/HTTP"
+                )
         names = [v.name for v in self.volumes]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -694,12 +750,14 @@ class WorkloadSpec(_Model):
                 )
 
     def template_hash(self) -> str:
-        """Digest of everything that defines a replica: all but replicas, placement
-        and portability.
+        """Digest of everything that defines a replica: all but replicas, placement,
+        ingress and portability.
 
         A change here starts a rolling replacement; scaling does not.
         """
-        data = self.model_dump(mode="json", exclude={"replicas", "placement", "portability"})
+        data = self.model_dump(
+            mode="json", exclude={"replicas", "placement", "ingress", "portability"}
+        )
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -1,0 +1,139 @@
+"""P7a: requests/s through portway's ingress ÷ straight to the replica.
+
+One replica of `portway/busybox:latest` running `httpd` on the local Docker
+target, published on an ephemeral 127.0.0.1 port, and exposed through
+portway's ingress (HAProxy, HTTP mode, health checks on). Debian's `wrk`
+drives both with the same settings, interleaved (direct, ingress, direct,
+ingress, ...): `wrk -t2 -c16 -d10s`. busybox httpd closes every connection,
+so the direct side opens one connection per request; HAProxy keeps the
+client's connection open and opens one per request to the replica.
+
+RESULT is median(ingress requests/s) / median(direct requests/s), target
+0.9 (higher is better).
+
+Usage: .venv/bin/python bench/p7_ingress_throughput.py [--rounds N] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import common as c
+
+NAME = "p7_ingress_throughput_ratio"
+TARGET = 0.9
+
+WORKLOAD = """\
+apiVersion: portway.dev/v1
+kind: Workload
+metadata: {{name: web, namespace: {namespace}}}
+spec:
+  image: {image}
+  command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+  replicas: 1
+  ports: [{{name: http, containerPort: 8080}}]
+  probes:
+    readiness: {{http: {{port: 8080}}, periodSeconds: 1}}
+  ingress: [{{port: http, listen: {listen}}}]
+"""
+
+
+def wrk(port: int, seconds: int) -> float:
+    out = c.run(
+        ["wrk", "-t2", "-c16", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
+        timeout=seconds + 60,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    if match is None:
+        raise c.BenchError(f"wrk printed no Requests/sec:\n{out}")
+    if errors:
+        c.log(f"wrk on {port}: {errors.group(0)}")
+    return float(match.group(1))
+
+
+def answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per side (default 3)")
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration (default 10)")
+    opts = parser.parse_args()
+    if shutil.which("wrk") is None:
+        c.fail("wrk is not installed: bash scripts/install.sh")
+    c.require_docker()
+    namespace = c.unique_id("p7a")
+    direct: list[float] = []
+    ingress: list[float] = []
+    with c.temp_dir("portway-p7a-") as home:
+        env = c.portway_env(home)
+        listen = c.free_port()
+        path = Path(home) / "web.yaml"
+        path.write_text(WORKLOAD.format(namespace=namespace, image=c.IMAGE, listen=listen))
+        log = (home / "controller.log").open("ab")
+        controller = subprocess.Popen(
+            [str(c.PORTWAY), "controller"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            c.portway("apply", "-f", str(path), home=home)
+            deadline = time.monotonic() + 60
+            while not answers(listen):
+                if time.monotonic() > deadline:
+                    raise c.BenchError(f"the ingress on {listen} does not answer")
+                time.sleep(0.2)
+            items = json.loads(
+                c.portway("get", "services", "-n", namespace, "-o", "json", home=home).stdout
+            )["items"]
+            replica_port = int(items[0]["endpoints"][0]["port"])
+            wrk(replica_port, 2)  # warm-up, not counted
+            wrk(listen, 2)
+            for _ in range(opts.rounds):
+                direct.append(wrk(replica_port, opts.seconds))
+                ingress.append(wrk(listen, opts.seconds))
+                c.log(f"direct {direct[-1]:.0f} req/s, ingress {ingress[-1]:.0f} req/s")
+        finally:
+            controller.terminate()
+            try:
+                controller.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                controller.kill()
+            log.close()
+            c.portway("delete", "web", "-n", namespace, home=home, check=False)
+            c.remove_containers([c.namespace_label(namespace)])
+            pidfile = home / "ingress" / "haproxy.pid"
+            if pidfile.exists():
+                for pid in pidfile.read_text().split():
+                    subprocess.run(["kill", pid], check=False)
+    print(f"P7a ingress throughput, {opts.rounds} rounds of wrk -t2 -c16 -d{opts.seconds}s")
+    c.print_table(
+        [
+            c.Series("direct", direct, unit="req/s"),
+            c.Series("ingress", ingress, unit="req/s"),
+        ],
+        index_header="round",
+    )
+    ratio = c.median(ingress) / c.median(direct)
+    print(f"ingress/direct {ratio:.3f}")
+    print(c.result_line(NAME, ratio, TARGET))
+    return 0
+
+
+if __name__ == "__main__":
+    c.run_main(main)
