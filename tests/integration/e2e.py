@@ -195,6 +195,12 @@ def remove_namespace(client: docker.DockerClient, namespace: str) -> None:
     ):
         with contextlib.suppress(docker.errors.APIError):
             client.api.remove_volume(volume["Name"], force=True)
+    # the namespace's network (services.dns): the driver removes it with the
+    # last replica, but the containers above went behind its back
+    label = f"portway.dev/namespace={namespace}"
+    for network in client.api.networks(filters={"label": label}) or []:
+        with contextlib.suppress(docker.errors.APIError):
+            client.api.remove_network(network["Id"])
 
 
 def http_get(port: int, path: str = "/", timeout: float = 2.0) -> str:

@@ -198,7 +198,9 @@ def judge(feature: Feature, profile: TargetProfile) -> tuple[Verdict, str]:
         view = profile.tiers.get(profile.tier)
         if view is not None and feature in view.gaps:
             return _missing(feature, f"not in the {profile.tier} tier: {view.gaps[feature]}")
-        return _missing(feature, f"the {profile.driver} driver cannot {info.summary}")
+        cannot = f"the {profile.driver} driver cannot {info.summary}"
+        recorded = _recorded_reason(profile, feature)
+        return _missing(feature, f"{cannot}: {recorded}" if recorded else cannot)
     status, evidence = _evidence(profile, feature)
     if status is Status.PASS:
         return Verdict.HONORED, evidence
@@ -209,7 +211,20 @@ def judge(feature: Feature, profile: TargetProfile) -> tuple[Verdict, str]:
     return Verdict.DROPPED, f"declared by the {profile.driver} driver but not proven: {evidence}"
 
 
+#: what engine DNS cannot do, said wherever services.dns is honored
+SAME_ENGINE_NOTE = (
+    "services.dns: the service's name resolves, through this engine's own DNS, to its "
+    "replicas on this engine only; replicas on other engines are reached through the ingress"
+)
+
 _TIER_OF = {feature: tier for tier, feature in TIER_FEATURES.items()}
+
+
+def _recorded_reason(profile: TargetProfile, feature: Feature) -> str:
+    """Why the driver does not claim ``feature``, as its conformance column
+    recorded it (e.g. containerd: no DNS on its bridge); "" if not said."""
+    found = None if profile.results is None else profile.results.features.get(feature)
+    return "" if found is None else found.reason
 
 
 def _no_tier(profile: TargetProfile, tier: str) -> str:
@@ -236,6 +251,8 @@ def plan_for_target(spec: WorkloadSpec, profile: TargetProfile) -> TargetPlan:
         for backend, settings in sorted(spec.extensions.items())
     )
     notes: list[str] = []
+    if any(f.feature is Feature.SERVICES_DNS and f.verdict is Verdict.HONORED for f in fields):
+        notes.append(SAME_ENGINE_NOTE)
     view = profile.tiers.get(profile.tier)
     if view is not None and profile.tier != STANDARD_TIER:
         notes.append(

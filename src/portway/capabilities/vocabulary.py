@@ -29,6 +29,8 @@ class Feature(StrEnum):
     PORTS_TCP = "ports.tcp"
     PORTS_UDP = "ports.udp"
     PORTS_HOST_PORT = "ports.host_port"
+    SERVICES_DNS = "services.dns"
+    SERVICES_ENV = "services.env"
     RESOURCES_CPU = "resources.cpu"
     RESOURCES_MEMORY = "resources.memory"
     RESOURCES_PIDS = "resources.pids"
@@ -99,6 +101,17 @@ FEATURES: dict[Feature, FeatureInfo] = {
     Feature.PORTS_TCP: FeatureInfo(_D, _REJECT, "publish a TCP port on the host"),
     Feature.PORTS_UDP: FeatureInfo(_D, _REJECT, "publish a UDP port on the host"),
     Feature.PORTS_HOST_PORT: FeatureInfo(_D, _REJECT, "publish on a fixed host port (+ index)"),
+    # A workload with a named port is a service, NAME.NAMESPACE. Without DNS
+    # it still runs: only the name does not resolve for the others there.
+    Feature.SERVICES_DNS: FeatureInfo(
+        _D, _DROP, "resolve a service's name in its namespace to its replicas on the engine"
+    ),
+    Feature.SERVICES_ENV: FeatureInfo(
+        _C,
+        _DROP,
+        "tell replicas the services of their namespace in NAME_SERVICE_HOST/_PORT variables",
+        needs=(Feature.ENV,),
+    ),
     Feature.RESOURCES_CPU: FeatureInfo(_D, _DROP, "limit CPU"),
     Feature.RESOURCES_MEMORY: FeatureInfo(_D, _DROP, "limit memory"),
     Feature.RESOURCES_PIDS: FeatureInfo(_D, _DROP, "limit the number of processes"),
@@ -211,6 +224,10 @@ def uses(spec: WorkloadSpec) -> list[Use]:
         add(Use(f"spec.ports[{i}]", proto))
         if port.host_port is not None:
             add(Use(f"spec.ports[{i}].hostPort", Feature.PORTS_HOST_PORT))
+    # a named port makes the workload a service: judged once, at its first name
+    named = next((i for i, port in enumerate(spec.ports) if port.name is not None), None)
+    if named is not None:
+        add(Use(f"spec.ports[{named}].name", Feature.SERVICES_DNS))
     resources = spec.resources
     if resources.cpu is not None:
         add(Use("spec.resources.cpu", Feature.RESOURCES_CPU))

@@ -46,6 +46,7 @@ from portway.drivers.base import (
 )
 from portway.errors import InputError, PortwayError
 from portway.spec.model import VolumeType, Workload, WorkloadSpec
+from portway.spec.services import service_aliases
 
 from .failures import CaseFailed, expect
 from .harness import ControllerHarness
@@ -80,6 +81,7 @@ GROUPS: tuple[str, ...] = (
     "lifecycle",
     "command",
     "ports",
+    "services",
     "volumes",
     "probes",
     "restart",
@@ -93,6 +95,7 @@ _MODULES = (
     "cases_lifecycle",
     "cases_command",
     "cases_ports",
+    "cases_services",  # services.dns: a service's name in its namespace
     "cases_volumes",
     "cases_probes",
     "cases_restart",
@@ -231,6 +234,14 @@ class VolumeRemover(Protocol):
     def remove_volume(self, name: str) -> None: ...
 
 
+@runtime_checkable
+class NetworkRemover(Protocol):
+    """Optional driver method: remove a namespace's network (services.dns) if
+    no container uses it; True when it is gone."""
+
+    def remove_namespace_network(self, namespace: str, cluster: str = "") -> bool: ...
+
+
 def new_namespace() -> str:
     return f"cf-{uuid.uuid4().hex[:8]}"
 
@@ -280,7 +291,8 @@ class Context:
         *,
         workload: str = "w",
     ) -> ReplicaRequest:
-        """What the controller would ask the driver for, cluster label included."""
+        """What the controller would ask the driver for, cluster label and (for
+        a service) the replica's names on the namespace network included."""
         model = self.spec(spec)
         self._track_volumes(model, workload)
         return ReplicaRequest(
@@ -291,6 +303,7 @@ class Context:
             template_hash=model.template_hash(),
             spec=model,
             cluster=self.cluster,
+            aliases=service_aliases(workload, self.namespace, model),
         )
 
     def _track_volumes(self, spec: WorkloadSpec, workload: str) -> None:
@@ -565,10 +578,25 @@ class Context:
             if problem:
                 self.notes.append(problem)
         self._volumes.clear()
+        problem = self._remove_network()
+        if problem:
+            problems.append(problem)
         for path in self._dirs:
             shutil.rmtree(path, ignore_errors=True)
         self._dirs.clear()
         return problems
+
+    def _remove_network(self) -> str:
+        """The driver removes a namespace network with the namespace's last
+        replica; make sure, since every network left takes a subnet from the
+        engine's pool. Returns a problem ("" when none is left)."""
+        if not isinstance(self.driver, NetworkRemover):
+            return ""
+        try:
+            gone = self.driver.remove_namespace_network(self.namespace, self.cluster)
+        except PortwayError as exc:
+            return f"removing the namespace network: {exc}"
+        return "" if gone else "the namespace network is still in use after cleanup"
 
 
 # --- helpers ----------------------------------------------------------------

@@ -89,8 +89,8 @@ class SuiteResult:
     #: every registered case was selected (not a run limited by ``only``)
     complete: bool = True
     tier: str = "standard"
-    #: features the driver declares for the standard tier but not for this
-    #: one, with why (``DriverCapabilities.gaps_in``)
+    #: features the driver does not offer in this tier, with why
+    #: (``DriverCapabilities.gaps_in``: what the tier or the engine lacks)
     gaps: Mapping[Feature, str] = field(default_factory=dict)
 
     @property
@@ -299,7 +299,7 @@ def run_suite(
         duration=time.monotonic() - started,
         complete=len(cases) == len(cases_for_tier(tier)),
         tier=tier,
-        gaps=capabilities.gaps_in(tier) if tier != "standard" else {},
+        gaps=capabilities.gaps_in(tier),
     )
 
 
@@ -440,7 +440,7 @@ def render_markdown(matrix: Matrix) -> str:
                 out.append(f"- `{case_id}` ({', '.join(features)}): {_one_line(message)}")
         not_here = [(f, r.reason) for f, r in sorted(results.features.items()) if r.reason]
         if not_here:
-            out += ["", "Not claimed in this tier (the driver claims it in the standard tier):", ""]
+            out += ["", "Not claimed in this tier, and why:", ""]
             for feature, reason in not_here:
                 out.append(f"- `{feature.value}`: {_one_line(reason)}")
     out.append("")

@@ -149,6 +149,11 @@ class ReplicaRequest:
     spec: WorkloadSpec
     cluster: str = ""
     epoch: int = 0
+    #: names this replica answers to on its namespace network (services.dns):
+    #: ``(workload, "workload.namespace")`` for a service, ``()`` otherwise.
+    #: Drivers that support ``Feature.SERVICES_DNS`` attach every replica to
+    #: the namespace network and give it these aliases; others ignore them.
+    aliases: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

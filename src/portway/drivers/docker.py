@@ -5,6 +5,12 @@ particular ``list_owned`` is a single ``GET /containers/json`` with label
 filters, never one inspect per container. Docker's own restart policy is
 never set: portway's controller owns restarts. Images are never pulled.
 
+Every replica of a namespace joins that namespace's user-defined bridge
+network (``pw<cluster6>-<namespace>``, made on first need and removed with the
+namespace's last replica), with its ``ReplicaRequest.aliases``: Docker's
+embedded DNS then resolves a service's name to its replicas on this engine
+(``services.dns``). Published ports work on it as on the default bridge.
+
 All engine and transport errors are translated in one place
 (``DockerDriver._engine``) into the ``DriverError`` family, chained with
 ``raise ... from``; no ``docker``/``requests``/``urllib3`` exception leaves
@@ -19,7 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 from urllib.parse import quote, urlparse
@@ -28,13 +34,15 @@ import docker
 import docker.errors
 import requests
 import urllib3
-from docker.types import CancellableStream, Mount
+from docker.types import CancellableStream, Mount, NetworkingConfig
 
 from portway.capabilities.vocabulary import Feature
 from portway.drivers.base import (
+    LABEL_CLUSTER,
     LABEL_EPOCH,
     LABEL_GENERATION,
     LABEL_MANAGED,
+    LABEL_NAMESPACE,
     LABEL_PREFIX,
     LABEL_REPLICA,
     LABEL_TEMPLATE,
@@ -58,6 +66,10 @@ from portway.drivers.engine_common import (
     EXEC_TIMEOUT_EXIT_CODE,
     LABEL_VOLUME,
     MAX_POOL_SIZE,
+    foreign_network,
+    namespace_network,
+    network_labels,
+    network_lock,
     parse_engine_time,
 )
 from portway.drivers.engine_common import (
@@ -154,6 +166,8 @@ _PORT_IN_USE_RE = re.compile(
     r"(\[[0-9a-fA-F:.]*\]|[0-9a-fA-F.:]*?):(\d+)"
     r"(?:: bind: address already in use| failed: port is already allocated)"
 )
+# Docker's answer when its address pools hold no subnet for one more network
+_NO_POOL = "could not find an available, non-overlapping"
 
 
 # --- small typing helpers: the engine's JSON stays ``Any`` only in here ----
@@ -162,6 +176,21 @@ _PORT_IN_USE_RE = re.compile(
 class _PortBinding(TypedDict):
     HostIp: str
     HostPort: str
+
+
+class _CreateCall(TypedDict):
+    """The arguments of one ``create_container`` call."""
+
+    image: str
+    name: str
+    entrypoint: list[str] | None
+    command: list[str] | None
+    environment: dict[str, str] | None
+    user: str | None
+    labels: dict[str, str]
+    ports: list[tuple[int, str]] | None
+    host_config: dict[str, Any]
+    networking_config: NetworkingConfig | None
 
 
 def _int(value: Any) -> int | None:
@@ -381,6 +410,14 @@ class DockerDriver:
             explanation = _explanation(exc)
             if exc.status_code == 409:
                 return _ConflictError(self.target, f"{action}: {explanation}")
+            if _NO_POOL in explanation:
+                return PermanentDriverError(
+                    self.target,
+                    f"{action}: the engine has no free subnet for another network (each "
+                    "namespace with replicas on this engine has one); remove unused networks "
+                    "or give dockerd more default-address-pools "
+                    f"(engine said: {explanation})",
+                )
             if (
                 "address already in use" in explanation
                 or "port is already allocated" in explanation
@@ -508,6 +545,15 @@ class DockerDriver:
         if spec.security.run_as_non_root:
             self._refuse_root(client, request)
         mounts, tmpfs = self._volumes(client, request)
+        network = self._network_of(request)
+        network_options: dict[str, Any] = {}
+        networking_config: NetworkingConfig | None = None
+        if network is not None:
+            network_options["network_mode"] = network
+            endpoint = client.create_endpoint_config(aliases=list(request.aliases) or None)
+            # the SDK's type stubs take one EndpointConfig; the engine wants network -> config
+            networking_config = NetworkingConfig()
+            networking_config["EndpointsConfig"] = {network: endpoint}
 
         exposed: list[tuple[int, str]] = []
         bindings: dict[int | str, list[_PortBinding]] = {}
@@ -535,32 +581,183 @@ class DockerDriver:
             runtime=runtime,
             shm_size=extension.shm_size,
             **docker_security_options(security),
+            **network_options,
         )
+        create = _CreateCall(
+            image=spec.image,
+            name=request.name,
+            entrypoint=spec.command,
+            command=spec.args,
+            environment=dict(spec.env) or None,
+            user=security.user,
+            labels=labels,
+            ports=exposed or None,
+            host_config=host_config,
+            networking_config=networking_config,
+        )
+        try:
+            return self._create_on(client, network, request, create)
+        except DriverError:
+            if network is not None:  # made for this replica alone: do not leave it
+                with suppress(DriverError):
+                    self.remove_namespace_network(request.namespace, request.cluster)
+            raise
+
+    def _create_on(
+        self,
+        client: docker.APIClient,
+        network: str | None,
+        request: ReplicaRequest,
+        create: _CreateCall,
+    ) -> Handle:
+        """Create the container (on its namespace network, made if needed), or
+        adopt the one already made for this replica."""
         for _attempt in range(2):
-            try:
-                with self._engine(f"create {request.name}"):
-                    created = client.create_container(
-                        image=spec.image,
-                        name=request.name,
-                        entrypoint=spec.command,
-                        command=spec.args,
-                        environment=dict(spec.env) or None,
-                        user=security.user,
-                        labels=labels,
-                        ports=exposed or None,
-                        host_config=host_config,
-                        detach=True,
-                        use_config_proxy=False,
-                    )
-                return self._handle(_text(_obj(created).get("Id")), request.name)
-            except _ConflictError:
+            with self._network_held(network):
+                if network is not None:
+                    self._ensure_network(client, network, request.cluster, request.namespace)
                 try:
-                    return self._adopt(request)
-                except ReplicaGoneError:
-                    continue  # removed between our create and inspect: try again
+                    with self._engine(f"create {request.name}"):
+                        created = client.create_container(
+                            **create, detach=True, use_config_proxy=False
+                        )
+                    return self._handle(_text(_obj(created).get("Id")), request.name)
+                except _ConflictError:
+                    try:
+                        return self._adopt(request)
+                    except ReplicaGoneError:
+                        continue  # removed between our create and inspect: try again
+                except ReplicaGoneError as exc:
+                    if not _network_missing(exc):
+                        raise
+                    # removed by another process between our check and the
+                    # create: the next attempt makes it again
+                    continue
         raise PermanentDriverError(
             self.target, f"create {request.name}: the name keeps conflicting; try again"
         )
+
+    # --- namespace networks (services.dns) ------------------------------------
+
+    def _network_of(self, request: ReplicaRequest) -> str | None:
+        """The namespace network the replica joins (None: on the host's network)."""
+        if request.spec.security.host_network:
+            return None
+        return namespace_network(request.cluster, request.namespace)
+
+    def _network_held(self, network: str | None) -> AbstractContextManager[object]:
+        if network is None:
+            return nullcontext()
+        return network_lock(self._base_url, network)
+
+    def _ensure_network(
+        self, client: docker.APIClient, name: str, cluster: str, namespace: str
+    ) -> None:
+        """Make the namespace network unless it exists (idempotent); refuse a
+        network of that name that portway did not make for this namespace."""
+        try:
+            with self._engine(f"inspect network {name}"):
+                info = _obj(client.inspect_network(name))
+        except ReplicaGoneError:  # 404: not made yet
+            try:
+                try:
+                    self._create_network(client, name, cluster, namespace)
+                except PermanentDriverError as exc:
+                    # every subnet taken: networks left empty (replicas removed
+                    # behind portway's back, a killed controller) hold some
+                    if _NO_POOL not in str(exc) or not self._prune_networks(client, name):
+                        raise
+                    self._create_network(client, name, cluster, namespace)
+                return
+            except _ConflictError:  # made meanwhile by another process
+                with self._engine(f"inspect network {name}"):
+                    info = _obj(client.inspect_network(name))
+        problem = foreign_network(name, _labels(info.get("Labels")), cluster, namespace)
+        if problem:
+            raise PermanentDriverError(self.target, problem)
+
+    def _create_network(
+        self, client: docker.APIClient, name: str, cluster: str, namespace: str
+    ) -> None:
+        with self._engine(f"create network {name}"):
+            client.create_network(
+                name,
+                driver="bridge",
+                labels=network_labels(cluster, namespace),
+                check_duplicate=True,
+            )
+
+    def _prune_networks(self, client: docker.APIClient, keep: str) -> int:
+        """Remove every namespace network (of any portway installation) that no
+        container uses, except ``keep``; how many went."""
+        with self._engine("list networks"):
+            found = client.networks(filters={"label": [f"{LABEL_MANAGED}=true"]})
+        removed = 0
+        for item in found or []:
+            network = _obj(item)
+            labels = _labels(network.get("Labels"))
+            namespace = labels.get(LABEL_NAMESPACE)
+            if not namespace or _text(network.get("Name")) == keep:
+                continue
+            with suppress(DriverError):
+                # never wait for a network's lock here: its holder may be
+                # pruning too, waiting for ours (and it is in use anyway)
+                removed += self._remove_network(
+                    namespace, labels.get(LABEL_CLUSTER, ""), wait=False
+                )
+        return removed
+
+    def remove_namespace_network(self, namespace: str, cluster: str = "") -> bool:
+        """Remove the namespace's network if it is portway's and no container
+        (running or not) uses it; True when it is gone (or never existed).
+        ``destroy`` calls it for the namespace's last replica; cleanup tools
+        may call it too."""
+        return self._remove_network(namespace, cluster, wait=True)
+
+    def _remove_network(self, namespace: str, cluster: str, *, wait: bool) -> bool:
+        name = namespace_network(cluster, namespace)
+        client = self._client()
+        lock = network_lock(self._base_url, name)
+        if not lock.acquire(blocking=wait):
+            return False
+        try:
+            try:
+                with self._engine(f"inspect network {name}"):
+                    info = _obj(client.inspect_network(name))
+            except ReplicaGoneError:
+                return True
+            if foreign_network(name, _labels(info.get("Labels")), cluster, namespace):
+                return False  # not ours to remove
+            # Docker removes a network that a created, never started container
+            # names (its start then fails): only an empty list is proof
+            with self._engine(f"list containers on network {name}"):
+                users = client.containers(all=True, quiet=True, filters={"network": [name]})
+            if users:
+                return False
+            try:
+                with self._engine(f"remove network {name}"):
+                    client.remove_network(name)
+            except ReplicaGoneError:
+                return True
+            except PermanentDriverError:  # e.g. a container joined it behind our back
+                return False
+            return True
+        finally:
+            lock.release()
+
+    def _release_network(self, info: _Json) -> None:
+        """After a replica's removal: remove its namespace network if that was
+        the last container on it. Best effort: a network left behind is empty
+        and harmless, and the namespace's next replica uses it again."""
+        labels = _labels(_obj(info.get("Config")).get("Labels"))
+        namespace, cluster = labels.get(LABEL_NAMESPACE), labels.get(LABEL_CLUSTER, "")
+        if not namespace:
+            return
+        joined = _obj(_obj(info.get("NetworkSettings")).get("Networks"))
+        if namespace_network(cluster, namespace) not in joined:
+            return  # on the host's network, or made before namespace networks
+        with suppress(DriverError):
+            self.remove_namespace_network(namespace, cluster)
 
     def _refuse_root(self, client: docker.APIClient, request: ReplicaRequest) -> None:
         """runAsNonRoot: refuse before anything is created (as the kubelet does)."""
@@ -663,8 +860,31 @@ class DockerDriver:
 
     def start(self, handle: Handle) -> None:
         self._check(handle)
-        with self._engine(f"start {handle.name}"):
-            self._client().start(handle.id)  # 304 (already running) is not an error
+        try:
+            with self._engine(f"start {handle.name}"):
+                self._client().start(handle.id)  # 304 (already running) is not an error
+        except ReplicaGoneError as exc:
+            if not _network_missing(exc):
+                raise
+            self._start_on_new_network(handle, exc)
+
+    def _start_on_new_network(self, handle: Handle, missing: ReplicaGoneError) -> None:
+        """The replica's namespace network was removed after its create (by
+        another process whose replica was the last one): make the network
+        again and start. Docker resolves the network by name at start, so the
+        replica joins the new one with its aliases."""
+        client = self._client()
+        with self._engine(f"inspect {handle.name}"):
+            info = _obj(client.inspect_container(handle.id))
+        labels = _labels(_obj(info.get("Config")).get("Labels"))
+        cluster, namespace = labels.get(LABEL_CLUSTER, ""), labels.get(LABEL_NAMESPACE, "")
+        name = namespace_network(cluster, namespace)
+        if not namespace or _text(_obj(info.get("HostConfig")).get("NetworkMode")) != name:
+            raise missing  # a network portway does not make again
+        with network_lock(self._base_url, name):
+            self._ensure_network(client, name, cluster, namespace)
+            with self._engine(f"start {handle.name}"):
+                client.start(handle.id)
 
     def inspect(self, handle: Handle) -> ReplicaStatus:
         self._check(handle)
@@ -682,15 +902,21 @@ class DockerDriver:
 
     def destroy(self, handle: Handle) -> None:
         self._check(handle)
+        client = self._client()
         try:
+            # which namespace network to release afterwards
+            with self._engine(f"inspect {handle.name}"):
+                info = _obj(client.inspect_container(handle.id))
             with self._engine(f"remove {handle.name}"):
                 # v=True removes anonymous volumes only; named volumes stay.
-                self._client().remove_container(handle.id, v=True, force=True)
+                client.remove_container(handle.id, v=True, force=True)
         except ReplicaGoneError:
             return
         except _ConflictError as exc:
             if "already in progress" not in str(exc):
                 raise
+            return  # the removal under way releases the network
+        self._release_network(info)
 
     def security_facts(self, handle: Handle) -> SecurityFacts:
         self._check(handle)
@@ -968,6 +1194,12 @@ class DockerDriver:
 
 
 # --- error helpers --------------------------------------------------------
+
+
+def _network_missing(exc: DriverError) -> bool:
+    """A 404 about a network (``network pw…-ns not found``), not about the replica."""
+    text = str(exc)
+    return "network" in text and "not found" in text
 
 
 def _explanation(exc: docker.errors.APIError) -> str:

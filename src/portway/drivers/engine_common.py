@@ -1,7 +1,8 @@
 """Helpers shared by the drivers of engines that speak Docker's HTTP
 vocabulary (Docker and Podman): JSON accessors, engine timestamps, the
-multiplexed log/exec stream, stream cancellation and exception chains.
-Engine-specific mapping (states, events, ports, errors) stays in each driver.
+multiplexed log/exec stream, stream cancellation, exception chains and the
+naming and locking of namespace networks. Engine-specific mapping (states,
+events, ports, errors, network API calls) stays in each driver.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from contextlib import suppress
 from datetime import datetime
 from typing import Any, cast
 
-from portway.drivers.base import LABEL_PREFIX
+from portway.drivers.base import LABEL_CLUSTER, LABEL_MANAGED, LABEL_NAMESPACE, LABEL_PREFIX
 
 CLIENT_TIMEOUT_SECONDS = 30
 MAX_POOL_SIZE = 32
@@ -139,3 +140,45 @@ def root_message(exc: BaseException) -> str:
     *_, root = chain(exc)
     text = str(root) or type(root).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+# --- namespace networks (services.dns) ------------------------------------
+
+
+def namespace_network(cluster: str, namespace: str) -> str:
+    """The engine network every replica of ``namespace`` joins: ``pw<cluster6>-<namespace>``,
+    prefixed like the replicas' container names so two installations sharing
+    an engine keep apart."""
+    prefix = f"pw{cluster[:6]}" if cluster else "pw"
+    return f"{prefix}-{namespace}"
+
+
+def network_labels(cluster: str, namespace: str) -> dict[str, str]:
+    """The owner labels of a namespace network."""
+    return {LABEL_MANAGED: "true", LABEL_CLUSTER: cluster, LABEL_NAMESPACE: namespace}
+
+
+def foreign_network(name: str, found: dict[str, str], cluster: str, namespace: str) -> str:
+    """Why the existing network ``name`` (with labels ``found``) is not this
+    namespace's network; "" when it is."""
+    wanted = network_labels(cluster, namespace)
+    differ = sorted(k for k, v in wanted.items() if found.get(k) != v)
+    if not differ:
+        return ""
+    return (
+        f"a network named {name!r} already exists but is not portway's network of namespace "
+        f"{namespace!r} (labels differ: {', '.join(differ)}); remove or rename it"
+    )
+
+
+_NETWORK_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_NETWORK_LOCKS_GUARD = threading.Lock()
+
+
+def network_lock(engine: str, network: str) -> threading.Lock:
+    """One lock per network of one engine, shared by every driver instance in
+    this process (two targets may share an engine). Creating a replica on the
+    network and removing the network once no replica uses it both hold it, so
+    a network is never removed between its check and a new replica's create."""
+    with _NETWORK_LOCKS_GUARD:
+        return _NETWORK_LOCKS.setdefault((engine, network), threading.Lock())

@@ -13,6 +13,12 @@ pulled: a short name such as ``portway/busybox:latest`` resolves to the local
 through a second service of the same Podman whose default runtime is runsc,
 because the libpod API cannot choose a container's runtime (``sandbox_socket``).
 
+Every replica of a namespace joins that namespace's Podman network
+(``pw<cluster6>-<namespace>``, ``dns_enabled``, made on first need and removed
+with the namespace's last replica) with its ``ReplicaRequest.aliases``:
+aardvark-dns then resolves a service's name to its replicas on this engine
+(``services.dns``; netavark backend only). Published ports work as before.
+
 All service and transport errors are translated in one place
 (``PodmanDriver._engine``) into the ``DriverError`` family, chained with
 ``raise ... from``; no ``podman``/``requests``/``urllib3`` exception leaves
@@ -29,7 +35,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -42,9 +48,11 @@ from podman.api import APIClient
 
 from portway.capabilities.vocabulary import Feature
 from portway.drivers.base import (
+    LABEL_CLUSTER,
     LABEL_EPOCH,
     LABEL_GENERATION,
     LABEL_MANAGED,
+    LABEL_NAMESPACE,
     LABEL_PREFIX,
     LABEL_REPLICA,
     LABEL_TEMPLATE,
@@ -68,6 +76,10 @@ from portway.drivers.engine_common import (
     EXEC_TIMEOUT_EXIT_CODE,
     LABEL_VOLUME,
     MAX_POOL_SIZE,
+    foreign_network,
+    namespace_network,
+    network_labels,
+    network_lock,
     parse_engine_time,
 )
 from portway.drivers.engine_common import (
@@ -176,6 +188,9 @@ _PORT_IN_USE_RE = re.compile(
 _PROCESS_RACE = "no such process"
 _RACE_RETRIES = 3
 _JSON_HEADERS = {"Content-Type": "application/json"}
+# The network backend whose DNS server (aardvark-dns) resolves aliases; CNI
+# needs the separate dnsname plugin, which portway does not rely on.
+_DNS_BACKEND = "netavark"
 # Streams never share their connection: the watcher that cancels a stream
 # shuts its socket down, which must not hit a pooled connection reused later.
 _STREAM_HEADERS = {"Connection": "close"}
@@ -360,6 +375,8 @@ class PodmanDriver:
         self._host_memory: int | None = None  # the service host's RAM, from info
         # the isolation tiers' runtimes, from the last info; None: not asked yet
         self._handlers: tuple[RuntimeHandler, ...] | None = None
+        # the service's network backend, from the last info ("": not asked yet)
+        self._network_backend = ""
         self._sandbox_socket = sandbox_socket(address)
         self._sandbox_api: APIClient | None = None
 
@@ -583,6 +600,7 @@ class PodmanDriver:
         }
         known = _known_runtimes(runtime)
         self._handlers = self._tier_handlers(_text(runtime.get("name")), known)
+        self._network_backend = attributes["network_backend"]
         runtimes = tuple(sorted({r.name for r in known}))
         problem = ""
         if not answered:
@@ -611,12 +629,24 @@ class PodmanDriver:
         # cgroup v1 host reports OOMKilled=false for a container the kernel
         # OOM-killed (exit 137 only). Of the isolation tiers, standard and,
         # where a sandbox service runs gVisor, sandboxed (see sandbox_socket).
+        # Service names resolve only with the netavark backend (aardvark-dns).
         handlers = self._runtime_handlers()
         features = without_tiers(Feature) - {Feature.OOM_REPORTED}
+        gaps: dict[str, Mapping[Feature, str]] = {Isolation.SANDBOXED.value: GVISOR_GAPS}
+        backend = self._network_backend
+        if backend and backend != _DNS_BACKEND:
+            features -= {Feature.SERVICES_DNS}
+            why = {
+                Feature.SERVICES_DNS: (
+                    f"this Podman uses the {backend} network backend; names resolve on a "
+                    f"namespace network only with {_DNS_BACKEND} and aardvark-dns"
+                )
+            }
+            gaps = {tier: {**gaps.get(tier, {}), **why} for tier in ("standard", *gaps)}
         return DriverCapabilities(
             features | tier_features(handlers),
             handlers=handlers,
-            tier_gaps={Isolation.SANDBOXED.value: GVISOR_GAPS},
+            tier_gaps=gaps,
         )
 
     def _runtime_handlers(self) -> tuple[RuntimeHandler, ...]:
@@ -630,9 +660,11 @@ class PodmanDriver:
                     info = _obj(self._get_json(client, "/info"))
             except DriverError:
                 return ()
-            runtime = _obj(_obj(info.get("host")).get("ociRuntime"))
+            host = _obj(info.get("host"))
+            runtime = _obj(host.get("ociRuntime"))
             name = _text(runtime.get("name"))
             self._handlers = self._tier_handlers(name, _known_runtimes(runtime))
+            self._network_backend = _text(host.get("networkBackend"))
         return self._handlers
 
     def _tier_handlers(
@@ -653,24 +685,126 @@ class PodmanDriver:
         if spec.security.run_as_non_root:
             self._refuse_root(client, request)
         body["mounts"], body["volumes"] = self._volumes(client, request)
+        network = self._network_of(request)
+        if network is not None:
+            body["netns"] = {"nsmode": "bridge"}
+            body["Networks"] = {network: {"aliases": list(request.aliases)}}
+        try:
+            handle = self._create_on(client, network, request, body)
+        except DriverError:
+            if network is not None:  # made for this replica alone: do not leave it
+                with suppress(DriverError):
+                    self.remove_namespace_network(request.namespace, request.cluster)
+            raise
+        if runtime is not None:
+            self._check_runtime(handle, runtime)
+        return handle
+
+    def _create_on(
+        self, client: APIClient, network: str | None, request: ReplicaRequest, body: _Json
+    ) -> Handle:
+        """Create the container (on its namespace network, made if needed), or
+        adopt the one already made for this replica."""
         # the service whose default runtime is the tier's (see sandbox_socket)
-        creator = self._sandbox_client() if spec.isolation is Isolation.SANDBOXED else client
+        sandboxed = request.spec.isolation is Isolation.SANDBOXED
+        creator = self._sandbox_client() if sandboxed else client
         for _attempt in range(2):
-            try:
-                with self._engine(f"create {request.name}"):
-                    created = self._post_json(creator, "/containers/create", body)
-                handle = self._handle(_text(_obj(created).get("Id")), request.name)
-            except _ConflictError:
+            with self._network_held(network):
+                if network is not None:
+                    self._ensure_network(client, network, request.cluster, request.namespace)
                 try:
-                    handle = self._adopt(request)
-                except ReplicaGoneError:
-                    continue  # removed between our create and inspect: try again
-            if runtime is not None:
-                self._check_runtime(handle, runtime)
-            return handle
+                    with self._engine(f"create {request.name}"):
+                        created = self._post_json(creator, "/containers/create", body)
+                    return self._handle(_text(_obj(created).get("Id")), request.name)
+                except _ConflictError:
+                    try:
+                        return self._adopt(request)
+                    except ReplicaGoneError:
+                        continue  # removed between our create and inspect: try again
         raise PermanentDriverError(
             self.target, f"create {request.name}: the name keeps conflicting; try again"
         )
+
+    # --- namespace networks (services.dns) ------------------------------------
+
+    def _network_of(self, request: ReplicaRequest) -> str | None:
+        """The namespace network the replica joins (None: on the host's
+        network, or a backend without name resolution)."""
+        if request.spec.security.host_network:
+            return None
+        if self._network_backend not in ("", _DNS_BACKEND):
+            return None
+        return namespace_network(request.cluster, request.namespace)
+
+    def _network_held(self, network: str | None) -> AbstractContextManager[object]:
+        if network is None:
+            return nullcontext()
+        return network_lock(self._base_url, network)
+
+    def _ensure_network(self, client: APIClient, name: str, cluster: str, namespace: str) -> None:
+        """Make the namespace network unless it exists (idempotent: Podman
+        refuses a second network of one name); refuse a network of that name
+        that portway did not make for this namespace."""
+        path = f"/networks/{quote(name)}/json"
+        try:
+            with self._engine(f"inspect network {name}"):
+                info = _obj(self._get_json(client, path))
+        except ReplicaGoneError:  # 404: not made yet
+            body = {
+                "name": name,
+                "driver": "bridge",
+                "dns_enabled": True,
+                "labels": network_labels(cluster, namespace),
+            }
+            try:
+                with self._engine(f"create network {name}"):
+                    self._post_json(client, "/networks/create", body)
+                return
+            except _ConflictError:  # made meanwhile by another process
+                with self._engine(f"inspect network {name}"):
+                    info = _obj(self._get_json(client, path))
+        problem = foreign_network(name, _labels(info.get("labels")), cluster, namespace)
+        if problem:
+            raise PermanentDriverError(self.target, problem)
+
+    def remove_namespace_network(self, namespace: str, cluster: str = "") -> bool:
+        """Remove the namespace's network if it is portway's and no container
+        uses it; True when it is gone (or never existed). ``destroy`` calls it
+        for the namespace's last replica; cleanup tools may call it too."""
+        name = namespace_network(cluster, namespace)
+        client = self._client()
+        with network_lock(self._base_url, name):
+            try:
+                with self._engine(f"inspect network {name}"):
+                    info = _obj(self._get_json(client, f"/networks/{quote(name)}/json"))
+            except ReplicaGoneError:
+                return True
+            if foreign_network(name, _labels(info.get("labels")), cluster, namespace):
+                return False  # not ours to remove
+            try:
+                with self._engine(f"remove network {name}"):
+                    # without force Podman refuses while any container, even a
+                    # created or exited one, is on the network
+                    client.delete(f"/networks/{quote(name)}").raise_for_status()
+            except ReplicaGoneError:
+                return True
+            except PermanentDriverError:  # still used
+                return False
+        return True
+
+    def _release_network(self, info: _Json) -> None:
+        """After a replica's removal: remove its namespace network if that was
+        the last container on it. Best effort: a network left behind is empty
+        and harmless, and the namespace's next replica uses it again."""
+        labels = _labels(_obj(info.get("Config")).get("Labels"))
+        namespace, cluster = labels.get(LABEL_NAMESPACE), labels.get(LABEL_CLUSTER, "")
+        if not namespace:
+            return
+        joined = _obj(_obj(info.get("NetworkSettings")).get("Networks"))
+        if namespace_network(cluster, namespace) not in joined:
+            return  # on the host's network, or made before namespace networks
+        with suppress(DriverError):
+            self.remove_namespace_network(namespace, cluster)
 
     def _spec_generator(self, request: ReplicaRequest, extension: _Extension) -> _Json:
         """The libpod SpecGenerator for the replica (volumes are added by ``create``)."""
@@ -914,11 +1048,20 @@ class PodmanDriver:
 
     def destroy(self, handle: Handle) -> None:
         self._check(handle)
+        client = self._client()
+        try:
+            # which namespace network to release afterwards
+            with self._engine(f"inspect {handle.name}"):
+                info = _obj(self._get_json(client, f"/containers/{quote(handle.id)}/json"))
+        except ReplicaGoneError:
+            return
+        except TemporaryDriverError:
+            info = {}  # raced its process's exit; the network may stay
         try:
             with self._engine(f"remove {handle.name}"):
                 # force + timeout 0 kills a running replica at once (as Docker's
                 # force remove); v removes anonymous volumes, named ones stay.
-                self._client().delete(
+                client.delete(
                     f"/containers/{quote(handle.id)}",
                     params={"force": True, "v": True, "timeout": 0},
                 ).raise_for_status()
@@ -927,6 +1070,8 @@ class PodmanDriver:
         except PermanentDriverError as exc:
             if "has already been removed" not in str(exc) and "being removed" not in str(exc):
                 raise
+            return  # the removal under way releases the network
+        self._release_network(info)
 
     def security_facts(self, handle: Handle) -> SecurityFacts:
         self._check(handle)

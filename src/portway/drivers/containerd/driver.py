@@ -72,6 +72,16 @@ from portway.errors import (
 )
 from portway.spec.model import Isolation, Protocol, WorkloadSpec
 
+# Service discovery by name is declared missing rather than faked: containerd
+# has no DNS of its own, and the CNI chain (_net) runs no DNS server.
+_NO_DNS: Mapping[Feature, str] = {
+    Feature.SERVICES_DNS: (
+        "containerd has no DNS for its replicas: they share portway's CNI bridge (portway0), "
+        "where no DNS server runs and no resolv.conf is written, so a service name resolves "
+        "to nothing; reach a service here through its published port or the ingress"
+    )
+}
+
 try:
     from portway.drivers.containerd import _api
 except TypeError as exc:  # protobuf was imported earlier with its C implementation
@@ -385,6 +395,7 @@ class ContainerdDriver:
             Feature.ISOLATION_WASM,
             # named volumes: containerd has no volume objects; not built yet
             Feature.VOLUMES_NAMED,
+            Feature.SERVICES_DNS,  # see _NO_DNS
         }
         if not (CGROUP_ROOT / "memory").is_dir():
             # stats and OOM detection read cgroup v1 files
@@ -396,7 +407,11 @@ class ContainerdDriver:
             frozenset(Feature) - unsupported,
             handlers=handlers,
             # one list for gVisor on every engine (runsc 20221219 with host networking)
-            tier_gaps={"sandboxed": dict(GVISOR_GAPS)} if sandboxed else {},
+            # the reason is kept for every tier so plans and the matrix can say it
+            tier_gaps={
+                "standard": _NO_DNS,
+                **({"sandboxed": {**GVISOR_GAPS, **_NO_DNS}} if sandboxed else {}),
+            },
         )
 
     # --- images ---------------------------------------------------------------
