@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from portway.capabilities.vocabulary import Feature
 from portway.controller import scheduling
 from portway.controller.namespaces import default_pod_security, policy_for
 from portway.controller.plan import (
@@ -70,6 +71,7 @@ from portway.scheduler.model import PlacedReplica
 from portway.scheduler.state import ClusterState
 from portway.spec.model import Workload, WorkloadSpec
 from portway.spec.namespace import PodSecurityLevel
+from portway.spec.services import is_service, service_aliases, service_env, service_ports
 from portway.store import Record, Store
 
 log = logging.getLogger(__name__)
@@ -502,9 +504,10 @@ class Reconciler:
                 index=action.index,
                 generation=action.generation,
                 template_hash=desired.template_hash,
-                spec=desired.spec,
+                spec=self._with_service_env(desired, driver),
                 cluster=self.cluster,
                 epoch=action.epoch,
+                aliases=service_aliases(desired.name, desired.namespace, desired.spec),
             )
             handle = driver.create(request)
             self._event(
@@ -545,6 +548,29 @@ class Reconciler:
                 f"replica {action.index} removed ({action.reason}) from {target}: "
                 f"{action.handle.name}",
             )
+
+    def _with_service_env(self, desired: Desired, driver: Driver) -> WorkloadSpec:
+        """The spec with the namespace's services in ``NAME_SERVICE_HOST/PORT``
+        variables, as the kubelet sets them, where the target resolves those
+        names (services.dns); the workload's own env wins over them."""
+        try:
+            features = driver.capabilities().features_for(desired.spec.isolation.value)
+        except PortwayError:
+            return desired.spec
+        if Feature.SERVICES_DNS not in features:
+            return desired.spec
+        found: dict[str, tuple[tuple[str | None, int], ...]] = {}
+        for record in self._store.list(KIND_WORKLOAD, desired.namespace):
+            if record.deleting:
+                continue
+            try:
+                other = workload_of(record)
+            except (PortwayError, ValueError):
+                continue
+            if is_service(other.spec):
+                found[other.metadata.name] = service_ports(other.spec)
+        env = {**service_env(found, desired.namespace), **desired.spec.env}
+        return desired.spec.model_copy(update={"env": env})
 
     def _event(self, desired: Desired, reason: str, message: str, *, warning: bool = False) -> None:
         self._store.record_event(
