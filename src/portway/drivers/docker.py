@@ -598,7 +598,7 @@ class DockerDriver:
         try:
             return self._create_on(client, network, request, create)
         except DriverError:
-            if network is not None:  # made for this replica alone: do not leave it
+            if network is not None:  # leave no network that no replica uses
                 with suppress(DriverError):
                     self.remove_namespace_network(request.namespace, request.cluster)
             raise

@@ -692,7 +692,7 @@ class PodmanDriver:
         try:
             handle = self._create_on(client, network, request, body)
         except DriverError:
-            if network is not None:  # made for this replica alone: do not leave it
+            if network is not None:  # leave no network that no replica uses
                 with suppress(DriverError):
                     self.remove_namespace_network(request.namespace, request.cluster)
             raise
