@@ -889,9 +889,7 @@ def _controller(verbose: bool) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    loop = Controller(
-        service.store, targets=service.targets, ingress_home=service.settings.home / "ingress"
-    )
+    loop = Controller(service.store, targets=service.targets, ingress_home=service.settings.home)
     output.err.print(f"controller {loop.holder} starting; Ctrl-C stops it", markup=False)
     loop.run_forever(stop)
 

@@ -147,7 +147,7 @@ class Controller:
         )
         #: set when an engine's event stream ends: check targets now, not at the next tick
         self._recheck = threading.Event()
-        #: where the managed HAProxy keeps its config and sockets (None: no ingress)
+        #: portway home; the managed HAProxy lives under home/ingress (None: no ingress)
         self._ingress_home = ingress_home
         self._ingress: IngressManager | None = None
         self._stop = threading.Event()

@@ -389,7 +389,7 @@ def controller_running(
         app.store,
         settings=settings,
         targets=app.targets,
-        ingress_home=app.settings.home / "ingress",
+        ingress_home=app.settings.home,
     )
     other = controller.running_controller()
     if other is not None or not embed:
