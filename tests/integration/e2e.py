@@ -204,8 +204,12 @@ def remove_namespace(client: docker.DockerClient, namespace: str) -> None:
 
 
 def http_get(port: int, path: str = "/", timeout: float = 2.0) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
-        body: bytes = resp.read()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
+            body: bytes = resp.read()
+    except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the response (e.g. a load balancer's 503): free its socket
+        raise
     return body.decode()
 
 

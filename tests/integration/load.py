@@ -53,6 +53,9 @@ class Stream:
                     with urllib.request.urlopen(url, timeout=self.timeout) as resp:
                         body = resp.read().decode(errors="replace").strip()
                     outcome = Outcome(sent, True, body=body)
+                except urllib.error.HTTPError as exc:
+                    exc.close()  # it holds the response: free its socket
+                    outcome = Outcome(sent, False, error=str(exc))
                 except (OSError, urllib.error.URLError) as exc:
                     outcome = Outcome(sent, False, error=str(exc))
                 with self._lock:
