@@ -140,3 +140,19 @@ def test_nothing_running_means_no_status_and_stop_is_a_no_op(tmp_path: Path) -> 
     assert manager.process_info() is None
     manager.stop()
     assert not manager.adopted
+
+
+class _RefusingSocket:
+    def run(self, command: str) -> None:
+        raise IngressRuntimeError(command, "No such server.\n")
+
+
+def test_a_refused_command_makes_the_manager_forget_the_map_values(tmp_path: Path) -> None:
+    manager = IngressManager(tmp_path)
+    manager.paths.dir.mkdir(parents=True)
+    manager._record = _Record(digest="d", labels={"web": ("web-0",)})
+    manager._stats = _RefusingSocket()  # type: ignore[assignment]
+    with pytest.raises(IngressRuntimeError):
+        manager._send(["set map /m s1 web-1"])
+    saved = _Record.from_json(manager.paths.record.read_text())
+    assert saved is not None and saved.labels == {} and saved.digest == "d"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -374,7 +374,3 @@ def layout_views(state: IngressState, layout: Layout) -> dict[str, tuple[SlotVie
         name: desired_views(backend, layout.get(name, ()))
         for name, backend in sorted(state.backends.items())
     }
-
-
-def as_layout(raw: Mapping[str, Sequence[str | None]]) -> dict[str, tuple[str | None, ...]]:
-    return {name: tuple(slots) for name, slots in raw.items()}

@@ -13,21 +13,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from portway.ingress.model import AdminState
 from portway.ingress.runtime import RuntimeServer, servers_state_columns
 from portway.ingress.slots import SlotView, slot_name
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How one apply reaches the new state."""
-
-    reload: bool
-    reasons: tuple[str, ...]
-    """Why a reload (empty when the runtime API is enough)."""
 
 
 def structural_changes(

@@ -170,7 +170,6 @@ class IngressManager:
         self._lock = threading.RLock()
         self._process: HaproxyProcess | None = None
         self._record: _Record | None = None
-        self._record_loaded = False
         self.reloads = 0
         """Reloads this manager did (a controller's metric; a test's witness)."""
 
@@ -278,9 +277,8 @@ class IngressManager:
     def _attach(self) -> None:
         """Know the running HAProxy, if any: ours, or one a previous
         controller left (pid file + master socket answer)."""
-        if not self._record_loaded:
-            self._record = self._load_record()
-            self._record_loaded = True
+        # The file is the truth: another manager on this home may have applied.
+        self._record = self._load_record()
         if self._process is not None:
             if self._process.alive():
                 return
@@ -319,14 +317,23 @@ class IngressManager:
             return None
 
     def _save_record(self, target: _Target) -> None:
-        self._record = _Record(
+        record = _Record(
             digest=target.digest,
             summary=target.summary,
             layout=dict(target.layout),
             labels={name: tuple(v.replica for v in views) for name, views in target.views.items()},
             backend_ids=dict(target.backend_ids),
         )
-        _write_atomic(self.paths.record, self._record.to_json())
+        if record != self._record:
+            self._record = record
+            _write_atomic(self.paths.record, record.to_json())
+
+    def _forget_labels(self) -> None:
+        """HAProxy may hold other map values than recorded: the next apply
+        sets them all again."""
+        if self._record is not None and self._record.labels:
+            self._record.labels = {}
+            _write_atomic(self.paths.record, self._record.to_json())
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
@@ -380,8 +387,11 @@ class IngressManager:
         try:
             info = self._wait_started(process, since)
         except BaseException:
-            process.signal(signal.SIGKILL)
-            process.wait_exit(3.0)
+            # SIGTERM lets the master take its worker down with it.
+            process.signal(signal.SIGTERM)
+            if not process.wait_exit(3.0):
+                process.signal(signal.SIGKILL)
+                process.wait_exit(3.0)
             raise
         self._process = process
         commands = self._send(self._commands(target, fresh=True))
@@ -413,11 +423,9 @@ class IngressManager:
             worker = self._reload_master(before, since)
         except IngressError:
             # Back to the last good config. The map files already hold the new
-            # labels, so forget which labels HAProxy holds: the next apply
-            # sets them all again.
+            # labels, so what HAProxy holds after this reload is not recorded.
             _write_atomic(self.paths.config, good)
-            if self._record is not None:
-                self._record.labels = {}
+            self._forget_labels()
             with contextlib.suppress(IngressError, OSError):
                 self._reload_master(self._master.show_proc(), log_size(self.paths))
             raise
@@ -481,8 +489,12 @@ class IngressManager:
         )
 
     def _send(self, commands: list[str]) -> list[str]:
-        for command in commands:
-            self._stats.run(command)
+        try:
+            for command in commands:
+                self._stats.run(command)
+        except BaseException:
+            self._forget_labels()  # some may have been set: do not trust the record
+            raise
         return commands
 
     def _wait_started(self, process: HaproxyProcess, since: int) -> int:

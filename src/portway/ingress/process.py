@@ -18,7 +18,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from portway.ingress.config import Paths
@@ -95,7 +95,6 @@ class HaproxyProcess:
     pid: int
     popen: subprocess.Popen[bytes] | None = None
     adopted: bool = False
-    started_at: float = field(default_factory=time.monotonic)
 
     def alive(self) -> bool:
         if self.popen is not None:
