@@ -107,6 +107,7 @@ GOLDEN = """\
 
 global
     maxconn 4096
+    nbthread 1
     hard-stop-after 30000ms
     stats socket /srv/portway/ingress/haproxy.sock mode 600 level admin expose-fd listeners
     server-state-file /srv/portway/ingress/server-state

@@ -224,6 +224,9 @@ def _global(settings: IngressSettings, paths: Paths) -> list[str]:
     return [
         "global",
         f"    maxconn {settings.maxconn}",
+        # One thread: on a small machine the replicas and the engines' port
+        # proxies need the other cores more than HAProxy needs a second thread.
+        f"    nbthread {settings.threads}",
         # Old workers keep serving their open connections after a reload or a
         # soft stop, for this long at most.
         f"    hard-stop-after {ms(settings.hard_stop_after)}",

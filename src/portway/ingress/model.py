@@ -142,6 +142,8 @@ class IngressSettings:
     """How portway runs HAProxy. Defaults suit one host's ingress."""
 
     maxconn: int = 4096
+    threads: int = 1
+    """HAProxy worker threads (``nbthread``)."""
     """Process-wide connection limit (``global maxconn``); each frontend gets
     the same. Beyond it, clients wait in the kernel's accept queue."""
     connect_timeout: float = 1.0
