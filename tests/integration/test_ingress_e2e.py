@@ -191,3 +191,66 @@ def test_rolling_update_under_load_fails_no_request(pw: Portway) -> None:
     assert "v1" in versions and "v2" in versions
     events = pw.json("get", "events", "--limit", "500")["items"]
     assert any(e["reason"] == "Draining" for e in events)
+
+
+@pytest.mark.parametrize("target", ["docker-a", "podman-b"])
+def test_a_workload_reaches_another_by_its_service_name(pw: Portway, target: str) -> None:
+    """Through the controller: the service's replicas get their names, and a
+    client created after it gets WEB_SERVICE_HOST/PORT."""
+    namespace = f"dns-{uuid.uuid4().hex[:6]}"
+    server = textwrap.dedent(
+        f"""\
+        apiVersion: portway.dev/v1
+        kind: Workload
+        metadata: {{name: web, namespace: {namespace}}}
+        spec:
+          image: portway/busybox:latest
+          command: ["sh", "-c", "{IDENTITY}"]
+          env: {{VERSION: named}}
+          ports: [{{name: http, containerPort: 8080}}]
+          probes:
+            readiness: {{http: {{port: 8080}}, periodSeconds: 1}}
+          placement: {{targets: [{target}]}}
+        """
+    )
+    client = textwrap.dedent(
+        f"""\
+        apiVersion: portway.dev/v1
+        kind: Workload
+        metadata: {{name: client, namespace: {namespace}}}
+        spec:
+          image: portway/busybox:latest
+          command: ["sleep", "3600"]
+          placement: {{targets: [{target}]}}
+        """
+    )
+    pw.apply(server)
+    pw.apply(client)
+    env = pw.run(
+        "exec",
+        "client",
+        "-n",
+        namespace,
+        "--",
+        "sh",
+        "-c",
+        "echo $WEB_SERVICE_HOST:$WEB_SERVICE_PORT_HTTP",
+    )
+    assert env.stdout.strip() == f"web.{namespace}:8080"
+    for name in (f"web.{namespace}", "web"):
+        got = eventually(
+            lambda name=name: pw.run(
+                "exec",
+                "client",
+                "-n",
+                namespace,
+                "--",
+                "wget",
+                "-qO-",
+                f"http://{name}:8080/",
+                check=False,
+            ).stdout.strip(),
+            timeout=30,
+            what=f"{name} to resolve inside the client",
+        )
+        assert got.startswith("named "), got
