@@ -26,6 +26,7 @@ from portway.capabilities.vocabulary import FEATURES, Feature, Provider, WhenMis
 from portway.conformance import CaseResult, Outcome, SuiteResult, render_markdown
 from portway.conformance.case import all_cases, declared_in_tier
 from portway.conformance.cases_services import resolved_addresses
+from portway.conformance.runner import gaps_of
 from portway.drivers.containerd import ContainerdDriver
 from portway.drivers.docker import DockerDriver
 from portway.drivers.engine_common import foreign_network, namespace_network, network_labels
@@ -147,15 +148,22 @@ def test_podman_without_netavark_does_not_claim_dns() -> None:
     capabilities = driver.capabilities()
     assert Feature.SERVICES_DNS not in capabilities.features
     assert "aardvark-dns" in capabilities.gaps_in("standard")[Feature.SERVICES_DNS]
+    assert "aardvark-dns" in gaps_of(capabilities, "sandboxed")[Feature.SERVICES_DNS]
 
 
 def test_containerd_declares_dns_missing_with_its_reason_in_every_tier() -> None:
     capabilities = ContainerdDriver("t", "containerd:///nonexistent/containerd.sock").capabilities()
-    assert Feature.SERVICES_DNS not in capabilities.features
-    assert Feature.SERVICES_ENV in capabilities.features  # emulated: env is there
+    assert not capabilities.supports(Feature.SERVICES_DNS)
+    assert capabilities.supports(Feature.SERVICES_ENV)  # emulated: env is there
+    assert "no DNS" in capabilities.gaps_in("standard")[Feature.SERVICES_DNS]
     for tier in ("standard", *(h.tier for h in capabilities.handlers)):
         assert Feature.SERVICES_DNS not in declared_in_tier(capabilities, tier)
-        assert "no DNS" in capabilities.gaps_in(tier)[Feature.SERVICES_DNS]
+        # the standard tier's reason holds for every tier's matrix column
+        assert "no DNS" in gaps_of(capabilities, tier)[Feature.SERVICES_DNS]
+    # a tier's own gaps stay gaps of declared features
+    for tier, gaps in capabilities.tier_gaps.items():
+        if tier != "standard":
+            assert all(capabilities.supports(f) for f in gaps), tier
 
 
 # --- conformance and the matrix -----------------------------------------------------
@@ -186,7 +194,7 @@ def test_an_unsupported_feature_keeps_its_reason_in_the_standard_column() -> Non
             ),
         ),
         generated_at="2026-12-01T00:00:00Z",
-        gaps=capabilities.gaps_in("standard"),
+        gaps=gaps_of(capabilities, "standard"),
     )
     column = suite.to_driver_results()
     found = column.features[Feature.SERVICES_DNS]

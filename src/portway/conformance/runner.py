@@ -20,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from portway.capabilities.matrix import (
+    STANDARD_TIER,
     DriverResults,
     FeatureResult,
     Matrix,
@@ -27,7 +28,7 @@ from portway.capabilities.matrix import (
     column_key,
 )
 from portway.capabilities.vocabulary import FEATURES, TIER_FEATURES, Feature
-from portway.drivers.base import Driver, Health
+from portway.drivers.base import Driver, DriverCapabilities, Health
 from portway.errors import PortwayError
 
 from .case import (
@@ -47,6 +48,7 @@ __all__ = [
     "Outcome",
     "SuiteResult",
     "conformance",
+    "gaps_of",
     "kept_matrix_paths",
     "load_matrix",
     "matrix_of",
@@ -299,8 +301,15 @@ def run_suite(
         duration=time.monotonic() - started,
         complete=len(cases) == len(cases_for_tier(tier)),
         tier=tier,
-        gaps=capabilities.gaps_in(tier),
+        gaps=gaps_of(capabilities, tier),
     )
+
+
+def gaps_of(capabilities: DriverCapabilities, tier: str) -> dict[Feature, str]:
+    """Why the driver does not offer what it does not offer in ``tier``: the
+    tier's own gaps, and the standard tier's (a feature the driver lacks
+    altogether, such as containerd's services.dns, is missing in every tier)."""
+    return {**capabilities.gaps_in(STANDARD_TIER), **capabilities.gaps_in(tier)}
 
 
 def cases_for_tier(tier: str) -> tuple[Case, ...]:

@@ -642,7 +642,7 @@ class PodmanDriver:
                     f"namespace network only with {_DNS_BACKEND} and aardvark-dns"
                 )
             }
-            gaps = {tier: {**gaps.get(tier, {}), **why} for tier in ("standard", *gaps)}
+            gaps["standard"] = why  # undeclared in every tier, for this reason
         return DriverCapabilities(
             features | tier_features(handlers),
             handlers=handlers,
