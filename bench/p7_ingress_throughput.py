@@ -3,10 +3,12 @@
 One replica of `portway/busybox:latest` running `httpd` on the local Docker
 target, published on an ephemeral 127.0.0.1 port, and exposed through
 portway's ingress (HAProxy, HTTP mode, health checks on). Debian's `wrk`
-drives both with the same settings, interleaved (direct, ingress, direct,
-ingress, ...): `wrk -t2 -c16 -d10s`. busybox httpd closes every connection,
-so the direct side opens one connection per request; HAProxy keeps the
-client's connection open and opens one per request to the replica.
+drives both with the same settings, interleaved (the order alternating per
+round): `wrk -t2 -c16 -d4s`. busybox httpd closes every connection, so the
+direct side opens one connection per request; HAProxy keeps the client's
+connection open and opens one per request to the replica. Every round starts
+once the previous rounds' sockets have left TIME-WAIT (else the ephemeral
+ports run out and the figures measure that).
 
 RESULT is median(ingress requests/s) / median(direct requests/s), target
 0.9 (higher is better).
@@ -59,6 +61,29 @@ def wrk(port: int, seconds: int) -> float:
     return float(match.group(1))
 
 
+def time_wait() -> int:
+    """TCP sockets in TIME-WAIT on this host (/proc/net/sockstat)."""
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            fields = line.split()
+            return int(fields[fields.index("tw") + 1])
+    return 0
+
+
+def settle(limit: int = 2000, timeout: float = 90.0) -> int:
+    """Wait until earlier rounds' closed connections have left TIME-WAIT.
+
+    busybox httpd closes every connection, so a round opens one connection
+    per request (through the engine's port proxy too): tens of thousands of
+    sockets that linger 60 s in TIME-WAIT and exhaust the ephemeral ports
+    (32768-60999) for the next round, which then measures the port shortage,
+    not the path. Each round therefore starts from a drained host."""
+    deadline = time.monotonic() + timeout
+    while (count := time_wait()) > limit and time.monotonic() < deadline:
+        time.sleep(1)
+    return count
+
+
 def answers(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as resp:
@@ -70,7 +95,7 @@ def answers(port: int) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side (default 3)")
-    parser.add_argument("--seconds", type=int, default=10, help="wrk duration (default 10)")
+    parser.add_argument("--seconds", type=int, default=4, help="wrk duration (default 4)")
     opts = parser.parse_args()
     if shutil.which("wrk") is None:
         c.fail("wrk is not installed: bash scripts/install.sh")
@@ -102,12 +127,16 @@ def main() -> int:
                 c.portway("get", "services", "-n", namespace, "-o", "json", home=home).stdout
             )["items"]
             replica_port = int(items[0]["endpoints"][0]["port"])
-            wrk(replica_port, 2)  # warm-up, not counted
-            wrk(listen, 2)
-            for _ in range(opts.rounds):
-                direct.append(wrk(replica_port, opts.seconds))
-                ingress.append(wrk(listen, opts.seconds))
-                c.log(f"direct {direct[-1]:.0f} req/s, ingress {ingress[-1]:.0f} req/s")
+            wrk(replica_port, 1)  # warm-up, not counted
+            wrk(listen, 1)
+            for round_ in range(opts.rounds):
+                # alternate which side goes first, so drift hits both alike
+                sides = [("direct", replica_port), ("ingress", listen)]
+                for side, port in sides if round_ % 2 == 0 else sides[::-1]:
+                    lingering = settle()
+                    rate = wrk(port, opts.seconds)
+                    (direct if side == "direct" else ingress).append(rate)
+                    c.log(f"{side} {rate:.0f} req/s (TIME-WAIT before: {lingering})")
         finally:
             controller.terminate()
             try:
