@@ -498,6 +498,43 @@ def pidof(name: str) -> list[int]:
     return [int(p) for p in proc.stdout.split()]
 
 
+@contextlib.contextmanager
+def portway_controller(home: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A `portway controller` on ``home``'s store for the block (its output in
+    home/controller.log), stopped with SIGTERM (SIGKILL after 30 s) after it."""
+    with (home / "controller.log").open("ab") as log:
+        controller = subprocess.Popen(
+            [str(PORTWAY), "controller"],
+            env=portway_env(home),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield controller
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            controller.send_signal(signal.SIGTERM)
+        try:
+            controller.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            controller.kill()
+            controller.wait()
+
+
+def stop_ingress(home: Path) -> None:
+    """Stop the HAProxy portway started for ``home`` (it outlives controllers)."""
+    pidfile = home / "ingress" / "haproxy.pid"
+    if pidfile.exists():
+        for pid in pidfile.read_text().split():
+            run(["kill", pid], check=False)
+
+
+def podman_service_up() -> None:
+    """Podman's API service, (re)started by the project's own script."""
+    run(["bash", str(REPO / "scripts" / "engines-podman.sh")], timeout=300)
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (the kernel's choice)."""
     with socket.socket() as sock:

@@ -27,9 +27,6 @@ Usage: .venv/bin/python bench/p4_failover.py [--runs N]
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -88,10 +85,6 @@ class Store:
         return "", None, False
 
 
-def podman_service_up() -> None:
-    c.run(["bash", str(c.REPO / "scripts" / "engines-podman.sh")], timeout=300)
-
-
 def podman_copies(namespace: str) -> int:
     out = c.run(
         ["podman", "ps", "-q", "--filter", f"label={c.LABEL_NAMESPACE}={namespace}"],
@@ -129,7 +122,7 @@ def one_failover(home: Path, store: Store, namespace: str, run: int) -> tuple[fl
         wait(lambda: on("docker-a"), 60, "the replacement to answer from docker-a")
         failover = time.perf_counter() - died
     finally:
-        podman_service_up()
+        c.podman_service_up()
     back = time.perf_counter()
     wait(lambda: podman_copies(namespace) == 0, 60, "the stale copy to be fenced")
     fenced = time.perf_counter() - back
@@ -165,7 +158,6 @@ def main() -> int:
     fences: list[float] = []
     manual: list[float] = []
     with c.temp_dir("portway-p4-") as home:
-        env = c.portway_env(home)
         c.portway(
             "target", "add", "docker-a", "--address", "docker:///var/run/docker.sock",
             "--taint", "prefer=podman:PreferNoSchedule", home=home,
@@ -173,34 +165,20 @@ def main() -> int:
         c.portway(
             "target", "add", "podman-b", "--address", f"podman://{c.PODMAN_SOCKET}", home=home
         )
-        log = (home / "controller.log").open("ab")
-        controller = subprocess.Popen(
-            [str(c.PORTWAY), "controller"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
         store = Store(home)
         try:
-            for run in range(opts.runs):
-                manual.append(one_manual(namespace, run))
-                failover, fenced = one_failover(home, store, namespace, run)
-                failovers.append(failover)
-                fences.append(fenced)
-                c.log(
-                    f"run {run + 1}: failover {failover:.3f}s, fenced {fenced:.3f}s after "
-                    f"podman returned, manual start {manual[-1]:.3f}s"
-                )
+            with c.portway_controller(home):
+                for run in range(opts.runs):
+                    manual.append(one_manual(namespace, run))
+                    failover, fenced = one_failover(home, store, namespace, run)
+                    failovers.append(failover)
+                    fences.append(fenced)
+                    c.log(
+                        f"run {run + 1}: failover {failover:.3f}s, fenced {fenced:.3f}s after "
+                        f"podman returned, manual start {manual[-1]:.3f}s"
+                    )
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                controller.send_signal(signal.SIGTERM)
-            try:
-                controller.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                controller.kill()
-            log.close()
-            podman_service_up()
+            c.podman_service_up()
             c.remove_containers([c.namespace_label(namespace)])
             c.remove_containers([c.namespace_label(namespace)], engine=c.PODMAN)
     print(f"P4 failover, {opts.runs} runs: podman-b (API service SIGKILLed) -> docker-a")

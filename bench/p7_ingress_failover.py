@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -56,10 +55,6 @@ spec:
   placement: {{spread: [{{topologyKey: zone, maxSkew: 1}}]}}
   ingress: [{{port: http, listen: {listen}}}]
 """
-
-
-def podman_service_up() -> None:
-    c.run(["bash", str(c.REPO / "scripts" / "engines-podman.sh")], timeout=300)
 
 
 def podman_pids(namespace: str) -> list[int]:
@@ -114,7 +109,7 @@ def one_run(home: Path, namespace: str, run: int, listen: int) -> tuple[int, int
         outcomes = through.wait()
         peer = direct.wait()
     finally:
-        podman_service_up()
+        c.podman_service_up()
     failed = sum(1 for o in outcomes if not o.ok)
     peer_failed = sum(1 for o in peer if not o.ok and o.at >= killed)
     stop = errors_stop(outcomes, killed)
@@ -135,7 +130,6 @@ def main() -> int:
     stops: list[float] = []
     peers: list[float] = []
     with c.temp_dir("portway-p7b-") as home:
-        env = c.portway_env(home)
         c.portway(
             "target", "add", "docker-a", "--address", "docker:///var/run/docker.sock",
             "--label", "zone=a", home=home,
@@ -144,40 +138,24 @@ def main() -> int:
             "target", "add", "podman-b", "--address", f"podman://{c.PODMAN_SOCKET}",
             "--label", "zone=b", home=home,
         )  # fmt: skip
-        log = (home / "controller.log").open("ab")
-        controller = subprocess.Popen(
-            [str(c.PORTWAY), "controller"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
         listen = c.free_port()
         try:
-            for run in range(opts.runs):
-                n_failed, total, stop, peer = one_run(home, namespace, run, listen)
-                failed.append(float(n_failed))
-                stops.append(stop)
-                peers.append(float(peer))
-                c.log(
-                    f"run {run + 1}: {n_failed}/{total} failed through the ingress, errors "
-                    f"stopped {stop:.2f}s after the kill; direct to the killed replica: "
-                    f"{peer} failed"
-                )
+            with c.portway_controller(home):
+                for run in range(opts.runs):
+                    n_failed, total, stop, peer = one_run(home, namespace, run, listen)
+                    failed.append(float(n_failed))
+                    stops.append(stop)
+                    peers.append(float(peer))
+                    c.log(
+                        f"run {run + 1}: {n_failed}/{total} failed through the ingress, errors "
+                        f"stopped {stop:.2f}s after the kill; direct to the killed replica: "
+                        f"{peer} failed"
+                    )
         finally:
-            controller.send_signal(signal.SIGTERM)
-            try:
-                controller.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                controller.kill()
-            log.close()
-            podman_service_up()
+            c.podman_service_up()
             c.remove_containers([c.namespace_label(namespace)])
             c.remove_containers([c.namespace_label(namespace)], engine=c.PODMAN)
-            pidfile = home / "ingress" / "haproxy.pid"
-            if pidfile.exists():
-                for pid in pidfile.read_text().split():
-                    subprocess.run(["kill", pid], check=False)
+            c.stop_ingress(home)
     print(
         f"P7b ingress under an engine kill, {opts.runs} runs: {RATE:g} req/s through the "
         f"ingress for {SECONDS:g} s, podman-b and its replicas SIGKILLed at {KILL_AT:g} s"

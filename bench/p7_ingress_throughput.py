@@ -22,7 +22,6 @@ import argparse
 import json
 import re
 import shutil
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -104,52 +103,35 @@ def main() -> int:
     direct: list[float] = []
     ingress: list[float] = []
     with c.temp_dir("portway-p7a-") as home:
-        env = c.portway_env(home)
         listen = c.free_port()
         path = Path(home) / "web.yaml"
         path.write_text(WORKLOAD.format(namespace=namespace, image=c.IMAGE, listen=listen))
-        log = (home / "controller.log").open("ab")
-        controller = subprocess.Popen(
-            [str(c.PORTWAY), "controller"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
         try:
-            c.portway("apply", "-f", str(path), home=home)
-            deadline = time.monotonic() + 60
-            while not answers(listen):
-                if time.monotonic() > deadline:
-                    raise c.BenchError(f"the ingress on {listen} does not answer")
-                time.sleep(0.2)
-            items = json.loads(
-                c.portway("get", "services", "-n", namespace, "-o", "json", home=home).stdout
-            )["items"]
-            replica_port = int(items[0]["endpoints"][0]["port"])
-            wrk(replica_port, 1)  # warm-up, not counted
-            wrk(listen, 1)
-            for round_ in range(opts.rounds):
-                # alternate which side goes first, so drift hits both alike
-                sides = [("direct", replica_port), ("ingress", listen)]
-                for side, port in sides if round_ % 2 == 0 else sides[::-1]:
-                    lingering = settle()
-                    rate = wrk(port, opts.seconds)
-                    (direct if side == "direct" else ingress).append(rate)
-                    c.log(f"{side} {rate:.0f} req/s (TIME-WAIT before: {lingering})")
+            with c.portway_controller(home):
+                c.portway("apply", "-f", str(path), home=home)
+                deadline = time.monotonic() + 60
+                while not answers(listen):
+                    if time.monotonic() > deadline:
+                        raise c.BenchError(f"the ingress on {listen} does not answer")
+                    time.sleep(0.2)
+                items = json.loads(
+                    c.portway("get", "services", "-n", namespace, "-o", "json", home=home).stdout
+                )["items"]
+                replica_port = int(items[0]["endpoints"][0]["port"])
+                wrk(replica_port, 1)  # warm-up, not counted
+                wrk(listen, 1)
+                for round_ in range(opts.rounds):
+                    # alternate which side goes first, so drift hits both alike
+                    sides = [("direct", replica_port), ("ingress", listen)]
+                    for side, port in sides if round_ % 2 == 0 else sides[::-1]:
+                        lingering = settle()
+                        rate = wrk(port, opts.seconds)
+                        (direct if side == "direct" else ingress).append(rate)
+                        c.log(f"{side} {rate:.0f} req/s (TIME-WAIT before: {lingering})")
         finally:
-            controller.terminate()
-            try:
-                controller.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                controller.kill()
-            log.close()
             c.portway("delete", "web", "-n", namespace, home=home, check=False)
             c.remove_containers([c.namespace_label(namespace)])
-            pidfile = home / "ingress" / "haproxy.pid"
-            if pidfile.exists():
-                for pid in pidfile.read_text().split():
-                    subprocess.run(["kill", pid], check=False)
+            c.stop_ingress(home)
     print(f"P7a ingress throughput, {opts.rounds} rounds of wrk -t2 -c16 -d{opts.seconds}s")
     c.print_table(
         [

@@ -19,6 +19,7 @@ from portway.controller.records import workload_of
 from portway.errors import PortwayError
 from portway.ingress.model import Backend, Endpoint, HealthCheck, IngressState, Mode, Route
 from portway.spec.model import Ingress, Workload
+from portway.spec.services import is_service, service_host
 from portway.store import Record
 
 #: HAProxy checks every server this often; with FALL failures a dead replica
@@ -29,15 +30,11 @@ CHECK_RISE = 1
 
 
 def service_name(workload: Workload) -> str:
-    return f"{workload.metadata.name}.{workload.metadata.namespace}"
+    return service_host(workload.metadata.name, workload.metadata.namespace)
 
 
 def backend_name(workload: Workload, port: str) -> str:
     return f"{service_name(workload)}:{port}"
-
-
-def is_service(workload: Workload) -> bool:
-    return any(p.name for p in workload.spec.ports)
 
 
 def health_check(workload: Workload, rule: Ingress) -> HealthCheck:
@@ -129,7 +126,7 @@ def service_rows(records: Iterable[Record]) -> list[dict[str, Any]]:
             workload = workload_of(record)
         except (PortwayError, ValueError):
             continue
-        if not is_service(workload):
+        if not is_service(workload.spec):
             continue
         ports = [p for p in workload.spec.ports if p.name]
         rows.append(

@@ -71,6 +71,7 @@ from portway.drivers.engine_common import (
     network_labels,
     network_lock,
     parse_engine_time,
+    released_network,
 )
 from portway.drivers.engine_common import (
     STREAMS as _STREAMS,
@@ -749,15 +750,11 @@ class DockerDriver:
         """After a replica's removal: remove its namespace network if that was
         the last container on it. Best effort: a network left behind is empty
         and harmless, and the namespace's next replica uses it again."""
-        labels = _labels(_obj(info.get("Config")).get("Labels"))
-        namespace, cluster = labels.get(LABEL_NAMESPACE), labels.get(LABEL_CLUSTER, "")
-        if not namespace:
-            return
-        joined = _obj(_obj(info.get("NetworkSettings")).get("Networks"))
-        if namespace_network(cluster, namespace) not in joined:
+        released = released_network(info)
+        if released is None:
             return  # on the host's network, or made before namespace networks
         with suppress(DriverError):
-            self.remove_namespace_network(namespace, cluster)
+            self.remove_namespace_network(*released)
 
     def _refuse_root(self, client: docker.APIClient, request: ReplicaRequest) -> None:
         """runAsNonRoot: refuse before anything is created (as the kubelet does)."""

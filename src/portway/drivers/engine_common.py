@@ -153,6 +153,20 @@ def namespace_network(cluster: str, namespace: str) -> str:
     return f"{prefix}-{namespace}"
 
 
+def released_network(info: Json) -> tuple[str, str] | None:
+    """(namespace, cluster) of the namespace network a removed container was
+    on, from its inspect payload (Docker's and Podman's share this shape);
+    None when it was on the host's network or predates namespace networks."""
+    found = labels(obj(info.get("Config")).get("Labels"))
+    namespace, cluster = found.get(LABEL_NAMESPACE), found.get(LABEL_CLUSTER, "")
+    if not namespace:
+        return None
+    joined = obj(obj(info.get("NetworkSettings")).get("Networks"))
+    if namespace_network(cluster, namespace) not in joined:
+        return None
+    return namespace, cluster
+
+
 def network_labels(cluster: str, namespace: str) -> dict[str, str]:
     """The owner labels of a namespace network."""
     return {LABEL_MANAGED: "true", LABEL_CLUSTER: cluster, LABEL_NAMESPACE: namespace}

@@ -48,11 +48,9 @@ from podman.api import APIClient
 
 from portway.capabilities.vocabulary import Feature
 from portway.drivers.base import (
-    LABEL_CLUSTER,
     LABEL_EPOCH,
     LABEL_GENERATION,
     LABEL_MANAGED,
-    LABEL_NAMESPACE,
     LABEL_PREFIX,
     LABEL_REPLICA,
     LABEL_TEMPLATE,
@@ -81,6 +79,7 @@ from portway.drivers.engine_common import (
     network_labels,
     network_lock,
     parse_engine_time,
+    released_network,
 )
 from portway.drivers.engine_common import (
     STREAMS as _STREAMS,
@@ -796,15 +795,11 @@ class PodmanDriver:
         """After a replica's removal: remove its namespace network if that was
         the last container on it. Best effort: a network left behind is empty
         and harmless, and the namespace's next replica uses it again."""
-        labels = _labels(_obj(info.get("Config")).get("Labels"))
-        namespace, cluster = labels.get(LABEL_NAMESPACE), labels.get(LABEL_CLUSTER, "")
-        if not namespace:
-            return
-        joined = _obj(_obj(info.get("NetworkSettings")).get("Networks"))
-        if namespace_network(cluster, namespace) not in joined:
+        released = released_network(info)
+        if released is None:
             return  # on the host's network, or made before namespace networks
         with suppress(DriverError):
-            self.remove_namespace_network(namespace, cluster)
+            self.remove_namespace_network(*released)
 
     def _spec_generator(self, request: ReplicaRequest, extension: _Extension) -> _Json:
         """The libpod SpecGenerator for the replica (volumes are added by ``create``)."""
