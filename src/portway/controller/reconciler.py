@@ -243,6 +243,9 @@ class Reconciler:
         """Give every index a target: new indices, and those whose target is
         gone, draining, no longer allowed, or unhealthy past the grace period.
         Returns the (re-read) record, its placements and when a grace period ends."""
+        settled = self._settled(record, workload, views)
+        if settled is not None:
+            return settled
         with self._scheduling:
             # Re-read under the lock: another workload may have preempted ours.
             latest = self._store.get(KIND_WORKLOAD, record.namespace, record.name)
@@ -317,6 +320,28 @@ class Reconciler:
                 record = self._write_status(record, {**after, **changes})
                 placements = Placements.from_status(record.status, replicas)
             return record, placements, wake
+
+    def _settled(
+        self, record: Record, workload: Workload, views: Mapping[str, TargetView]
+    ) -> tuple[Record, Placements, float | None] | None:
+        """Most passes find every index placed where it may stay: answer those
+        without the scheduling lock (which every worker shares) or a re-read.
+        None: something needs placing, or a status field needs clearing."""
+        replicas = workload.spec.replicas
+        placements = Placements.from_status(record.status, replicas)
+        if record.status.get("schedulingMessage") or "placements" not in record.status:
+            return None
+        if any(i >= replicas for i in placements.slots) or len(placements.slots) < replicas:
+            return None
+        moves, wake = scheduling.moves(
+            workload,
+            placements,
+            views,
+            excluded_targets_of(record),
+            now=self._clock(),
+            grace=self._settings.failover_grace_seconds,
+        )
+        return None if moves else (record, placements, wake)
 
     def _placed_event(
         self,
