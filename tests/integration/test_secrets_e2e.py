@@ -1,0 +1,166 @@
+"""Issue 6, "Must show": a planted secret value is nowhere but in its tmpfs
+file. Through the real CLI and controller, on Docker, Podman and containerd:
+create a secret with a random value, apply two workloads that use it as a
+file (neither opts in to an environment variable), then search engine
+inspect output (containerd: container info with its OCI spec), the
+replicas' environment, their logs, portway's events, ``describe`` and every
+``-o json`` listing, the CLI's own output and the raw store files: 0 hits.
+Inside the replica the file is at its mountPath, mode 0400, on tmpfs, with
+the exact value; when the workloads are deleted, the host files are gone."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import textwrap
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from portway.drivers.secret_files import secrets_root
+from tests.integration.e2e import IMAGE_V1, Portway, eventually
+
+NS_CONTAINERD = "portway"
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    driver: str
+    address: str
+    #: the engine's own inspect command for one container name
+    inspect: tuple[str, ...]
+
+
+ENGINES = {
+    "docker": Engine("docker", "docker", "docker:///var/run/docker.sock", ("docker", "inspect")),
+    "podman": Engine("podman", "podman", "podman:///run/podman/podman.sock", ("podman", "inspect")),
+    "containerd": Engine(
+        "containerd",
+        "containerd",
+        f"containerd:///run/containerd/containerd.sock?namespace={NS_CONTAINERD}",
+        ("ctr", "-n", NS_CONTAINERD, "containers", "info"),
+    ),
+}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("docker", marks=pytest.mark.docker),
+        pytest.param("podman", marks=pytest.mark.podman),
+        pytest.param("containerd", marks=pytest.mark.containerd),
+    ]
+)
+def engine(request: pytest.FixtureRequest) -> Engine:
+    return ENGINES[str(request.param)]
+
+
+@pytest.fixture
+def pw(tmp_path: Path) -> Iterator[Portway]:
+    portway = Portway(tmp_path)
+    portway.env["PORTWAY_LOCAL_WASM"] = "0"
+    portway.env.pop("PORTWAY_SECRET_KEY_FILE", None)
+    yield portway
+    for name in ("files", "other"):
+        portway.run("delete", name, "-n", "sec", "--timeout", "60", check=False)
+
+
+def workload(name: str, target: str, mount_path: str, user: str | None) -> str:
+    security = f"\n          security: {{user: '{user}'}}" if user else ""
+    # the replica runs a server, and prints only that it started: never the value
+    return textwrap.dedent(
+        f"""\
+        apiVersion: portway.dev/v1
+        kind: Workload
+        metadata: {{name: {name}, namespace: sec}}
+        spec:
+          image: {IMAGE_V1}
+          command: ["sh", "-c", "echo started; exec sleep 3600"]
+          placement: {{targets: [{target}]}}
+          secrets:
+            - {{secret: db, key: password, mountPath: {mount_path}}}{security}
+        """
+    )
+
+
+def test_a_planted_secret_is_only_in_its_tmpfs_file(
+    pw: Portway, engine: Engine, tmp_path: Path
+) -> None:
+    value = f"planted-{uuid.uuid4().hex}"
+    needles = [value.encode(), base64.b64encode(value.encode())]
+    seen: list[tuple[str, bytes]] = []  # (where, text) of everything portway or engines showed
+
+    def keep(where: str, text: str | bytes) -> str:
+        data = text if isinstance(text, bytes) else text.encode()
+        seen.append((where, data))
+        return data.decode(errors="replace")
+
+    target = f"sec-{engine.name}"
+    keep("target add", pw.run("target", "add", target, "--address", engine.address).stdout)
+    (tmp_path / "password").write_text(value)
+    created = pw.run("secret", "create", "db", "-n", "sec", "--from-file", f"{tmp_path}/password")
+    keep("secret create", created.stdout + created.stderr)
+    (tmp_path / "password").unlink()  # from here on, only portway has the value
+
+    for name, path, user in (("files", "/run/secrets/db", None), ("other", "/etc/app/db", "1000")):
+        applied = pw.apply(workload(name, target, path, user), "--timeout", "120")
+        keep(f"apply {name}", applied.stdout + applied.stderr)
+
+    replicas = json.loads(
+        keep("get replicas", pw.run("get", "replicas", "-n", "sec", "-o", "json").stdout)
+    )
+    containers = {r["workload"]: r["container_name"] for r in _items(replicas)}
+    assert set(containers) == {"files", "other"}, replicas
+
+    # inside: the file, its mode, its filesystem, its exact value
+    for name, path, owner in (("files", "/run/secrets/db", "0"), ("other", "/etc/app/db", "1000")):
+        script = f"stat -c '%a %u' {path}; grep ' {path} ' /proc/mounts | cut -d' ' -f3; cat {path}"
+        inside = pw.run("exec", name, "-n", "sec", "--", "sh", "-c", script).stdout.splitlines()
+        assert inside == [f"400 {owner}", "tmpfs", value], inside
+
+    # everywhere else: nothing
+    for name, container in containers.items():
+        inspected = subprocess.run(
+            [*engine.inspect, container], capture_output=True, check=True, timeout=60
+        )
+        assert container.encode() in inspected.stdout  # the right object was inspected
+        keep(f"{engine.name} inspect {name}", inspected.stdout)
+        keep(f"env of {name}", pw.run("exec", name, "-n", "sec", "--", "env").stdout)
+        logs = pw.run("logs", name, "-n", "sec")
+        assert "started" in logs.stdout
+        keep(f"logs of {name}", logs.stdout + logs.stderr)
+        keep(f"describe {name}", pw.run("describe", "workload", name, "-n", "sec").stdout)
+    for args in (
+        ("get", "workloads", "-n", "sec", "-o", "json"),
+        ("get", "workloads", "-n", "sec", "-o", "yaml"),
+        ("get", "events", "-n", "sec", "-o", "json"),
+        ("get", "events", "-n", "sec"),
+        ("secret", "ls", "-n", "sec", "-o", "json"),
+        ("secret", "ls", "-A"),
+    ):
+        result = pw.run(*args)
+        keep(" ".join(args), result.stdout + result.stderr)
+    for store_file in sorted(pw.home.glob("state.db*")):
+        keep(f"store {store_file.name}", store_file.read_bytes())
+    assert any(w.startswith("store state.db") for w, _ in seen)
+    hits = [where for where, data in seen for needle in needles if needle in data]
+    assert hits == [], f"the secret value was found in: {hits}"
+
+    # deleted workloads take their host files with them
+    host_dirs = [secrets_root() / target / c for c in containers.values()]
+    assert all(d.is_dir() for d in host_dirs)
+    for name in containers:
+        pw.run("delete", name, "-n", "sec", "--timeout", "60")
+    eventually(lambda: not any(d.exists() for d in host_dirs), timeout=30)
+    pw.run("secret", "rm", "db", "-n", "sec")
+    assert json.loads(pw.run("secret", "ls", "-n", "sec", "-o", "json").stdout) == {"items": []}
+
+
+def _items(listing: object) -> list[dict[str, str]]:
+    if isinstance(listing, dict):
+        return list(listing.get("items", []))
+    return list(listing)  # type: ignore[call-overload]
