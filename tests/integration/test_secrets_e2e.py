@@ -164,3 +164,24 @@ def _items(listing: object) -> list[dict[str, str]]:
     if isinstance(listing, dict):
         return list(listing.get("items", []))
     return list(listing)  # type: ignore[call-overload]
+
+
+@pytest.mark.docker
+def test_env_opt_in_is_visible_where_the_docs_say(pw: Portway, tmp_path: Path) -> None:
+    """The control for the search above: with ``env:`` the same search finds
+    the value in the engine's inspect output and the replica's environment
+    (what docs/secrets.md warns about), and still not in portway's store."""
+    value = f"optin-{uuid.uuid4().hex}"
+    pw.run("secret", "create", "db", "-n", "sec", "--from-literal", f"password={value}")
+    spec = workload("files", "local-docker", "/run/secrets/db", None).replace(
+        "mountPath: /run/secrets/db}", "mountPath: /run/secrets/db, env: DB_PASSWORD}"
+    )
+    pw.apply(spec, "--timeout", "120")
+    [replica] = _items(json.loads(pw.run("get", "replicas", "-n", "sec", "-o", "json").stdout))
+    inspected = subprocess.run(
+        ["docker", "inspect", replica["container_name"]], capture_output=True, check=True
+    ).stdout
+    assert value.encode() in inspected
+    assert f"DB_PASSWORD={value}" in pw.run("exec", "files", "-n", "sec", "--", "env").stdout
+    store = b"".join(p.read_bytes() for p in pw.home.glob("state.db*"))
+    assert value.encode() not in store
