@@ -86,3 +86,19 @@ def test_cli_sources(tmp_path: Path) -> None:
     text = str(refused.value)
     assert str(tmp_path / "absent") in text and "--from-literal" in text
     assert "hunter2" not in text  # a malformed literal may be the value itself
+
+
+def test_only_engines_on_this_host_claim_secret_files() -> None:
+    from portway.capabilities.vocabulary import Feature
+    from portway.drivers.docker import DockerDriver
+
+    remote = DockerDriver("remote", "docker+tcp://127.0.0.1:9")  # nothing listens: no handlers
+    try:
+        assert Feature.SECRETS_FILES not in remote.capabilities().features
+    finally:
+        remote.close()
+    local = DockerDriver("local", "docker:///nonexistent.sock")
+    try:
+        assert Feature.SECRETS_FILES in local.capabilities().features
+    finally:
+        local.close()
