@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -375,9 +376,17 @@ class SecretRef(_Model):
         description="Absolute path of the file in the replica, e.g. /run/secrets/db. "
         "Omit only together with env.",
     )
-    mode: int = Field(
-        default=0o400, description="File mode, octal (default 0400: owner read only)."
-    )
+    mode: Annotated[
+        int,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "integer", "minimum": 0, "maximum": 0o777},
+                    {"type": "string", "pattern": "^0?o?[0-7]{1,4}$"},
+                ]
+            }
+        ),
+    ] = Field(default=0o400, description="File mode, octal (default 0400: owner read only).")
     env: str | None = Field(
         default=None,
         description="Also deliver the value as this environment variable (explicit opt-in: "
