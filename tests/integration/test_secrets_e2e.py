@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import subprocess
 import textwrap
 import uuid
@@ -185,3 +186,35 @@ def test_env_opt_in_is_visible_where_the_docs_say(pw: Portway, tmp_path: Path) -
     assert f"DB_PASSWORD={value}" in pw.run("exec", "files", "-n", "sec", "--", "env").stdout
     store = b"".join(p.read_bytes() for p in pw.home.glob("state.db*"))
     assert value.encode() not in store
+
+
+@pytest.mark.docker
+def test_a_changed_value_rolls_the_replicas(pw: Portway, tmp_path: Path) -> None:
+    """``secret create --update`` with a new value: the running controller
+    replaces the replica (new generation), whose file holds the new value;
+    the controller's log never holds either value."""
+    old, new = (f"{w}-{uuid.uuid4().hex}" for w in ("old", "new"))
+    pw.run("secret", "create", "db", "-n", "sec", "--from-literal", f"password={old}")
+    pw.apply(workload("files", "local-docker", "/run/secrets/db", None), "--timeout", "120")
+    [first] = _items(json.loads(pw.run("get", "replicas", "-n", "sec", "-o", "json").stdout))
+    controller = pw.start_controller()
+    try:
+        pw.wait_for_lease(controller)
+        pw.run(
+            "secret", "create", "db", "-n", "sec", "--from-literal", f"password={new}", "--update"
+        )
+
+        def rolled() -> bool:
+            [replica] = _items(
+                json.loads(pw.run("get", "replicas", "-n", "sec", "-o", "json").stdout)
+            )
+            if replica["generation"] == first["generation"] or not replica["ready"]:
+                return False
+            read = pw.run("exec", "files", "-n", "sec", "--", "cat", "/run/secrets/db", check=False)
+            return read.stdout == new
+
+        eventually(rolled, timeout=60, what="the replica rolled to the new value")
+    finally:
+        pw.kill_controllers(signal.SIGTERM)
+    log = pw.controller_log()
+    assert log and old not in log and new not in log
