@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from portway.drivers.secret_files import secrets_root
+from portway.drivers.secret_files import Scope, host_dir
 from tests.integration.e2e import IMAGE_V1, Portway, eventually
 
 NS_CONTAINERD = "portway"
@@ -152,7 +152,7 @@ def test_a_planted_secret_is_only_in_its_tmpfs_file(
     assert hits == [], f"the secret value was found in: {hits}"
 
     # deleted workloads take their host files with them
-    host_dirs = [secrets_root() / target / c for c in containers.values()]
+    host_dirs = [host_dir(Scope(engine.driver, target), c) for c in containers.values()]
     assert all(d.is_dir() for d in host_dirs)
     for name in containers:
         pw.run("delete", name, "-n", "sec", "--timeout", "60")

@@ -18,6 +18,7 @@ from portway.drivers.secret_files import SecretFile, filesystem_type, numeric_ow
 from portway.errors import InputError
 
 SHM = Path("/dev/shm")
+T1 = secret_files.Scope("fake", "t1")
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def test_files_are_written_with_mode_and_owner_and_removed(root: Path) -> None:
         SecretFile("/run/secrets/db", b"one", 0o400),
         SecretFile("/etc/app/token", b"two", 0o440, uid=1000, gid=2000),
     )
-    mounts = secret_files.materialize("t1", "pw-ns-w-0-g1", files)
+    mounts = secret_files.materialize(T1, "pw-ns-w-0-g1", files)
     assert [m.mount_path for m in mounts] == ["/run/secrets/db", "/etc/app/token"]
     first, second = (Path(m.host_path) for m in mounts)
     assert first.read_bytes() == b"one" and second.read_bytes() == b"two"
@@ -44,26 +45,26 @@ def test_files_are_written_with_mode_and_owner_and_removed(root: Path) -> None:
     assert stat.S_IMODE(first.parent.stat().st_mode) == 0o700
     assert filesystem_type(first) == "tmpfs"
     # a repeated create rewrites (idempotent), it does not fail on the old file
-    again = secret_files.materialize("t1", "pw-ns-w-0-g1", files[:1])
+    again = secret_files.materialize(T1, "pw-ns-w-0-g1", files[:1])
     assert Path(again[0].host_path).read_bytes() == b"one"
-    secret_files.remove("t1", "pw-ns-w-0-g1")
+    secret_files.remove(T1, "pw-ns-w-0-g1")
     assert not first.parent.exists()
 
 
 def test_sweep_spares_live_and_young_directories(root: Path) -> None:
     for name in ("live", "gone", "young"):
-        secret_files.materialize("t1", name, (SecretFile("/s", b"x"),))
+        secret_files.materialize(T1, name, (SecretFile("/s", b"x"),))
     old = 1_000_000.0
     for name in ("live", "gone"):
-        os.utime(root / "t1" / name, (old, old))
-    removed = secret_files.sweep("t1", {"live"}, now=old + secret_files.SWEEP_GRACE_SECONDS + 1)
+        os.utime(root / "fake.t1" / name, (old, old))
+    removed = secret_files.sweep(T1, {"live"}, now=old + secret_files.SWEEP_GRACE_SECONDS + 1)
     assert removed == ["gone"]
-    assert sorted(p.name for p in (root / "t1").iterdir()) == ["live", "young"]
+    assert sorted(p.name for p in (root / "fake.t1").iterdir()) == ["live", "young"]
 
 
 def test_unsafe_names_are_refused(root: Path) -> None:
     with pytest.raises(ValueError, match="unsafe"):
-        secret_files.materialize("t1", "../x", (SecretFile("/s", b"x"),))
+        secret_files.materialize(T1, "../x", (SecretFile("/s", b"x"),))
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from pathlib import Path
 
 from portway.capabilities.vocabulary import Feature
-from portway.drivers.secret_files import SecretFile, secrets_root
+from portway.drivers.secret_files import Scope, SecretFile, host_dir
 
 from .case import Context, case
 from .failures import expect
@@ -49,6 +48,6 @@ def files_tmpfs(ctx: Context) -> None:
         "secret file (exit 2: not on tmpfs; 3: wrong mode; 4: wrong value; 5: writable): "
         f"got exit {status.exit_code}{ctx.quote_output(ctx.output(handle))}",
     )
-    host_dir = secrets_root() / ctx.driver.target / handle.name
+    files = host_dir(Scope(ctx.driver.name, ctx.driver.target), handle.name)
     ctx.driver.destroy(handle)
-    expect(not Path(host_dir).exists(), f"{host_dir} is still on the host after destroy")
+    expect(not files.exists(), f"{files} is still on the host after destroy")

@@ -605,7 +605,7 @@ class DockerDriver:
         try:
             return self._create_on(client, network, request, create)
         except DriverError:
-            secret_files.remove(self.target, request.name)
+            secret_files.remove(secret_files.Scope(self.name, self.target), request.name)
             if network is not None:  # leave no network that no replica uses
                 with suppress(DriverError):
                     self.remove_namespace_network(request.namespace, request.cluster)
@@ -857,7 +857,9 @@ class DockerDriver:
                 f"create {request.name}: secret files need an engine on this host "
                 f"(this target is {self.address}); secrets.files is not offered here",
             )
-        placed = secret_files.materialize(self.target, request.name, request.secret_files)
+        placed = secret_files.materialize(
+            secret_files.Scope(self.name, self.target), request.name, request.secret_files
+        )
         return [Mount(m.mount_path, m.host_path, type="bind", read_only=True) for m in placed]
 
     def _ensure_volume(
@@ -923,7 +925,7 @@ class DockerDriver:
         try:
             self._destroy(handle)
         finally:
-            secret_files.remove(self.target, handle.name)
+            secret_files.remove(secret_files.Scope(self.name, self.target), handle.name)
 
     def _destroy(self, handle: Handle) -> None:
         client = self._client()
@@ -965,12 +967,12 @@ class DockerDriver:
     def _sweep_secret_files(self) -> None:
         """Forget secret files of containers that are gone (removed by hand,
         or by an engine restart that lost them)."""
-        if not (secret_files.secrets_root() / self.target).is_dir():
+        if not secret_files.has_files(secret_files.Scope(self.name, self.target)):
             return
         with self._engine("list containers"):
             rows = self._client().containers(all=True)
         names = {str(n).lstrip("/") for row in rows or [] for n in _obj(row).get("Names") or []}
-        secret_files.sweep(self.target, names)
+        secret_files.sweep(secret_files.Scope(self.name, self.target), names)
 
     def image_present(self, image: str) -> bool:
         # the SDK leaves inspect_image unannotated

@@ -694,7 +694,7 @@ class PodmanDriver:
         try:
             handle = self._create_on(client, network, request, body)
         except DriverError:
-            secret_files.remove(self.target, request.name)
+            secret_files.remove(secret_files.Scope(self.name, self.target), request.name)
             if network is not None:  # leave no network that no replica uses
                 with suppress(DriverError):
                     self.remove_namespace_network(request.namespace, request.cluster)
@@ -994,7 +994,9 @@ class PodmanDriver:
     def _secret_mounts(self, request: ReplicaRequest) -> list[_Json]:
         """Read-only binds of the replica's secret files (on this host's
         tmpfs; Podman's API is always a local socket here)."""
-        placed = secret_files.materialize(self.target, request.name, request.secret_files)
+        placed = secret_files.materialize(
+            secret_files.Scope(self.name, self.target), request.name, request.secret_files
+        )
         return [
             {
                 "type": "bind",
@@ -1064,7 +1066,7 @@ class PodmanDriver:
         try:
             self._destroy(handle)
         finally:
-            secret_files.remove(self.target, handle.name)
+            secret_files.remove(secret_files.Scope(self.name, self.target), handle.name)
 
     def _destroy(self, handle: Handle) -> None:
         client = self._client()
@@ -1117,12 +1119,12 @@ class PodmanDriver:
 
     def _sweep_secret_files(self) -> None:
         """Forget secret files of containers that are gone."""
-        if not (secret_files.secrets_root() / self.target).is_dir():
+        if not secret_files.has_files(secret_files.Scope(self.name, self.target)):
             return
         with self._engine("list containers"):
             rows = self._get_json(self._client(), "/containers/json", all="true")
         names = {str(n).lstrip("/") for row in rows or [] for n in _obj(row).get("Names") or []}
-        secret_files.sweep(self.target, names)
+        secret_files.sweep(secret_files.Scope(self.name, self.target), names)
 
     def image_present(self, image: str) -> bool:
         try:

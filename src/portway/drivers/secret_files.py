@@ -1,7 +1,7 @@
 """Secret values as files on a host tmpfs, for the engine drivers to
 bind-mount read-only into a replica.
 
-Layout: ``<root>/<target>/<container name>/<n>``, one file per delivered
+Layout: ``<root>/<driver>.<target>/<container name>/<n>``, one file per delivered
 value, directories 0700, files with the mode the spec asks, owned by the
 replica's numeric user when the spec names one. ``root`` is
 ``PORTWAY_SECRETS_DIR`` or ``/run/portway/secrets``; it must be a tmpfs
@@ -50,6 +50,20 @@ class SecretFile:
 
 
 @dataclass(frozen=True)
+class Scope:
+    """Whose files: one driver's target. The driver is part of the directory
+    name so that two installations on one host that give one target name to
+    different engines never sweep each other's files."""
+
+    driver: str
+    target: str
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.driver}.{self.target}"
+
+
+@dataclass(frozen=True)
 class SecretMount:
     """A host file to bind-mount read-only at ``mount_path``."""
 
@@ -78,7 +92,7 @@ def filesystem_type(path: Path) -> str:
     return kind
 
 
-def ensure_tmpfs(root: Path, target: str) -> None:
+def ensure_tmpfs(root: Path, target: str) -> None:  # target: for the error only
     """Make ``root`` a tmpfs unless it is one; refuse rather than write a
     secret to a disk."""
     with _mount_lock:
@@ -101,20 +115,23 @@ def ensure_tmpfs(root: Path, target: str) -> None:
             )
 
 
-def _container_dir(target: str, container: str, root: Path | None = None) -> Path:
-    if "/" in target or "/" in container or container in ("", ".", ".."):
-        raise ValueError(f"unsafe directory name {target!r}/{container!r}")
-    return (root or secrets_root()) / target / container
+def host_dir(scope: Scope, container: str) -> Path:
+    """Where the container's secret files live on the host."""
+    name = scope.dirname
+    if "/" in name or "/" in container or container in ("", ".", ".."):
+        raise ValueError(f"unsafe directory name {name!r}/{container!r}")
+    return secrets_root() / name / container
 
 
-def materialize(target: str, container: str, files: Sequence[SecretFile]) -> list[SecretMount]:
+def materialize(scope: Scope, container: str, files: Sequence[SecretFile]) -> list[SecretMount]:
     """Write each value under the container's directory; returns what to
     mount where. Rewrites what an earlier attempt left (create is idempotent)."""
     if not files:
         return []
+    target = scope.target
     root = secrets_root()
+    directory = host_dir(scope, container)
     ensure_tmpfs(root, target)
-    directory = _container_dir(target, container, root)
     try:
         directory.parent.mkdir(mode=0o700, exist_ok=True)
         directory.mkdir(mode=0o700, exist_ok=True)
@@ -130,23 +147,27 @@ def materialize(target: str, container: str, files: Sequence[SecretFile]) -> lis
             path.chmod(item.mode)
             mounts.append(SecretMount(str(path), item.mount_path))
     except OSError as exc:
-        remove(target, container)
+        remove(scope, container)
         raise PermanentDriverError(
             target, f"{container}: cannot write its secret files under {root}: {exc.strerror}"
         ) from None
     return mounts
 
 
-def remove(target: str, container: str) -> None:
+def remove(scope: Scope, container: str) -> None:
     """Forget the container's secret files (nothing to do if there are none)."""
     with contextlib.suppress(ValueError):
-        shutil.rmtree(_container_dir(target, container), ignore_errors=True)
+        shutil.rmtree(host_dir(scope, container), ignore_errors=True)
 
 
-def sweep(target: str, live: Iterable[str], now: float | None = None) -> list[str]:
-    """Remove the directories of ``target`` whose container no longer exists
+def has_files(scope: Scope) -> bool:
+    return (secrets_root() / scope.dirname).is_dir()
+
+
+def sweep(scope: Scope, live: Iterable[str], now: float | None = None) -> list[str]:
+    """Remove the directories of ``scope`` whose container no longer exists
     (``live``: every container name the engine has). Returns what went."""
-    base = secrets_root() / target
+    base = secrets_root() / scope.dirname
     if not base.is_dir():
         return []
     keep = set(live)

@@ -556,13 +556,15 @@ class ContainerdDriver:
             self._create_task(container_id, runtime, mounts)
         except BaseException:
             self._rollback(container_id, created, ports)
-            secret_files.remove(self.target, container_id)
+            secret_files.remove(secret_files.Scope(self.name, self.target), container_id)
             raise
         return self._handle(container_id)
 
     def _secret_mounts(self, request: ReplicaRequest) -> list[dict[str, Any]]:
         """Read-only binds of the replica's secret files (on this host's tmpfs)."""
-        placed = secret_files.materialize(self.target, request.name, request.secret_files)
+        placed = secret_files.materialize(
+            secret_files.Scope(self.name, self.target), request.name, request.secret_files
+        )
         return [
             {
                 "destination": m.mount_path,
@@ -962,7 +964,7 @@ class ContainerdDriver:
         try:
             self._destroy(handle)
         finally:
-            secret_files.remove(self.target, handle.name)
+            secret_files.remove(secret_files.Scope(self.name, self.target), handle.name)
 
     def _destroy(self, handle: Handle) -> None:
         container = self._get_container(handle.id)
@@ -1071,12 +1073,14 @@ class ContainerdDriver:
 
     def _sweep_secret_files(self) -> None:
         """Forget secret files of containers that are gone."""
-        if not (secret_files.secrets_root() / self.target).is_dir():
+        if not secret_files.has_files(secret_files.Scope(self.name, self.target)):
             return
         api = self._client()
         with self._engine("list containers"):
             every = api.call(api.containers.List, _api.containers.ListContainersRequest())
-        secret_files.sweep(self.target, {str(c.id) for c in every.containers})
+        secret_files.sweep(
+            secret_files.Scope(self.name, self.target), {str(c.id) for c in every.containers}
+        )
 
     def _status(self, container: Any, task: Any | None) -> ReplicaStatus:
         labels = _api.map_value(container.labels)
