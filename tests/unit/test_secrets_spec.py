@@ -119,8 +119,6 @@ def test_planner_rejects_secret_files_where_a_target_lacks_them() -> None:
     text = HEAD + "  secrets:\n    - {secret: db, key: password, mountPath: /run/secrets/db}\n"
     [workload] = load_workloads_text(text, "w.yaml")
     profile = TargetProfile("remote", "docker", frozenset(Feature) - {Feature.SECRETS_FILES})
-    [verdict] = [
-        f for f in plan_for_target(workload.spec, profile).fields if "secrets" in f.path
-    ]
+    [verdict] = [f for f in plan_for_target(workload.spec, profile).fields if "secrets" in f.path]
     assert (verdict.path, verdict.verdict) == ("spec.secrets[0].mountPath", Verdict.REJECTED)
     assert "9p" in GVISOR_GAPS[Feature.SECRETS_FILES]
