@@ -17,6 +17,7 @@ import subprocess
 import textwrap
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +73,8 @@ def pw(tmp_path: Path) -> Iterator[Portway]:
 
 def workload(name: str, target: str, mount_path: str, user: str | None) -> str:
     security = f"\n          security: {{user: '{user}'}}" if user else ""
-    # the replica runs a server, and prints only that it started: never the value
+    # the replica prints only that it started (never the value), and stops at
+    # once on SIGTERM (a bare sleep as PID 1 would make every delete wait 10 s)
     return textwrap.dedent(
         f"""\
         apiVersion: portway.dev/v1
@@ -80,7 +82,7 @@ def workload(name: str, target: str, mount_path: str, user: str | None) -> str:
         metadata: {{name: {name}, namespace: sec}}
         spec:
           image: {IMAGE_V1}
-          command: ["sh", "-c", "echo started; exec sleep 3600"]
+          command: ["sh", "-c", "trap 'exit 0' TERM; echo started; sleep 3600 & wait"]
           placement: {{targets: [{target}]}}
           secrets:
             - {{secret: db, key: password, mountPath: {mount_path}}}{security}
@@ -107,9 +109,12 @@ def test_a_planted_secret_is_only_in_its_tmpfs_file(
     keep("secret create", created.stdout + created.stderr)
     (tmp_path / "password").unlink()  # from here on, only portway has the value
 
-    for name, path, user in (("files", "/run/secrets/db", None), ("other", "/etc/app/db", "1000")):
-        applied = pw.apply(workload(name, target, path, user), "--timeout", "120")
-        keep(f"apply {name}", applied.stdout + applied.stderr)
+    both = workload("files", target, "/run/secrets/db", None) + "---\n"
+    both += workload("other", target, "/etc/app/db", "1000")
+    applied = pw.apply(both, "--timeout", "120")
+    both_file = pw.home / "both.yaml"
+    both_file.write_text(both)
+    keep("apply", applied.stdout + applied.stderr)
 
     replicas = json.loads(
         keep("get replicas", pw.run("get", "replicas", "-n", "sec", "-o", "json").stdout)
@@ -117,24 +122,16 @@ def test_a_planted_secret_is_only_in_its_tmpfs_file(
     containers = {r["workload"]: r["container_name"] for r in _items(replicas)}
     assert set(containers) == {"files", "other"}, replicas
 
-    # inside: the file, its mode, its filesystem, its exact value
-    for name, path, owner in (("files", "/run/secrets/db", "0"), ("other", "/etc/app/db", "1000")):
+    # Every look below only reads, so they run at once (each CLI call is a
+    # Python start-up): inside each replica, the file's mode, owner,
+    # filesystem and exact value; everywhere else, the value must not be.
+    looks: dict[str, tuple[str, ...]] = {}
+    for name, path in (("files", "/run/secrets/db"), ("other", "/etc/app/db")):
         script = f"stat -c '%a %u' {path}; grep ' {path} ' /proc/mounts | cut -d' ' -f3; cat {path}"
-        inside = pw.run("exec", name, "-n", "sec", "--", "sh", "-c", script).stdout.splitlines()
-        assert inside == [f"400 {owner}", "tmpfs", value], inside
-
-    # everywhere else: nothing
-    for name, container in containers.items():
-        inspected = subprocess.run(
-            [*engine.inspect, container], capture_output=True, check=True, timeout=60
-        )
-        assert container.encode() in inspected.stdout  # the right object was inspected
-        keep(f"{engine.name} inspect {name}", inspected.stdout)
-        keep(f"env of {name}", pw.run("exec", name, "-n", "sec", "--", "env").stdout)
-        logs = pw.run("logs", name, "-n", "sec")
-        assert "started" in logs.stdout
-        keep(f"logs of {name}", logs.stdout + logs.stderr)
-        keep(f"describe {name}", pw.run("describe", "workload", name, "-n", "sec").stdout)
+        looks[f"inside {name}"] = ("exec", name, "-n", "sec", "--", "sh", "-c", script)
+        looks[f"env of {name}"] = ("exec", name, "-n", "sec", "--", "env")
+        looks[f"logs of {name}"] = ("logs", name, "-n", "sec")
+        looks[f"describe {name}"] = ("describe", "workload", name, "-n", "sec")
     for args in (
         ("get", "workloads", "-n", "sec", "-o", "json"),
         ("get", "workloads", "-n", "sec", "-o", "yaml"),
@@ -143,8 +140,26 @@ def test_a_planted_secret_is_only_in_its_tmpfs_file(
         ("secret", "ls", "-n", "sec", "-o", "json"),
         ("secret", "ls", "-A"),
     ):
-        result = pw.run(*args)
-        keep(" ".join(args), result.stdout + result.stderr)
+        looks[" ".join(args)] = args
+    commands = {what: [*pw.command(), *args] for what, args in looks.items()}
+    for name, container in containers.items():
+        commands[f"{engine.name} inspect {name}"] = [*engine.inspect, container]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = {
+            what: pool.submit(
+                subprocess.run, argv, env=pw.env, capture_output=True, check=True, timeout=120
+            )
+            for what, argv in commands.items()
+        }
+        results = {what: future.result() for what, future in futures.items()}
+    for name, owner in (("files", "0"), ("other", "1000")):
+        inside = results.pop(f"inside {name}").stdout.decode().splitlines()
+        assert inside == [f"400 {owner}", "tmpfs", value], inside
+        assert b"started" in results[f"logs of {name}"].stdout
+        inspected = results[f"{engine.name} inspect {name}"].stdout
+        assert containers[name].encode() in inspected  # the right object was inspected
+    for what, result in results.items():
+        keep(what, result.stdout + result.stderr)
     for store_file in sorted(pw.home.glob("state.db*")):
         keep(f"store {store_file.name}", store_file.read_bytes())
     assert any(w.startswith("store state.db") for w, _ in seen)
@@ -154,8 +169,7 @@ def test_a_planted_secret_is_only_in_its_tmpfs_file(
     # deleted workloads take their host files with them
     host_dirs = [host_dir(Scope(engine.driver, target), c) for c in containers.values()]
     assert all(d.is_dir() for d in host_dirs)
-    for name in containers:
-        pw.run("delete", name, "-n", "sec", "--timeout", "60")
+    pw.run("delete", "-f", str(both_file), "--timeout", "60")
     eventually(lambda: not any(d.exists() for d in host_dirs), timeout=30)
     pw.run("secret", "rm", "db", "-n", "sec")
     assert json.loads(pw.run("secret", "ls", "-n", "sec", "-o", "json").stdout) == {"items": []}
