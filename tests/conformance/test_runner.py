@@ -270,7 +270,11 @@ def test_every_feature_the_docker_driver_declares_is_covered() -> None:
 
 def test_selecting_cases() -> None:
     assert {c.group for c in select_cases(["probes"])} == {"probes"}
-    assert [c.id for c in select_cases(["*tmpfs*"])] == ["volumes.tmpfs", "volumes.tmpfs_size"]
+    assert [c.id for c in select_cases(["*tmpfs*"])] == [
+        "volumes.tmpfs",
+        "volumes.tmpfs_size",
+        "secrets.files_tmpfs",
+    ]
     picked = select_cases(["logs.tail", "lifecycle.exit_code"])
     assert [c.id for c in picked] == ["lifecycle.exit_code", "logs.tail"]  # suite order
     with pytest.raises(InputError, match="'nope'"):

@@ -45,6 +45,7 @@ class Feature(StrEnum):
     VOLUMES_NAMED = "volumes.named"
     VOLUMES_BIND = "volumes.bind"
     VOLUMES_READ_ONLY = "volumes.read_only"
+    SECRETS_FILES = "secrets.files"
     SECURITY_USER = "security.user"
     SECURITY_READ_ONLY_ROOTFS = "security.read_only_rootfs"
     SECURITY_CAP_ADD = "security.cap_add"
@@ -134,6 +135,10 @@ FEATURES: dict[Feature, FeatureInfo] = {
     Feature.VOLUMES_NAMED: FeatureInfo(_D, _REJECT, "mount a named volume that outlives replicas"),
     Feature.VOLUMES_BIND: FeatureInfo(_D, _REJECT, "mount a host directory"),
     Feature.VOLUMES_READ_ONLY: FeatureInfo(_D, _DROP, "mount a volume read-only"),
+    # a replica that expects its credentials in a file cannot run without them
+    Feature.SECRETS_FILES: FeatureInfo(
+        _D, _REJECT, "deliver a secret as a read-only file on tmpfs (host path bind-mounted)"
+    ),
     Feature.SECURITY_USER: FeatureInfo(_D, _DROP, "run as a given user"),
     Feature.SECURITY_READ_ONLY_ROOTFS: FeatureInfo(_D, _DROP, "make the root filesystem read-only"),
     Feature.SECURITY_CAP_ADD: FeatureInfo(_D, _DROP, "add Linux capabilities"),
@@ -252,6 +257,11 @@ def uses(spec: WorkloadSpec) -> list[Use]:
             add(Use(f"spec.volumes[{i}].readOnly", Feature.VOLUMES_READ_ONLY))
         if volume.size_limit is not None:
             add(Use(f"spec.volumes[{i}].sizeLimit", Feature.VOLUMES_TMPFS_SIZE))
+    for i, ref in enumerate(spec.secrets):
+        if ref.mount_path is not None:
+            add(Use(f"spec.secrets[{i}].mountPath", Feature.SECRETS_FILES))
+        if ref.env is not None:
+            add(Use(f"spec.secrets[{i}].env", Feature.ENV))
     security = spec.security
     if security.user is not None:
         add(Use("spec.security.user", Feature.SECURITY_USER))

@@ -83,6 +83,7 @@ GROUPS: tuple[str, ...] = (
     "ports",
     "services",
     "volumes",
+    "secrets",
     "probes",
     "restart",
     "security",
@@ -97,6 +98,7 @@ _MODULES = (
     "cases_ports",
     "cases_services",  # services.dns: a service's name in its namespace
     "cases_volumes",
+    "cases_secrets",  # secrets.files: values as read-only tmpfs files
     "cases_probes",
     "cases_restart",
     "cases_security",

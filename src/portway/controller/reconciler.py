@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from portway.capabilities.vocabulary import Feature
@@ -48,6 +49,7 @@ from portway.controller.records import (
     workload_of,
 )
 from portway.controller.scheduling import STALE_FENCED, Placements, Slot
+from portway.controller.secrets import SecretResolver
 from portway.controller.targets import TargetPool
 from portway.drivers.base import (
     LABEL_CLUSTER,
@@ -93,6 +95,9 @@ class Settings:
     """A target unhealthy this long has its replicas placed elsewhere. Short,
     because copies left behind are fenced (removed when the target returns)
     rather than trusted; raise it where moving replicas is costly."""
+    secret_key_file: Path | None = None
+    """The key that opens stored secrets (None: PORTWAY_SECRET_KEY_FILE, else
+    $PORTWAY_HOME/secret.key), read when a replica first needs a secret."""
 
 
 class Reconciler:
@@ -115,6 +120,7 @@ class Reconciler:
         self._targets = targets
         self._prober = prober
         self._settings = settings or Settings()
+        self._secrets = SecretResolver(store, self._settings.secret_key_file)
         self._clock = clock
         self.cluster = cluster_id(store)
         self._pool = ThreadPoolExecutor(
@@ -523,16 +529,22 @@ class Reconciler:
         target = action.target if isinstance(action, Create) else action.handle.target
         driver = drivers[target]
         if isinstance(action, Create):
+            # values exist in plaintext only for this create (never in events)
+            delivery = self._secrets.deliver(desired.namespace, desired.spec)
+            spec = self._with_service_env(desired, driver)
+            if delivery.env:  # the spec opted in: see docs/secrets.md
+                spec = spec.model_copy(update={"env": {**spec.env, **delivery.env}})
             request = ReplicaRequest(
                 namespace=desired.namespace,
                 workload=desired.name,
                 index=action.index,
                 generation=action.generation,
                 template_hash=desired.template_hash,
-                spec=self._with_service_env(desired, driver),
+                spec=spec,
                 cluster=self.cluster,
                 epoch=action.epoch,
                 aliases=service_aliases(desired.name, desired.namespace, desired.spec),
+                secret_files=delivery.files,
             )
             handle = driver.create(request)
             self._event(

@@ -21,6 +21,8 @@ KIND_WORKLOAD = "Workload"
 KIND_REPLICA = "Replica"
 KIND_TARGET = "Target"
 KIND_CLUSTER = "Cluster"
+#: sealed values only (portway.secrets.stored); never a plaintext
+KIND_SECRET = "Secret"  # noqa: S105 (a record kind, not a password)
 #: targets are cluster-wide; they live in this pseudo-namespace
 CLUSTER_NAMESPACE = "_cluster"
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from portway.capabilities.tiers import EXCLUDED
 from portway.capabilities.vocabulary import Feature
+from portway.drivers.secret_files import SecretFile
 from portway.spec.model import Isolation, WorkloadSpec
 
 # Owner labels: every object a driver creates carries them. Drivers list and
@@ -154,6 +155,9 @@ class ReplicaRequest:
     #: Drivers that support ``Feature.SERVICES_DNS`` attach every replica to
     #: the namespace network and give it these aliases; others ignore them.
     aliases: tuple[str, ...] = ()
+    #: secret values to place as read-only tmpfs files (``secrets.files``),
+    #: resolved and decrypted by the controller for this create only
+    secret_files: tuple[SecretFile, ...] = ()
 
     @property
     def name(self) -> str:

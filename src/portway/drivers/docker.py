@@ -37,6 +37,7 @@ import urllib3
 from docker.types import CancellableStream, Mount, NetworkingConfig
 
 from portway.capabilities.vocabulary import Feature
+from portway.drivers import secret_files
 from portway.drivers.base import (
     LABEL_CLUSTER,
     LABEL_EPOCH,
@@ -46,6 +47,7 @@ from portway.drivers.base import (
     LABEL_PREFIX,
     LABEL_REPLICA,
     LABEL_TEMPLATE,
+    LABEL_WORKLOAD,
     DriverCapabilities,
     DriverEvent,
     ExecResult,
@@ -516,6 +518,9 @@ class DockerDriver:
         # CI) every privileged start fails ("unable to apply caps"), and the API
         # cannot tell us the daemon's bounding set.
         unproven = {Feature.SECURITY_PRIVILEGED}
+        if not self._base_url.startswith("unix://"):
+            # secret files live on this host's tmpfs: a remote engine cannot mount them
+            unproven.add(Feature.SECRETS_FILES)
         handlers = self._runtime_handlers()
         return DriverCapabilities(
             without_tiers(Feature) - unproven | tier_features(handlers),
@@ -546,6 +551,7 @@ class DockerDriver:
         if spec.security.run_as_non_root:
             self._refuse_root(client, request)
         mounts, tmpfs = self._volumes(client, request)
+        mounts += self._secret_mounts(request)
         network = self._network_of(request)
         network_options: dict[str, Any] = {}
         networking_config: NetworkingConfig | None = None
@@ -599,6 +605,7 @@ class DockerDriver:
         try:
             return self._create_on(client, network, request, create)
         except DriverError:
+            secret_files.remove(secret_files.Scope(self.name, self.target), request.name)
             if network is not None:  # leave no network that no replica uses
                 with suppress(DriverError):
                     self.remove_namespace_network(request.namespace, request.cluster)
@@ -839,6 +846,22 @@ class DockerDriver:
                 )
         return mounts, tmpfs
 
+    def _secret_mounts(self, request: ReplicaRequest) -> list[Mount]:
+        """Read-only binds of the replica's secret files (written on this
+        host's tmpfs); only the host path reaches the engine."""
+        if not request.secret_files:
+            return []
+        if not self._base_url.startswith("unix://"):
+            raise PermanentDriverError(
+                self.target,
+                f"create {request.name}: secret files need an engine on this host "
+                f"(this target is {self.address}); secrets.files is not offered here",
+            )
+        placed = secret_files.materialize(
+            secret_files.Scope(self.name, self.target), request.name, request.secret_files
+        )
+        return [Mount(m.mount_path, m.host_path, type="bind", read_only=True) for m in placed]
+
     def _ensure_volume(
         self, client: docker.APIClient, name: str, request: ReplicaRequest, volume: str
     ) -> None:
@@ -899,6 +922,12 @@ class DockerDriver:
 
     def destroy(self, handle: Handle) -> None:
         self._check(handle)
+        try:
+            self._destroy(handle)
+        finally:
+            secret_files.remove(secret_files.Scope(self.name, self.target), handle.name)
+
+    def _destroy(self, handle: Handle) -> None:
         client = self._client()
         try:
             # which namespace network to release afterwards
@@ -931,7 +960,19 @@ class DockerDriver:
         filters = {"label": [f"{LABEL_MANAGED}=true", *(f"{k}={v}" for k, v in selector.items())]}
         with self._engine("list containers"):
             rows = self._client().containers(all=True, filters=filters)
+        if LABEL_WORKLOAD not in selector:  # a garbage-collection pass
+            self._sweep_secret_files()
         return [self._status_from_list(_obj(row)) for row in rows or []]
+
+    def _sweep_secret_files(self) -> None:
+        """Forget secret files of containers that are gone (removed by hand,
+        or by an engine restart that lost them)."""
+        if not secret_files.has_files(secret_files.Scope(self.name, self.target)):
+            return
+        with self._engine("list containers"):
+            rows = self._client().containers(all=True)
+        names = {str(n).lstrip("/") for row in rows or [] for n in _obj(row).get("Names") or []}
+        secret_files.sweep(secret_files.Scope(self.name, self.target), names)
 
     def image_present(self, image: str) -> bool:
         # the SDK leaves inspect_image unannotated

@@ -47,6 +47,7 @@ import urllib3
 from podman.api import APIClient
 
 from portway.capabilities.vocabulary import Feature
+from portway.drivers import secret_files
 from portway.drivers.base import (
     LABEL_EPOCH,
     LABEL_GENERATION,
@@ -54,6 +55,7 @@ from portway.drivers.base import (
     LABEL_PREFIX,
     LABEL_REPLICA,
     LABEL_TEMPLATE,
+    LABEL_WORKLOAD,
     DriverCapabilities,
     DriverEvent,
     ExecResult,
@@ -684,6 +686,7 @@ class PodmanDriver:
         if spec.security.run_as_non_root:
             self._refuse_root(client, request)
         body["mounts"], body["volumes"] = self._volumes(client, request)
+        body["mounts"] += self._secret_mounts(request)
         network = self._network_of(request)
         if network is not None:
             body["netns"] = {"nsmode": "bridge"}
@@ -691,6 +694,7 @@ class PodmanDriver:
         try:
             handle = self._create_on(client, network, request, body)
         except DriverError:
+            secret_files.remove(secret_files.Scope(self.name, self.target), request.name)
             if network is not None:  # leave no network that no replica uses
                 with suppress(DriverError):
                     self.remove_namespace_network(request.namespace, request.cluster)
@@ -987,6 +991,22 @@ class PodmanDriver:
                 )
         return mounts, named
 
+    def _secret_mounts(self, request: ReplicaRequest) -> list[_Json]:
+        """Read-only binds of the replica's secret files (on this host's
+        tmpfs; Podman's API is always a local socket here)."""
+        placed = secret_files.materialize(
+            secret_files.Scope(self.name, self.target), request.name, request.secret_files
+        )
+        return [
+            {
+                "type": "bind",
+                "source": m.host_path,
+                "destination": m.mount_path,
+                "options": ["rbind", "ro", "nosuid", "nodev", "noexec"],
+            }
+            for m in placed
+        ]
+
     def _ensure_volume(
         self, client: APIClient, name: str, request: ReplicaRequest, volume: str
     ) -> None:
@@ -1043,6 +1063,12 @@ class PodmanDriver:
 
     def destroy(self, handle: Handle) -> None:
         self._check(handle)
+        try:
+            self._destroy(handle)
+        finally:
+            secret_files.remove(secret_files.Scope(self.name, self.target), handle.name)
+
+    def _destroy(self, handle: Handle) -> None:
         client = self._client()
         try:
             # which namespace network to release afterwards
@@ -1087,7 +1113,18 @@ class PodmanDriver:
             rows = self._get_json(
                 self._client(), "/containers/json", all="true", filters=json.dumps(filters)
             )
+        if LABEL_WORKLOAD not in selector:  # a garbage-collection pass
+            self._sweep_secret_files()
         return [self._status_from_list(_obj(row)) for row in rows or []]
+
+    def _sweep_secret_files(self) -> None:
+        """Forget secret files of containers that are gone."""
+        if not secret_files.has_files(secret_files.Scope(self.name, self.target)):
+            return
+        with self._engine("list containers"):
+            rows = self._get_json(self._client(), "/containers/json", all="true")
+        names = {str(n).lstrip("/") for row in rows or [] for n in _obj(row).get("Names") or []}
+        secret_files.sweep(secret_files.Scope(self.name, self.target), names)
 
     def image_present(self, image: str) -> bool:
         try:

@@ -85,6 +85,11 @@ GVISOR_GAPS: Mapping[Feature, str] = {
         "gVisor's /proc/self/status has no NoNewPrivs field, so the setting cannot be "
         "observed in the replica (runsc 20221219)"
     ),
+    Feature.SECRETS_FILES: (
+        "the secret file stays on the host's tmpfs, but gVisor serves a bind mount through "
+        "its gofer, so in the sandbox it is a 9p mount, not tmpfs, and the Sentry may cache "
+        "the value (runsc 20221219)"
+    ),
 }
 
 

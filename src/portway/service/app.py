@@ -57,6 +57,20 @@ class Settings:
     PORTWAY_DEFAULT_POD_SECURITY: privileged, baseline or restricted; default
     baseline, which refuses only known privilege escalations)."""
 
+    secret_key_file: Path | None = field(
+        default_factory=lambda: (
+            Path(os.environ["PORTWAY_SECRET_KEY_FILE"])
+            if os.environ.get("PORTWAY_SECRET_KEY_FILE")
+            else None
+        )
+    )
+    """The key that seals secrets (env PORTWAY_SECRET_KEY_FILE; None: ``home``
+    /secret.key), made on first use with mode 0600. Back it up: without it no
+    stored secret can be read."""
+
+    def resolved_secret_key_file(self) -> Path:
+        return self.secret_key_file or self.home / "secret.key"
+
     def resolved_store_url(self) -> str:
         if self.store_url:
             return self.store_url

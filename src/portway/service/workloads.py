@@ -37,6 +37,7 @@ from portway.scheduler.state import ClusterState
 from portway.scheduler.topology import target_labels
 from portway.service import namespaces as ns_policy
 from portway.service import preflight
+from portway.service import secrets as secret_service
 from portway.service.app import App
 from portway.service.planning import degradations, extension_issues, gate, profile_of
 from portway.spec.model import Workload
@@ -187,6 +188,12 @@ def apply_all(
         issues += preflight.check_ports_free(
             workload, item.file, item.document, _owned_ports(app, workload)
         )
+        issues += secret_service.reference_issues(
+            app,
+            secret_service.Reference(
+                workload.spec, workload.metadata.namespace, item.file, item.document, item.lines
+            ),
+        )
     if policy_issues:
         raise PolicyError(policy_issues + issues)
     if issues:
@@ -221,7 +228,7 @@ def _write(
     excluded: Mapping[str, str],
 ) -> Applied:
     namespace, name = workload.metadata.namespace, workload.metadata.name
-    template_hash = workload.spec.template_hash()
+    template_hash = secret_service.template_hash(app, workload)
     for _ in range(5):
         existing = app.store.get(KIND_WORKLOAD, namespace, name)
         try:

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -347,6 +348,110 @@ class Volume(_Model):
         return self
 
 
+#: a secret's key names, as in Kubernetes Secrets (each may become a file name)
+SECRET_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def _file_mode(value: Any) -> Any:
+    """0400 in YAML is already the integer 256; "0400" or "400" as text is octal."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.match(r"^0?o?[0-7]{1,4}$", text):
+            raise ValueError(f"mode {value!r} is not an octal file mode such as 0400")
+        return int(text.lstrip("0o") or "0", 8)
+    return value
+
+
+class SecretRef(_Model):
+    """One value of a stored secret (``portway secret create``), delivered
+    into each replica as a read-only file on tmpfs, and, only when ``env``
+    names a variable, as an environment variable too (which shows in the
+    engine's inspect output: see docs/secrets.md)."""
+
+    secret: str = Field(description="Name of a secret in the workload's namespace.")
+    key: str = Field(description="Which of the secret's keys.")
+    mount_path: str | None = Field(
+        default=None,
+        description="Absolute path of the file in the replica, e.g. /run/secrets/db. "
+        "Omit only together with env.",
+    )
+    mode: Annotated[
+        int,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "integer", "minimum": 0, "maximum": 0o777},
+                    {"type": "string", "pattern": "^0?o?[0-7]{1,4}$"},
+                ]
+            }
+        ),
+    ] = Field(default=0o400, description="File mode, octal (default 0400: owner read only).")
+    env: str | None = Field(
+        default=None,
+        description="Also deliver the value as this environment variable (explicit opt-in: "
+        "environment variables show in inspect output and /proc).",
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: str) -> str:
+        return _check_name(v, "secret name")
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        if not SECRET_KEY_RE.match(v) or v in (".", ".."):
+            raise ValueError(
+                f"secret key {v!r} is invalid: use 1-253 letters, digits, '-', '_' or '.'"
+            )
+        return v
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode_text(cls, v: Any) -> Any:
+        return _file_mode(v)
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: int) -> int:
+        if not 0 <= v <= 0o777:
+            raise ValueError(f"mode {v:#o} is beyond 0777 (no setuid, setgid or sticky bits)")
+        if not v & 0o444:
+            raise ValueError(f"mode {v:#o} lets nobody read the file; use e.g. 0400")
+        return v
+
+    @field_validator("mount_path")
+    @classmethod
+    def _mount(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v.startswith("/") or v.endswith("/") or "\0" in v:
+            raise ValueError(f"mountPath {v!r} must be an absolute file path, e.g. /run/secrets/db")
+        parts = v.split("/")[1:]
+        if any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"mountPath {v!r} must be a plain path (no '.', '..' or '//')")
+        if parts[0] in ("proc", "sys", "dev"):
+            raise ValueError(f"mountPath {v!r} is inside /{parts[0]}, which the runtime owns")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME_RE.match(v):
+            raise ValueError(f"environment variable name {v!r} is invalid")
+        return v
+
+    @model_validator(mode="after")
+    def _delivered(self) -> SecretRef:
+        if self.mount_path is None and self.env is None:
+            raise ValueError(
+                f"secret {self.secret!r} key {self.key!r}: give mountPath (a file on tmpfs) "
+                "or env (an environment variable), or both"
+            )
+        return self
+
+
 class Capabilities(_Model):
     add: list[str] = Field(default_factory=list)
     drop: list[str] = Field(default_factory=list)
@@ -603,6 +708,10 @@ class WorkloadSpec(_Model):
     restart: Restart = Field(default_factory=Restart)
     probes: Probes = Field(default_factory=Probes)
     volumes: list[Volume] = Field(default_factory=list)
+    secrets: list[SecretRef] = Field(
+        default_factory=list,
+        description="Secret values delivered as read-only files on tmpfs (see docs/secrets.md).",
+    )
     security: Security = Field(default_factory=Security)
     isolation: Isolation = Field(
         default=Isolation.STANDARD,
@@ -711,6 +820,7 @@ class WorkloadSpec(_Model):
         dupe_paths = sorted({p for p in paths if paths.count(p) > 1})
         if dupe_paths:
             raise ValueError(f"two volumes mount at {', '.join(dupe_paths)}")
+        self._check_secrets()
         port_numbers = {p.container_port for p in self.ports if p.protocol is Protocol.TCP}
         for kind in ("liveness", "readiness"):
             probe: Probe | None = getattr(self.probes, kind)
@@ -724,6 +834,21 @@ class WorkloadSpec(_Model):
                 )
         self._check_host_namespaces()
         return self
+
+    def _check_secrets(self) -> None:
+        volume_paths = {v.mount_path for v in self.volumes}
+        seen_paths: set[str] = set()
+        seen_env: set[str] = set()
+        for i, ref in enumerate(self.secrets):
+            path = ref.mount_path
+            if path is not None:
+                if path in seen_paths or path in volume_paths:
+                    raise ValueError(f"secrets[{i}].mountPath {path!r} is already mounted")
+                seen_paths.add(path)
+            if ref.env is not None:
+                if ref.env in seen_env or ref.env in self.env:
+                    raise ValueError(f"secrets[{i}].env {ref.env!r} is already set")
+                seen_env.add(ref.env)
 
     def _check_host_namespaces(self) -> None:
         security = self.security

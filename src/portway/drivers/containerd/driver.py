@@ -39,10 +39,12 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlparse
 
 from portway.capabilities.vocabulary import Feature
+from portway.drivers import secret_files
 from portway.drivers.base import (
     LABEL_CLUSTER,
     LABEL_MANAGED,
     LABEL_PREFIX,
+    LABEL_WORKLOAD,
     DriverCapabilities,
     ExecResult,
     Fingerprint,
@@ -516,6 +518,7 @@ class ContainerdDriver:
                     runtime_spec = _oci.runtime_spec(inp)
                 except ValueError as exc:
                     raise PermanentDriverError(self.target, f"{container_id}: {exc}") from None
+                runtime_spec["mounts"] += self._secret_mounts(request)
                 if spec.isolation is Isolation.SANDBOXED:
                     _sandbox.adapt_runtime_spec(runtime_spec)
                 container = _api.containers.Container(
@@ -553,8 +556,24 @@ class ContainerdDriver:
             self._create_task(container_id, runtime, mounts)
         except BaseException:
             self._rollback(container_id, created, ports)
+            secret_files.remove(secret_files.Scope(self.name, self.target), container_id)
             raise
         return self._handle(container_id)
+
+    def _secret_mounts(self, request: ReplicaRequest) -> list[dict[str, Any]]:
+        """Read-only binds of the replica's secret files (on this host's tmpfs)."""
+        placed = secret_files.materialize(
+            secret_files.Scope(self.name, self.target), request.name, request.secret_files
+        )
+        return [
+            {
+                "destination": m.mount_path,
+                "type": "bind",
+                "source": m.host_path,
+                "options": ["rbind", "ro", "nosuid", "nodev", "noexec"],
+            }
+            for m in placed
+        ]
 
     def _runtime(self, container_id: str, isolation: Isolation) -> Any:
         """The container's runtime: always the runc shim; for the sandboxed tier
@@ -942,6 +961,12 @@ class ContainerdDriver:
         """Remove everything of the replica; idempotent, and complete even when
         some of it is already gone."""
         self._check(handle)
+        try:
+            self._destroy(handle)
+        finally:
+            secret_files.remove(secret_files.Scope(self.name, self.target), handle.name)
+
+    def _destroy(self, handle: Handle) -> None:
         container = self._get_container(handle.id)
         ports = (
             _net.decode_ports(_api.map_value(container.labels).get(LABEL_PORTS, ""))
@@ -1041,8 +1066,21 @@ class ContainerdDriver:
             )
             tasks = api.call(api.tasks.List, _api.tasks.ListTasksRequest())
         by_id = {str(t.id or t.container_id): t for t in tasks.tasks}
+        if LABEL_WORKLOAD not in selector:  # a garbage-collection pass
+            self._sweep_secret_files()
         statuses = [self._status(c, by_id.get(str(c.id))) for c in listed.containers]
         return [s for s in statuses if all(not s.labels.get(k) for k in empty)]
+
+    def _sweep_secret_files(self) -> None:
+        """Forget secret files of containers that are gone."""
+        if not secret_files.has_files(secret_files.Scope(self.name, self.target)):
+            return
+        api = self._client()
+        with self._engine("list containers"):
+            every = api.call(api.containers.List, _api.containers.ListContainersRequest())
+        secret_files.sweep(
+            secret_files.Scope(self.name, self.target), {str(c.id) for c in every.containers}
+        )
 
     def _status(self, container: Any, task: Any | None) -> ReplicaStatus:
         labels = _api.map_value(container.labels)

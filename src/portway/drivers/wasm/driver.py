@@ -349,6 +349,10 @@ class WasmDriver:
     def create(self, request: ReplicaRequest) -> Handle:
         spec = request.spec
         name = request.name
+        if request.secret_files:  # the planner refuses this first (no secrets.files)
+            raise PermanentDriverError(
+                self.target, f"{name}: the wasm driver cannot deliver secret files"
+            )
         if spec.isolation is not Isolation.WASM:
             raise PermanentDriverError(
                 self.target,
