@@ -39,13 +39,9 @@ from docker.types import CancellableStream, Mount, NetworkingConfig
 from portway.capabilities.vocabulary import Feature
 from portway.drivers.base import (
     LABEL_CLUSTER,
-    LABEL_EPOCH,
-    LABEL_GENERATION,
     LABEL_MANAGED,
     LABEL_NAMESPACE,
     LABEL_PREFIX,
-    LABEL_REPLICA,
-    LABEL_TEMPLATE,
     DriverCapabilities,
     DriverEvent,
     ExecResult,
@@ -61,10 +57,10 @@ from portway.drivers.base import (
     SecurityFacts,
     Stats,
 )
+from portway.drivers.docker_volumes import DockerVolumes
 from portway.drivers.engine_common import (
     CLIENT_TIMEOUT_SECONDS,
     EXEC_TIMEOUT_EXIT_CODE,
-    LABEL_VOLUME,
     MAX_POOL_SIZE,
     foreign_network,
     namespace_network,
@@ -120,6 +116,7 @@ from portway.drivers.runtime_handlers import (
     tier_features,
     without_tiers,
 )
+from portway.drivers.volumes import replica_volume_labels
 from portway.errors import (
     DriverError,
     ImageNotFoundError,
@@ -130,6 +127,7 @@ from portway.errors import (
     TargetUnavailableError,
 )
 from portway.spec.model import Isolation, VolumeType
+from portway.spec.volumes import native_volume_name
 
 __all__ = ["DockerDriver"]
 
@@ -318,7 +316,7 @@ def _shutdown(response: requests.Response) -> Callable[[], None]:
     return shutdown
 
 
-class DockerDriver:
+class DockerDriver(DockerVolumes):
     """Runs replicas as containers on one Docker Engine."""
 
     name = DRIVER_NAME
@@ -828,8 +826,12 @@ class DockerDriver:
                     options.append(f"size={volume.size_limit}")
                 tmpfs[volume.mount_path] = ",".join(options)
             elif volume.type is VolumeType.NAMED:
-                source = volume.source or f"{request.namespace}-{request.workload}-{volume.name}"
-                self._ensure_volume(client, source, request, volume.name)
+                source = native_volume_name(
+                    request.namespace, request.workload, volume, request.index
+                )
+                self._ensure_volume(
+                    client, source, replica_volume_labels(request, self.target, volume)
+                )
                 mounts.append(
                     Mount(volume.mount_path, source, type="volume", read_only=volume.read_only)
                 )
@@ -839,19 +841,13 @@ class DockerDriver:
                 )
         return mounts, tmpfs
 
-    def _ensure_volume(
-        self, client: docker.APIClient, name: str, request: ReplicaRequest, volume: str
-    ) -> None:
+    def _ensure_volume(self, client: docker.APIClient, name: str, labels: dict[str, str]) -> None:
         try:
             with self._engine(f"inspect volume {name}"):
                 client.inspect_volume(name)
             return
         except ReplicaGoneError:  # 404: the volume does not exist yet
             pass
-        # the replica's owner labels, minus what is per replica or revision
-        per_replica = (LABEL_REPLICA, LABEL_GENERATION, LABEL_TEMPLATE, LABEL_EPOCH)
-        labels = {k: v for k, v in request.labels(self.target).items() if k not in per_replica}
-        labels[LABEL_VOLUME] = volume
         with self._engine(f"create volume {name}"):
             client.create_volume(name, driver="local", labels=labels)
 
