@@ -49,6 +49,7 @@ from portway.controller.records import (
 )
 from portway.controller.scheduling import STALE_FENCED, Placements, Slot
 from portway.controller.targets import TargetPool
+from portway.controller.volumes import delete_volumes
 from portway.drivers.base import (
     LABEL_CLUSTER,
     LABEL_NAMESPACE,
@@ -214,6 +215,7 @@ class Reconciler:
                     "there are garbage-collected when they return",
                     warning=True,
                 )
+            self._delete_volumes(desired, drivers)
             self._finish_delete(record, list(replicas.values()))
             return None
         self._save_replicas(desired, observed, plan, replicas, failures, memory, placements)
@@ -746,6 +748,21 @@ class Reconciler:
                 if latest is None:
                     return
                 record = latest
+
+    def _delete_volumes(self, desired: Desired, drivers: Mapping[str, Driver]) -> None:
+        removed, problems = delete_volumes(
+            self.cluster, desired.namespace, desired.name, desired.spec, drivers
+        )
+        if removed:
+            self._event(desired, "VolumesDeleted", "retention delete: " + ", ".join(removed))
+        if problems:
+            self._event(
+                desired,
+                "VolumesLeft",
+                "retention delete failed (portway volume ls shows what is left): "
+                + "; ".join(problems),
+                warning=True,
+            )
 
     def _finish_delete(self, record: Record, replicas: Sequence[Record] | Any) -> None:
         for replica in replicas:

@@ -513,7 +513,9 @@ class DockerDriver(DockerVolumes):
         # holds, so on a host that lacks one (a VM or nested container, like our
         # CI) every privileged start fails ("unable to apply caps"), and the API
         # cannot tell us the daemon's bounding set.
-        unproven = {Feature.SECURITY_PRIVILEGED}
+        # A named volume's size: the local volume driver limits only tmpfs,
+        # or xfs with project quotas under /var/lib/docker (not a given).
+        unproven = {Feature.SECURITY_PRIVILEGED, Feature.VOLUMES_SIZE_LIMIT}
         handlers = self._runtime_handlers()
         return DriverCapabilities(
             without_tiers(Feature) - unproven | tier_features(handlers),

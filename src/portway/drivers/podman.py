@@ -628,7 +628,8 @@ class PodmanDriver(PodmanVolumes):
         # where a sandbox service runs gVisor, sandboxed (see sandbox_socket).
         # Service names resolve only with the netavark backend (aardvark-dns).
         handlers = self._runtime_handlers()
-        features = without_tiers(Feature) - {Feature.OOM_REPORTED}
+        # a named volume's size needs xfs project quotas under the volume path
+        features = without_tiers(Feature) - {Feature.OOM_REPORTED, Feature.VOLUMES_SIZE_LIMIT}
         gaps: dict[str, Mapping[Feature, str]] = {Isolation.SANDBOXED.value: GVISOR_GAPS}
         backend = self._network_backend
         if backend and backend != _DNS_BACKEND:

@@ -395,6 +395,8 @@ class ContainerdDriver(ContainerdVolumes):
             Feature.ISOLATION_MICROVM,
             Feature.ISOLATION_WASM,
             Feature.SERVICES_DNS,  # see _NO_DNS
+            # volumes are plain directories: nothing bounds their size
+            Feature.VOLUMES_SIZE_LIMIT,
         }
         if not (CGROUP_ROOT / "memory").is_dir():
             # stats and OOM detection read cgroup v1 files
