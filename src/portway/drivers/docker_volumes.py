@@ -79,7 +79,9 @@ class DockerVolumes:
         filters = {"label": [f"{k}={v}" for k, v in selector.items()]}
         with self._engine("list volumes"):
             found = obj(self._client().volumes(filters=filters)).get("Volumes") or []
-        return [self._info(obj(raw), False) for raw in found]
+        infos = [self._info(obj(raw), False) for raw in found]
+        # Podman 4.3 ORs several label filters of a volume listing: check them all
+        return [i for i in infos if all(i.labels.get(k) == v for k, v in selector.items())]
 
     def create_volume(self, name: str, labels: Mapping[str, str]) -> VolumeInfo:
         with self._engine(f"create volume {name}"):

@@ -97,7 +97,9 @@ class PodmanVolumes:
         filters = json.dumps({"label": [f"{k}={v}" for k, v in selector.items()]})
         with self._engine("list volumes"):
             rows = self._call("get", "/volumes/json", filters=filters)
-        return [self._info(obj(raw), False) for raw in rows or []]
+        infos = [self._info(obj(raw), False) for raw in rows or []]
+        # Podman 4.3 ORs several label filters of a volume listing: check them all
+        return [i for i in infos if all(i.labels.get(k) == v for k, v in selector.items())]
 
     def create_volume(self, name: str, labels: Mapping[str, str]) -> VolumeInfo:
         found = self.get_volume(name)

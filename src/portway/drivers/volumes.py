@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from stat import S_ISREG
 from typing import Protocol, runtime_checkable
 
 from portway.drivers.base import (
@@ -176,7 +177,8 @@ def directory_size(path: Path) -> int | None:
                 stat = (Path(root) / name).lstat()
             except OSError:
                 continue  # removed while we walked
-            total += stat.st_size
+            if S_ISREG(stat.st_mode):
+                total += stat.st_size
     return total
 
 
