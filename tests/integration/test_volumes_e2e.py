@@ -13,18 +13,21 @@ import tarfile
 import textwrap
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from portway.controller.records import CLUSTER_NAMESPACE, KIND_TARGET
+from portway.controller.records import CLUSTER_NAMESPACE, KIND_TARGET, KIND_WORKLOAD
 from portway.drivers.base import LABEL_NAMESPACE, LABEL_REPLICA, LABEL_WORKLOAD
 from portway.drivers.registry import open_driver
 from portway.drivers.volumes import VolumeManager
-from portway.errors import PortwayError
+from portway.errors import ConflictError, PortwayError
 from portway.service.app import App, Settings
-from portway.service.volumes import list_volumes, remove_volume
+from portway.service.operations import exec_in
+from portway.service.snapshots import export_volume, list_snapshots, restore_snapshot
+from portway.service.volumes import create_volume, list_volumes, remove_volume
 from tests.integration.e2e import Portway, eventually
 
 pytestmark = [pytest.mark.docker, pytest.mark.podman, pytest.mark.containerd]
@@ -43,19 +46,26 @@ COUNTER = (
 )
 
 
+@dataclass
+class Env:
+    """The CLI for what is under test; the service layer in this process for
+    set-up and reading (each CLI call costs a Python start-up)."""
+
+    cli: Portway
+    app: App
+
+
 @pytest.fixture
-def pw(tmp_path: Path) -> Iterator[Portway]:
-    # targets and cleanup in this process: a CLI call costs a Python start-up
+def env(tmp_path: Path) -> Iterator[Env]:
     portway = Portway(tmp_path)
     app = App(Settings(home=tmp_path, store_url="", local_wasm=False))
     for name, (driver, address) in TARGETS.items():
         if app.store.get(KIND_TARGET, CLUSTER_NAMESPACE, name) is None:
             app.store.create(KIND_TARGET, CLUSTER_NAMESPACE, name, target_spec(driver, address))
-    yield portway
+    yield Env(portway, app)
     portway.kill_controllers()
-    for item in portway.json("get", "workloads", "-A")["items"]:
-        meta = item["metadata"]
-        portway.run("delete", meta["name"], "-n", meta["namespace"], check=False)
+    for record in app.store.list(KIND_WORKLOAD):
+        portway.run("delete", record.name, "-n", record.namespace, check=False)
     for view in list_volumes(app, None):
         with contextlib.suppress(PortwayError):
             remove_volume(app, view.namespace, view.name, force=True)
@@ -87,17 +97,31 @@ def workload(
     ) + textwrap.indent(textwrap.dedent(volumes), "    ")
 
 
-def read(pw: Portway, namespace: str, name: str, index: int, path: str) -> str:
-    result = pw.run("exec", name, "-n", namespace, "--replica", str(index), "--", "cat", path)
-    return result.stdout.strip()
+def run_in(env: Env, namespace: str, name: str, index: int, script: str) -> tuple[int, str]:
+    done = exec_in(env.app, namespace, name, index, ["sh", "-c", script], 30)
+    return done.exit_code, done.output.decode().strip()
 
 
-def starts(pw: Portway, namespace: str, index: int) -> int:
-    return int(read(pw, namespace, "counter", index, "/data/starts"))
+def read(env: Env, namespace: str, name: str, index: int, path: str) -> str:
+    code, text = run_in(env, namespace, name, index, f"cat {path}")
+    assert code == 0, text
+    return text
 
 
-def volumes(pw: Portway, namespace: str) -> dict[str, dict[str, Any]]:
-    return {v["name"]: v for v in pw.json("volume", "ls", "-n", namespace)["items"]}
+def starts(env: Env, namespace: str, index: int) -> int:
+    return int(read(env, namespace, "counter", index, "/data/starts"))
+
+
+def starts_now(env: Env, namespace: str, index: int) -> int | None:
+    """``starts`` while the replica may be between two containers (None then)."""
+    try:
+        return starts(env, namespace, index)
+    except (PortwayError, AssertionError):
+        return None
+
+
+def volumes(env: Env, namespace: str) -> dict[str, dict[str, Any]]:
+    return {v.name: v.to_json() for v in list_volumes(env.app, namespace)}
 
 
 def replace_behind_portways_back(target: str, namespace: str, index: int) -> None:
@@ -114,8 +138,9 @@ def replace_behind_portways_back(target: str, namespace: str, index: int) -> Non
 
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_stateful_counter_keeps_its_data_and_retention_decides_on_delete(
-    pw: Portway, target: str
+    env: Env, target: str
 ) -> None:
+    pw = env.cli
     namespace = f"vol-{uuid.uuid4().hex[:6]}"
     pw.wait_for_lease(pw.start_controller())
     spec = """\
@@ -123,36 +148,34 @@ def test_stateful_counter_keeps_its_data_and_retention_decides_on_delete(
         - {name: cache, type: named, mountPath: /cache, retention: delete}
     """
     pw.apply(workload("counter", namespace, target, 2, spec, COUNTER))
-    assert (starts(pw, namespace, 0), starts(pw, namespace, 1)) == (1, 1)
-    found = volumes(pw, namespace)
+    assert (starts(env, namespace, 0), starts(env, namespace, 1)) == (1, 1)
+    found = volumes(env, namespace)
     assert {"counter-data-0", "counter-data-1", "counter-cache"} <= set(found), found
     assert all(v["target"] == target for v in found.values()), found
 
     # restart in place: the process dies, the controller starts the container again
-    pw.run("exec", "counter", "-n", namespace, "--replica", "0", "--", "sh", "-c",
-           "kill -9 $(pidof httpd)", check=False)  # fmt: skip
-    eventually(lambda: starts(pw, namespace, 0) == 2, timeout=30, what="index 0 restarted")
+    run_in(env, namespace, "counter", 0, "kill -9 $(pidof httpd)")
+    eventually(lambda: starts_now(env, namespace, 0) == 2, timeout=30, what="index 0 restarted")
     # replacement: the container is gone, the controller makes a new one
     replace_behind_portways_back(target, namespace, 1)
-    eventually(lambda: starts(pw, namespace, 1) == 2, timeout=30, what="index 1 replaced")
+    eventually(lambda: starts_now(env, namespace, 1) == 2, timeout=30, what="index 1 replaced")
 
     # scale down keeps index 1's volume; scale up gives it back to index 1
     pw.apply(workload("counter", namespace, target, 1, spec, COUNTER))
-    kept = volumes(pw, namespace)["counter-data-1"]
+    kept = volumes(env, namespace)["counter-data-1"]
     assert kept["inUseBy"] == [], kept
     pw.apply(workload("counter", namespace, target, 2, spec, COUNTER))
-    assert (starts(pw, namespace, 0), starts(pw, namespace, 1)) == (2, 3)
+    assert (starts(env, namespace, 0), starts(env, namespace, 1)) == (2, 3)
 
     refused = pw.run("volume", "rm", "counter-data-0", "-n", namespace, "--force", check=False)
     assert refused.returncode != 0
     assert f"volume {namespace}/counter-data-0 is in use by counter/0" in refused.stderr
 
     pw.run("delete", "counter", "-n", namespace)
-    left = volumes(pw, namespace)
+    left = volumes(env, namespace)
     assert set(left) == {"counter-data-0", "counter-data-1"}, left  # cache: retention delete
-    removed = pw.run("volume", "rm", "counter-data-0", "-n", namespace)
-    assert "volume/counter-data-0 removed" in removed.stdout
-    assert set(volumes(pw, namespace)) == {"counter-data-1"}
+    assert remove_volume(env.app, namespace, "counter-data-0").engine_removed
+    assert set(volumes(env, namespace)) == {"counter-data-1"}
 
 
 NOTES = (
@@ -161,7 +184,8 @@ NOTES = (
 )
 
 
-def test_snapshot_modify_restore_verified_on_docker(pw: Portway) -> None:
+def test_snapshot_modify_restore_verified_on_docker(env: Env) -> None:
+    pw = env.cli
     namespace = f"snap-{uuid.uuid4().hex[:6]}"
     pw.run("volume", "create", "notes", "-n", namespace, "--target", "local-docker")
     claim = "- {name: data, type: named, mountPath: /data, claim: notes}\n"
@@ -169,30 +193,26 @@ def test_snapshot_modify_restore_verified_on_docker(pw: Portway) -> None:
     taken = pw.run("volume", "snapshot", "notes", "-n", namespace, "--name", "before")
     assert "snapshot/before of volume/notes: 2 files" in taken.stdout
     assert "consistency: paused (pw" in taken.stdout  # the running writer was frozen
-    listed = pw.json("volume", "snapshots", "notes", "-n", namespace)["items"]
-    assert [(s["name"], s["consistency"]["method"], s["fileCount"]) for s in listed] == [
+    listed = list_snapshots(env.app, namespace, "notes")
+    assert [(m.name, m.consistency.value, len(m.files)) for m in listed] == [
         ("before", "paused", 2)
     ]
-    assert read(pw, namespace, "notes", 0, "/data/a") == "v1"  # thawed: it answers
+    assert read(env, namespace, "notes", 0, "/data/a") == "v1"  # thawed: it answers
 
-    pw.run("exec", "notes", "-n", namespace, "--", "sh", "-c",
-           "echo v2 > /data/a; rm /data/d/b; echo new > /data/c")  # fmt: skip
-    busy = pw.run("volume", "restore", "notes", "-n", namespace, "--from", "before", check=False)
-    assert busy.returncode != 0 and "scale the workload to 0" in busy.stderr, busy.stderr
-    in_use = pw.run("volume", "rm", "notes", "-n", namespace, check=False)
-    assert "is in use by notes/0" in in_use.stderr, in_use.stderr
+    run_in(env, namespace, "notes", 0, "echo v2 > /data/a; rm /data/d/b; echo new > /data/c")
+    with pytest.raises(ConflictError, match="scale the workload to 0"):
+        restore_snapshot(env.app, namespace, "notes", "before")
+    with pytest.raises(ConflictError, match="is in use by notes/0"):
+        remove_volume(env.app, namespace, "notes")
 
     pw.apply(workload("notes", namespace, "local-docker", 0, claim, NOTES))
     restored = pw.run("volume", "restore", "notes", "-n", namespace, "--from", "before")
     assert "archive: verified 2 files" in restored.stdout, restored.stdout
     assert "volume after restore: verified 2 files" in restored.stdout, restored.stdout
     pw.apply(workload("notes", namespace, "local-docker", 1, claim, NOTES))
-    assert read(pw, namespace, "notes", 0, "/data/a") == "v1"
-    assert read(pw, namespace, "notes", 0, "/data/d/b").splitlines()[-1] == "2000"
-    gone = pw.run(
-        "exec", "notes", "-n", namespace, "--", "sh", "-c", "test -e /data/c", check=False
-    )
-    assert gone.returncode == 1
+    assert read(env, namespace, "notes", 0, "/data/a") == "v1"
+    assert read(env, namespace, "notes", 0, "/data/d/b").splitlines()[-1] == "2000"
+    assert run_in(env, namespace, "notes", 0, "test -e /data/c")[0] == 1
 
 
 def manifest_files(path: Path) -> list[dict[str, Any]]:
@@ -204,10 +224,11 @@ def manifest_files(path: Path) -> list[dict[str, Any]]:
 
 
 def test_export_on_docker_imports_on_podman_and_containerd_with_equal_checksums(
-    pw: Portway, tmp_path: Path
+    env: Env, tmp_path: Path
 ) -> None:
+    pw = env.cli
     namespace = f"move-{uuid.uuid4().hex[:6]}"
-    pw.run("volume", "create", "src", "-n", namespace, "--target", "local-docker")
+    create_volume(env.app, namespace, "src", "local-docker", {})
     seed = tmp_path / "seed"
     (seed / "deep/er").mkdir(parents=True)
     (seed / "deep/er/random.bin").write_bytes(uuid.uuid4().bytes * 4096)
@@ -233,5 +254,5 @@ def test_export_on_docker_imports_on_podman_and_containerd_with_equal_checksums(
     assert {f["path"] for f in original} == {"deep/er/random.bin", "hello.txt", "link"}
     for name in hops.values():
         again = tmp_path / f"{name}.tar"
-        pw.run("volume", "export", name, "-n", namespace, "-o", str(again))
+        export_volume(env.app, namespace, name, None, again)
         assert manifest_files(again) == original, name
