@@ -134,6 +134,13 @@ def replace_behind_portways_back(target: str, namespace: str, index: int) -> Non
     assert owned, f"no container of counter/{index} on {target}"
     for status in owned:
         driver.destroy(status.handle)
+    close(driver)
+
+
+def close(driver: object) -> None:
+    closer = getattr(driver, "close", None)
+    if callable(closer):
+        closer()
 
 
 @pytest.mark.parametrize("target", list(TARGETS))
@@ -239,6 +246,7 @@ def test_export_on_docker_imports_on_podman_and_containerd_with_equal_checksums(
     docker = open_driver("local-docker", *TARGETS["local-docker"])
     assert isinstance(docker, VolumeManager)
     docker.import_volume(f"{namespace}-src", tmp_path / "seed.tar")
+    close(docker)
 
     exported = tmp_path / "src.tar"
     out = pw.run("volume", "export", "src", "-n", namespace, "-o", str(exported))

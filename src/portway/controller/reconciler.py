@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from portway.capabilities.vocabulary import Feature
-from portway.controller import scheduling
+from portway.controller import scheduling, volume_placement
 from portway.controller.namespaces import default_pod_security, policy_for
 from portway.controller.plan import (
     Action,
@@ -278,7 +278,13 @@ class Reconciler:
                     scheduling.placed_replicas(self._store.list(KIND_WORKLOAD), views, record.key)
                     + scheduling.replicas_of(record.key, workload, kept, views),
                 )
-                decision = state.schedule(scheduling.ask_for(workload, wanted, excluded))
+                homes = self._volume_homes(record, workload, wanted, views)
+                decision = volume_placement.schedule(
+                    state, workload, wanted, excluded, homes, sorted(views)
+                )
+                volume_placement.remember(homes, workload, decision.placed)
+                if homes != volume_placement.homes_of(record.status):
+                    changes[volume_placement.STATUS_KEY] = volume_placement.to_status(homes)
                 for assignment in decision.placed:
                     move = moving.get(assignment.index)
                     old = placements.slots.get(assignment.index)
@@ -322,6 +328,24 @@ class Reconciler:
                 record = self._write_status(record, {**after, **changes})
                 placements = Placements.from_status(record.status, replicas)
             return record, placements, wake
+
+    def _volume_homes(
+        self,
+        record: Record,
+        workload: Workload,
+        wanted: Sequence[int],
+        views: Mapping[str, TargetView],
+    ) -> dict[int, str]:
+        """Where the per-replica volumes of ``wanted`` live (none: {})."""
+        remembered = volume_placement.homes_of(record.status)
+        if not any(volume_placement.pinned_objects(workload, i) for i in wanted):
+            return remembered
+        drivers = {}
+        for view in views.values():
+            if view.healthy:
+                with contextlib.suppress(PortwayError):
+                    drivers[view.name] = self._targets.driver(view)
+        return volume_placement.refresh_homes(workload, self.cluster, wanted, remembered, drivers)
 
     def _settled(
         self, record: Record, workload: Workload, views: Mapping[str, TargetView]
