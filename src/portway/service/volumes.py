@@ -12,6 +12,7 @@ Snapshots (``portway volume snapshot|restore|export|import``) are in
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -259,8 +260,7 @@ def _detail(app: App, base: VolumeView, *, size: bool = True) -> VolumeView:
 
 
 def _with(base: VolumeView, **changes: Any) -> VolumeView:
-    fields = {**base.__dict__, **changes}
-    return VolumeView(**fields)
+    return dataclasses.replace(base, **changes)
 
 
 def _from_record(app: App, namespace: str, name: str) -> VolumeView | None:
