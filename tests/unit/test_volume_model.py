@@ -193,3 +193,15 @@ def test_deleting_a_workload_removes_only_its_delete_volumes() -> None:
     assert driver.selectors == [
         {"portway.dev/cluster": "c1", "portway.dev/namespace": "ns", "portway.dev/workload": "web"}
     ]
+
+
+def test_new_volume_fields_at_their_defaults_leave_the_template_hash_alone() -> None:
+    """A workload stored before claim/retention/perReplica existed keeps its
+    hash (else an upgrade would replace every replica with a named volume)."""
+    doc = {"image": "x", "volumes": [{"name": "d", "type": "named", "mountPath": "/d"}]}
+    before = WorkloadSpec.model_validate(doc).model_dump(mode="json")["volumes"][0]
+    assert set(before) == {"name", "type", "mount_path", "source", "read_only", "size_limit"}
+    per_replica = {**doc["volumes"][0], "perReplica": True}  # type: ignore[dict-item]
+    changed = WorkloadSpec.model_validate({**doc, "volumes": [per_replica]})
+    assert changed.template_hash() != WorkloadSpec.model_validate(doc).template_hash()
+    assert changed.model_dump(mode="json", by_alias=True)["volumes"][0]["perReplica"] is True

@@ -19,7 +19,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -319,6 +321,14 @@ class VolumeRetention(StrEnum):
     DELETE = "delete"
 
 
+#: Volume fields added after workloads were stored: (name, alias, default as dumped)
+_VOLUME_LATE_FIELDS = (
+    ("claim", "claim", None),
+    ("retention", "retention", "keep"),
+    ("per_replica", "perReplica", False),
+)
+
+
 class Volume(_Model):
     name: str
     type: VolumeType
@@ -350,6 +360,19 @@ class Volume(_Model):
     @classmethod
     def _size(cls, v: Any) -> Any:
         return None if v is None else parse_bytes(v)
+
+    @model_serializer(mode="wrap")
+    def _without_new_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Leave claim, retention and perReplica out while they are at their
+        defaults: the template hash (a dump of the spec) of a workload written
+        before they existed stays the same, so an upgrade replaces nothing."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for snake, camel, default in _VOLUME_LATE_FIELDS:
+                for key in (snake, camel):
+                    if key in data and data[key] == default:
+                        del data[key]
+        return data
 
     @field_validator("mount_path")
     @classmethod
