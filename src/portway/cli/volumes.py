@@ -20,6 +20,10 @@ AllOpt = Annotated[bool, typer.Option("--all-namespaces", "-A", help="Across all
 TargetOpt = Annotated[
     str | None, typer.Option("--target", help="Target to make it on (default: local-docker).")
 ]
+OnTargetOpt = Annotated[
+    str | None,
+    typer.Option("--target", help="The target's copy (a workload's volume on several targets)."),
+]
 FormatOpt = Annotated[str | None, typer.Option("--output", "-o", help="wide, json or yaml.")]
 
 
@@ -102,6 +106,7 @@ def ls_command(
 def inspect_command(
     name: Annotated[str, typer.Argument(help="Volume name.")],
     namespace: NamespaceOpt = "default",
+    target: OnTargetOpt = None,
     output_format: Annotated[
         str | None, typer.Option("--output", "-o", help="json or yaml.")
     ] = None,
@@ -112,7 +117,7 @@ def inspect_command(
 
     def go(app: Any) -> None:
         fmt = parse_format(output_format or "yaml")
-        view = find_volume(app, namespace, name)
+        view = find_volume(app, namespace, name, target=target)
         data = view.to_json()
         data["snapshots"] = [m.name for m in list_snapshots(app, namespace, name)]
         dump(data, Format.JSON if fmt is Format.JSON else Format.YAML)
@@ -133,12 +138,13 @@ def rm_command(
             "(a volume in use is never removed).",
         ),
     ] = False,
+    target: OnTargetOpt = None,
 ) -> None:
     """Remove a volume no container uses."""
     from portway.service.volumes import remove_volume
 
     def go(app: Any) -> None:
-        removed = remove_volume(app, namespace, name, force=force)
+        removed = remove_volume(app, namespace, name, force=force, target=target)
         text = f"volume/{name} removed"
         if not removed.engine_removed:
             text += f" (its engine copy was already gone from {removed.view.target})"
@@ -154,12 +160,13 @@ def snapshot_command(
     volume: Annotated[str, typer.Argument(help="Volume name.")],
     namespace: NamespaceOpt = "default",
     name: Annotated[str | None, typer.Option("--name", help="Snapshot name.")] = None,
+    target: OnTargetOpt = None,
 ) -> None:
     """Copy the volume into a checksummed snapshot (running writers are paused)."""
     from portway.service.snapshots import take_snapshot
 
     def go(app: Any) -> None:
-        stored = take_snapshot(app, namespace, volume, name)
+        stored = take_snapshot(app, namespace, volume, name, target)
         m = stored.manifest
         held = f" ({', '.join(m.quiesced)})" if m.quiesced else ""
         _say(
@@ -210,12 +217,13 @@ def restore_command(
     volume: Annotated[str, typer.Argument(help="Volume to overwrite.")],
     snapshot: Annotated[str, typer.Option("--from", help="Snapshot to restore.")],
     namespace: NamespaceOpt = "default",
+    target: OnTargetOpt = None,
 ) -> None:
     """Replace the volume's contents with a snapshot, verified by checksum."""
     from portway.service.snapshots import restore_snapshot
 
     def go(app: Any) -> None:
-        restored = restore_snapshot(app, namespace, volume, snapshot)
+        restored = restore_snapshot(app, namespace, volume, snapshot, target)
         _say(f"volume/{volume} restored from snapshot/{snapshot}: {restored.describe()}")
 
     _run(go)
@@ -229,12 +237,13 @@ def export_command(
         str | None, typer.Option("--snapshot", help="A stored snapshot instead.")
     ] = None,
     namespace: NamespaceOpt = "default",
+    target: OnTargetOpt = None,
 ) -> None:
     """Write a volume (or a snapshot) to one file: manifest.json + volume.tar."""
     from portway.service.snapshots import export_volume
 
     def go(app: Any) -> None:
-        done = export_volume(app, namespace, volume, snapshot, out)
+        done = export_volume(app, namespace, volume, snapshot, out, target)
         m = done.manifest
         _say(
             f"exported {m.namespace}/{m.volume} ({len(m.files)} files, {_size(m.total_bytes)}; "

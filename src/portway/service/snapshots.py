@@ -78,8 +78,8 @@ def _manager(app: App, volume: VolumeView) -> VolumeManager:
     return driver
 
 
-def _existing(app: App, namespace: str, name: str) -> VolumeView:
-    volume = find_volume(app, namespace, name, size=False)
+def _existing(app: App, namespace: str, name: str, target: str | None = None) -> VolumeView:
+    volume = find_volume(app, namespace, name, size=False, target=target)
     if volume.info is None:
         raise ConflictError(f"volume {namespace}/{name}: {volume.problem}")
     return volume
@@ -152,10 +152,12 @@ def _take(app: App, volume: VolumeView, name: str, workdir: Path) -> tuple[Manif
     return manifest, archive
 
 
-def take_snapshot(app: App, namespace: str, volume: str, name: str | None) -> StoredSnapshot:
+def take_snapshot(
+    app: App, namespace: str, volume: str, name: str | None, target: str | None = None
+) -> StoredSnapshot:
     snapshot = check_snapshot_name(name, "--name") if name else _default_name(volume)
     store = snapshot_store(app)
-    found = _existing(app, namespace, volume)
+    found = _existing(app, namespace, volume, target)
     if any(m.name == snapshot for m in store.list(namespace)):
         raise ConflictError(
             f"snapshot {namespace}/{snapshot} already exists; choose another --name"
@@ -224,9 +226,11 @@ def _write_verified(
     return before, after
 
 
-def restore_snapshot(app: App, namespace: str, volume: str, snapshot: str) -> Restored:
+def restore_snapshot(
+    app: App, namespace: str, volume: str, snapshot: str, target: str | None = None
+) -> Restored:
     stored = snapshot_store(app).open(namespace, snapshot)
-    found = _existing(app, namespace, volume)
+    found = _existing(app, namespace, volume, target)
     _refuse_running(found, "restore")
     with _workdir(app) as workdir:
         before, after = _write_verified(
@@ -246,7 +250,12 @@ class Exported:
 
 
 def export_volume(
-    app: App, namespace: str, volume: str | None, snapshot: str | None, out: Path
+    app: App,
+    namespace: str,
+    volume: str | None,
+    snapshot: str | None,
+    out: Path,
+    target: str | None = None,
 ) -> Exported:
     """Write the export file of a stored snapshot, or of a fresh one of
     ``volume`` (taken like ``volume snapshot`` but not kept)."""
@@ -260,7 +269,7 @@ def export_volume(
         manifest = stored.manifest
     else:
         assert volume is not None
-        found = _existing(app, namespace, volume)
+        found = _existing(app, namespace, volume, target)
         with _workdir(app) as workdir:
             manifest, archive = _take(app, found, _default_name(volume), workdir)
             write_bundle(manifest, archive, out)

@@ -280,17 +280,27 @@ def _from_record(app: App, namespace: str, name: str) -> VolumeView | None:
     )
 
 
-def find_volume(app: App, namespace: str, name: str, *, size: bool = True) -> VolumeView:
+def find_volume(
+    app: App, namespace: str, name: str, *, size: bool = True, target: str | None = None
+) -> VolumeView:
+    """The volume ``namespace/name`` (on ``target``, when given). A workload's
+    shared volume exists once per target its replicas ran on (a volume does
+    not span targets); then ``target`` says which copy."""
     base = _from_record(app, namespace, name)
+    if base is not None and target is not None and base.target != target:
+        base = None
     if base is None:
-        found = _discovered(app, namespace, name)
+        found = [
+            v for v in _discovered(app, namespace, name) if target is None or v.target == target
+        ]
+        where = f" on target {target}" if target else ""
         if not found:
-            raise NotFoundError(f"volume {namespace}/{name} not found")
+            raise NotFoundError(f"volume {namespace}/{name} not found{where}")
         if len(found) > 1:
-            where = ", ".join(v.target for v in found)
-            raise ConflictError(
-                f"volume {namespace}/{name} exists on several targets ({where}); "
-                "remove the copies you do not want on the engines"
+            targets = ", ".join(v.target for v in found)
+            raise InputError(
+                f"volume {namespace}/{name} exists on several targets ({targets}); "
+                "choose one with --target"
             )
         base = found[0]
     return _detail(app, base, size=size)
@@ -317,13 +327,15 @@ class Removed:
     snapshots_removed: tuple[str, ...] = ()
 
 
-def remove_volume(app: App, namespace: str, name: str, *, force: bool = False) -> Removed:
+def remove_volume(
+    app: App, namespace: str, name: str, *, force: bool = False, target: str | None = None
+) -> Removed:
     """Remove the volume. Like ``docker volume rm -f``, ``force`` never removes
     a volume in use: it also deletes the volume's snapshots and drops the
     record when the engine copy is already gone."""
     from portway.service.snapshots import delete_snapshots_of
 
-    view = find_volume(app, namespace, name, size=False)
+    view = find_volume(app, namespace, name, size=False, target=target)
     if view.users:
         raise ConflictError(
             f"volume {namespace}/{name} is in use by {', '.join(view.in_use_by())} on "
@@ -332,9 +344,9 @@ def remove_volume(app: App, namespace: str, name: str, *, force: bool = False) -
         )
     engine_removed = False
     if view.info is not None:
-        target = app.targets.view(view.target)
-        assert target is not None  # _detail found the volume through it
-        driver = app.targets.driver(target)
+        where = app.targets.view(view.target)
+        assert where is not None  # _detail found the volume through it
+        driver = app.targets.driver(where)
         assert isinstance(driver, VolumeManager)
         driver.remove_volume(view.engine_volume)
         engine_removed = True
@@ -343,7 +355,7 @@ def remove_volume(app: App, namespace: str, name: str, *, force: bool = False) -
             f"volume {namespace}/{name}: {view.problem}; --force removes the record anyway"
         )
     record = app.store.get(KIND_VOLUME, namespace, name)
-    if record is not None:
+    if record is not None and record.spec.get("target") == view.target:
         app.store.delete(record)
     snapshots = delete_snapshots_of(app, namespace, name) if force else ()
     return Removed(view, engine_removed, snapshots)
