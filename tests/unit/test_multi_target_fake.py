@@ -309,3 +309,23 @@ def test_never_preempting_workload_waits(cluster: Cluster) -> None:
     assert cluster.running("high") == {}
     assert cluster.status("high")["phase"] == "Pending"
     assert "insufficient memory" in cluster.status("high")["message"]
+
+
+def test_an_index_with_a_per_replica_volume_waits_for_its_target(cluster: Cluster) -> None:
+    volumes = [{"name": "data", "type": "named", "mountPath": "/d", "perReplica": True}]
+    cluster.apply("db", replicas=2, volumes=volumes, **SPREAD)
+    cluster.settle("db")
+    homes = cluster.status("db")["volumeHomes"]
+    assert sorted(homes.values()) == ["a", "b"]
+    on_b = int(next(i for i, t in homes.items() if t == "b"))
+
+    cluster.set_health("b", False)
+    cluster.settle("db", passes=8)  # well past the grace period: a would have room
+    assert cluster.replica_targets("db")[on_b] == "b"  # not moved to start on an empty volume
+    message = cluster.status("db")["message"]
+    assert f"hold no volume db-data-{on_b} (it lives on b)" in message, message
+
+    cluster.set_health("b", True)
+    cluster.settle("db", passes=4)
+    assert cluster.running("db")[on_b] == ["b"]
+    assert cluster.status("db")["volumeHomes"] == homes

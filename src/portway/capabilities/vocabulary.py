@@ -46,6 +46,9 @@ class Feature(StrEnum):
     VOLUMES_BIND = "volumes.bind"
     VOLUMES_READ_ONLY = "volumes.read_only"
     SECRETS_FILES = "secrets.files"
+    VOLUMES_PER_REPLICA = "volumes.per_replica"
+    VOLUMES_SNAPSHOTS = "volumes.snapshots"
+    VOLUMES_SIZE_LIMIT = "volumes.size_limit"
     SECURITY_USER = "security.user"
     SECURITY_READ_ONLY_ROOTFS = "security.read_only_rootfs"
     SECURITY_CAP_ADD = "security.cap_add"
@@ -138,6 +141,22 @@ FEATURES: dict[Feature, FeatureInfo] = {
     # a replica that expects its credentials in a file cannot run without them
     Feature.SECRETS_FILES: FeatureInfo(
         _D, _REJECT, "deliver a secret as a read-only file on tmpfs (host path bind-mounted)"
+    ),
+    # Sharing one volume between replicas that expect their own would corrupt data.
+    Feature.VOLUMES_PER_REPLICA: FeatureInfo(
+        _D,
+        _REJECT,
+        "give each replica index its own named volume, kept across replacement and scale-down",
+        needs=(Feature.VOLUMES_NAMED,),
+    ),
+    Feature.VOLUMES_SNAPSHOTS: FeatureInfo(
+        _D,
+        _REJECT,
+        "copy a named volume to a checksummed archive (writers paused) and restore it",
+        needs=(Feature.VOLUMES_NAMED,),
+    ),
+    Feature.VOLUMES_SIZE_LIMIT: FeatureInfo(
+        _D, _REJECT, "limit a named volume's size", needs=(Feature.VOLUMES_NAMED,)
     ),
     Feature.SECURITY_USER: FeatureInfo(_D, _DROP, "run as a given user"),
     Feature.SECURITY_READ_ONLY_ROOTFS: FeatureInfo(_D, _DROP, "make the root filesystem read-only"),
@@ -257,6 +276,8 @@ def uses(spec: WorkloadSpec) -> list[Use]:
             add(Use(f"spec.volumes[{i}].readOnly", Feature.VOLUMES_READ_ONLY))
         if volume.size_limit is not None:
             add(Use(f"spec.volumes[{i}].sizeLimit", Feature.VOLUMES_TMPFS_SIZE))
+        if volume.per_replica:
+            add(Use(f"spec.volumes[{i}].perReplica", Feature.VOLUMES_PER_REPLICA))
     for i, ref in enumerate(spec.secrets):
         if ref.mount_path is not None:
             add(Use(f"spec.secrets[{i}].mountPath", Feature.SECRETS_FILES))

@@ -23,6 +23,7 @@ from portway.cli import targets as targets_cli
 from portway.cli.artifacts import artifact_app
 from portway.cli.output import Format, age, dump, parse_format, table
 from portway.cli.secrets import secret_app
+from portway.cli.volumes import volume_app
 from portway.errors import InputError, NotFoundError, PortwayError
 from portway.spec.model import Isolation
 
@@ -41,6 +42,7 @@ app.add_typer(targets_cli.target_app, name="target")
 policy_cli.register(app, get_app, describe_app)
 app.add_typer(artifact_app, name="artifact")
 app.add_typer(secret_app, name="secret")
+app.add_typer(volume_app, name="volume")
 
 T = TypeVar("T")
 

@@ -47,6 +47,7 @@ from portway.drivers.base import (
 from portway.errors import InputError, PortwayError
 from portway.spec.model import VolumeType, Workload, WorkloadSpec
 from portway.spec.services import service_aliases
+from portway.spec.volumes import native_volume_name
 
 from .failures import CaseFailed, expect
 from .harness import ControllerHarness
@@ -296,7 +297,7 @@ class Context:
         """What the controller would ask the driver for, cluster label and (for
         a service) the replica's names on the namespace network included."""
         model = self.spec(spec)
-        self._track_volumes(model, workload)
+        self._track_volumes(model, workload, index)
         return ReplicaRequest(
             namespace=self.namespace,
             workload=workload,
@@ -308,11 +309,16 @@ class Context:
             aliases=service_aliases(workload, self.namespace, model),
         )
 
-    def _track_volumes(self, spec: WorkloadSpec, workload: str) -> None:
+    def track_volume(self, name: str) -> None:
+        """Remove engine volume ``name`` at cleanup (one a case made itself)."""
+        if name not in self._volumes:
+            self._volumes.append(name)
+
+    def _track_volumes(self, spec: WorkloadSpec, workload: str, index: int) -> None:
         for volume in spec.volumes:
             if volume.type is VolumeType.NAMED:
-                # the documented default name (spec.model.Volume.source)
-                name = volume.source or f"{self.namespace}-{workload}-{volume.name}"
+                # the documented naming rule (spec.volumes)
+                name = native_volume_name(self.namespace, workload, volume, index)
                 if name not in self._volumes:
                     self._volumes.append(name)
 
@@ -533,7 +539,8 @@ class Context:
             {"apiVersion": "portway.dev/v1", "kind": "Workload", **document}
             | {"metadata": metadata, "spec": spec}
         )
-        self._track_volumes(model.spec, model.metadata.name)
+        for index in range(model.spec.replicas):
+            self._track_volumes(model.spec, model.metadata.name, index)
         workdir = Path(tempfile.mkdtemp(prefix=f"portway-{self.namespace}-store-"))
         self._dirs.append(workdir)
         harness = ControllerHarness(

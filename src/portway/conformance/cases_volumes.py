@@ -8,8 +8,10 @@ need the engine to share this host's filesystem (a local engine).
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 from portway.capabilities.vocabulary import Feature
+from portway.snapshots.manifest import FileEntry
 
 from .case import Context, case
 from .failures import expect
@@ -172,3 +174,118 @@ def bind_read_only(ctx: Context) -> None:
         f"read-only bind of {host} (exit 3: host file not seen; 4: writable)",
     )
     expect(not (host / "new").exists(), f"a file appeared in {host} through a read-only bind")
+
+
+@case(
+    "volumes.per_replica",
+    "each replica index keeps its own named volume across destroy and re-create",
+    features=(Feature.VOLUMES_NAMED, Feature.VOLUMES_PER_REPLICA),
+)
+def per_replica(ctx: Context) -> None:
+    token = _token()
+    volume = {"name": "data", "type": "named", "mountPath": "/data", "perReplica": True}
+    writers = [
+        ctx.run(
+            {"command": ["sh", "-c", f"echo {token}-{i} > /data/id"], "volumes": [volume]},
+            index=i,
+        )
+        for i in (0, 1)
+    ]
+    for i, writer in enumerate(writers):
+        done = ctx.wait_exited(writer)
+        expect(done.exit_code == 0, f"index {i} could not write its volume (exit {done.exit_code})")
+        ctx.driver.destroy(writer)
+    # the indices come back in the other order, as after a scale-down and up
+    for i in (1, 0):
+        script = f'echo "found: $(cat /data/id)"; [ "$(cat /data/id)" = {token}-{i} ]'
+        ctx.expect_exit(
+            {"command": ["sh", "-c", script], "volumes": [volume]},
+            0,
+            f"index {i} re-created (generation 2) reading what index {i} wrote, not the other's",
+            index=i,
+            generation=2,
+        )
+
+
+@case(
+    "volumes.snapshots",
+    "a named volume's writer pauses and resumes; the volume exports to a tar whose "
+    "files import into a new volume intact",
+    features=(Feature.VOLUMES_NAMED, Feature.VOLUMES_SNAPSHOTS),
+)
+def snapshots(ctx: Context) -> None:
+    from portway.drivers.volumes import Pauser, VolumeManager
+    from portway.snapshots.manifest import compare, scan_archive
+
+    driver = ctx.driver
+    expect(
+        isinstance(driver, VolumeManager) and isinstance(driver, Pauser),
+        f"the {driver.name} driver declares volumes.snapshots but is not a VolumeManager "
+        "and a Pauser",
+    )
+    assert isinstance(driver, VolumeManager) and isinstance(driver, Pauser)
+    token = _token()
+    volume = {"name": "data", "type": "named", "mountPath": "/data"}
+    script = (
+        f"mkdir -p /data/sub && echo {token} > /data/sub/token && "
+        "dd if=/dev/zero of=/data/zeros bs=1024 count=64 2>/dev/null && "
+        "ln -s sub/token /data/link && touch /data/ready && exec sleep 60"
+    )
+    writer = ctx.run({"command": ["sh", "-c", script], "volumes": [volume]})
+    ctx.wait_running(writer)
+    source = f"{ctx.namespace}-w-data"
+    ctx.wait_for(
+        lambda: any(e.path == "ready" for e in _exported(driver, ctx, source)),
+        10,
+        "the writer marked its volume ready",
+    )
+    users = [u.handle.name for u in driver.volume_users(source)]
+    expect(writer.name in users, f"volume_users({source}) = {users}, without {writer.name}")
+    driver.pause(writer)
+    try:
+        paused = ctx.inspect(writer)
+        expect(paused.state.value == "paused", f"after pause the writer is {paused.state.value}")
+        archive = ctx.bind_dir() / "volume.tar"
+        driver.export_volume(source, archive)
+    finally:
+        driver.unpause(writer)
+    ctx.wait_running(writer, timeout=5)
+    taken = scan_archive(archive)
+    by_path = {e.path: e for e in taken}
+    expect(
+        by_path.get("sub/token") is not None and by_path["sub/token"].size == len(token) + 1,
+        f"the archive lacks sub/token or its size is wrong: {sorted(by_path)}",
+    )
+    expect(by_path.get("link") is not None and by_path["link"].link == "sub/token", "no symlink")
+    copy = f"{ctx.namespace}-restored"
+    driver.create_volume(copy, {"portway.dev/namespace": ctx.namespace})
+    ctx.track_volume(copy)
+    driver.import_volume(copy, archive)
+    again = scan_archive(_export(driver, ctx, copy))
+    check = compare(taken, again)
+    expect(check.ok, f"the imported volume differs from the export: {check.describe()}")
+    reader = (
+        f'[ "$(cat /data/sub/token)" = {token} ] && [ "$(cat /data/link)" = {token} ] && '
+        "[ $(wc -c < /data/zeros) -eq 65536 ]"
+    )
+    ctx.expect_exit(
+        {"command": ["sh", "-c", reader], "volumes": [{**volume, "source": copy}]},
+        0,
+        "a replica reading the imported volume (token, symlink, 64 KiB file)",
+        index=1,
+    )
+
+
+def _export(driver: object, ctx: Context, name: str) -> Path:
+    from portway.drivers.volumes import VolumeManager
+
+    assert isinstance(driver, VolumeManager)
+    archive = ctx.bind_dir() / f"{name}.tar"
+    driver.export_volume(name, archive)
+    return archive
+
+
+def _exported(driver: object, ctx: Context, name: str) -> tuple[FileEntry, ...]:
+    from portway.snapshots.manifest import scan_archive
+
+    return scan_archive(_export(driver, ctx, name))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from portway.capabilities.vocabulary import Feature
-from portway.controller import scheduling
+from portway.controller import scheduling, volume_placement
 from portway.controller.namespaces import default_pod_security, policy_for
 from portway.controller.plan import (
     Action,
@@ -51,6 +51,7 @@ from portway.controller.records import (
 from portway.controller.scheduling import STALE_FENCED, Placements, Slot
 from portway.controller.secrets import SecretResolver
 from portway.controller.targets import TargetPool
+from portway.controller.volumes import delete_volumes
 from portway.drivers.base import (
     LABEL_CLUSTER,
     LABEL_NAMESPACE,
@@ -220,6 +221,7 @@ class Reconciler:
                     "there are garbage-collected when they return",
                     warning=True,
                 )
+            self._delete_volumes(desired, drivers)
             self._finish_delete(record, list(replicas.values()))
             return None
         self._save_replicas(desired, observed, plan, replicas, failures, memory, placements)
@@ -282,7 +284,13 @@ class Reconciler:
                     scheduling.placed_replicas(self._store.list(KIND_WORKLOAD), views, record.key)
                     + scheduling.replicas_of(record.key, workload, kept, views),
                 )
-                decision = state.schedule(scheduling.ask_for(workload, wanted, excluded))
+                homes = self._volume_homes(record, workload, wanted, views)
+                decision = volume_placement.schedule(
+                    state, workload, wanted, excluded, homes, sorted(views)
+                )
+                volume_placement.remember(homes, workload, decision.placed)
+                if homes != volume_placement.homes_of(record.status):
+                    changes[volume_placement.STATUS_KEY] = volume_placement.to_status(homes)
                 for assignment in decision.placed:
                     move = moving.get(assignment.index)
                     old = placements.slots.get(assignment.index)
@@ -326,6 +334,24 @@ class Reconciler:
                 record = self._write_status(record, {**after, **changes})
                 placements = Placements.from_status(record.status, replicas)
             return record, placements, wake
+
+    def _volume_homes(
+        self,
+        record: Record,
+        workload: Workload,
+        wanted: Sequence[int],
+        views: Mapping[str, TargetView],
+    ) -> dict[int, str]:
+        """Where the per-replica volumes of ``wanted`` live (none: {})."""
+        remembered = volume_placement.homes_of(record.status)
+        if not any(volume_placement.pinned_objects(workload, i) for i in wanted):
+            return remembered
+        drivers = {}
+        for view in views.values():
+            if view.healthy:
+                with contextlib.suppress(PortwayError):
+                    drivers[view.name] = self._targets.driver(view)
+        return volume_placement.refresh_homes(workload, self.cluster, wanted, remembered, drivers)
 
     def _settled(
         self, record: Record, workload: Workload, views: Mapping[str, TargetView]
@@ -758,6 +784,21 @@ class Reconciler:
                 if latest is None:
                     return
                 record = latest
+
+    def _delete_volumes(self, desired: Desired, drivers: Mapping[str, Driver]) -> None:
+        removed, problems = delete_volumes(
+            self.cluster, desired.namespace, desired.name, desired.spec, drivers
+        )
+        if removed:
+            self._event(desired, "VolumesDeleted", "retention delete: " + ", ".join(removed))
+        if problems:
+            self._event(
+                desired,
+                "VolumesLeft",
+                "retention delete failed (portway volume ls shows what is left): "
+                + "; ".join(problems),
+                warning=True,
+            )
 
     def _finish_delete(self, record: Record, replicas: Sequence[Record] | Any) -> None:
         for replica in replicas:

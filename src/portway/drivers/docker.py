@@ -40,13 +40,9 @@ from portway.capabilities.vocabulary import Feature
 from portway.drivers import secret_files
 from portway.drivers.base import (
     LABEL_CLUSTER,
-    LABEL_EPOCH,
-    LABEL_GENERATION,
     LABEL_MANAGED,
     LABEL_NAMESPACE,
     LABEL_PREFIX,
-    LABEL_REPLICA,
-    LABEL_TEMPLATE,
     LABEL_WORKLOAD,
     DriverCapabilities,
     DriverEvent,
@@ -63,10 +59,10 @@ from portway.drivers.base import (
     SecurityFacts,
     Stats,
 )
+from portway.drivers.docker_volumes import DockerVolumes
 from portway.drivers.engine_common import (
     CLIENT_TIMEOUT_SECONDS,
     EXEC_TIMEOUT_EXIT_CODE,
-    LABEL_VOLUME,
     MAX_POOL_SIZE,
     foreign_network,
     namespace_network,
@@ -122,6 +118,7 @@ from portway.drivers.runtime_handlers import (
     tier_features,
     without_tiers,
 )
+from portway.drivers.volumes import replica_volume_labels
 from portway.errors import (
     DriverError,
     ImageNotFoundError,
@@ -132,6 +129,7 @@ from portway.errors import (
     TargetUnavailableError,
 )
 from portway.spec.model import Isolation, VolumeType
+from portway.spec.volumes import native_volume_name
 
 __all__ = ["DockerDriver"]
 
@@ -320,7 +318,7 @@ def _shutdown(response: requests.Response) -> Callable[[], None]:
     return shutdown
 
 
-class DockerDriver:
+class DockerDriver(DockerVolumes):
     """Runs replicas as containers on one Docker Engine."""
 
     name = DRIVER_NAME
@@ -517,7 +515,9 @@ class DockerDriver:
         # holds, so on a host that lacks one (a VM or nested container, like our
         # CI) every privileged start fails ("unable to apply caps"), and the API
         # cannot tell us the daemon's bounding set.
-        unproven = {Feature.SECURITY_PRIVILEGED}
+        # A named volume's size: the local volume driver limits only tmpfs,
+        # or xfs with project quotas under /var/lib/docker (not a given).
+        unproven = {Feature.SECURITY_PRIVILEGED, Feature.VOLUMES_SIZE_LIMIT}
         if not self._base_url.startswith("unix://"):
             # secret files live on this host's tmpfs: a remote engine cannot mount them
             unproven.add(Feature.SECRETS_FILES)
@@ -835,8 +835,12 @@ class DockerDriver:
                     options.append(f"size={volume.size_limit}")
                 tmpfs[volume.mount_path] = ",".join(options)
             elif volume.type is VolumeType.NAMED:
-                source = volume.source or f"{request.namespace}-{request.workload}-{volume.name}"
-                self._ensure_volume(client, source, request, volume.name)
+                source = native_volume_name(
+                    request.namespace, request.workload, volume, request.index
+                )
+                self._ensure_volume(
+                    client, source, replica_volume_labels(request, self.target, volume)
+                )
                 mounts.append(
                     Mount(volume.mount_path, source, type="volume", read_only=volume.read_only)
                 )
@@ -862,19 +866,13 @@ class DockerDriver:
         )
         return [Mount(m.mount_path, m.host_path, type="bind", read_only=True) for m in placed]
 
-    def _ensure_volume(
-        self, client: docker.APIClient, name: str, request: ReplicaRequest, volume: str
-    ) -> None:
+    def _ensure_volume(self, client: docker.APIClient, name: str, labels: dict[str, str]) -> None:
         try:
             with self._engine(f"inspect volume {name}"):
                 client.inspect_volume(name)
             return
         except ReplicaGoneError:  # 404: the volume does not exist yet
             pass
-        # the replica's owner labels, minus what is per replica or revision
-        per_replica = (LABEL_REPLICA, LABEL_GENERATION, LABEL_TEMPLATE, LABEL_EPOCH)
-        labels = {k: v for k, v in request.labels(self.target).items() if k not in per_replica}
-        labels[LABEL_VOLUME] = volume
         with self._engine(f"create volume {name}"):
             client.create_volume(name, driver="local", labels=labels)
 

@@ -49,12 +49,8 @@ from podman.api import APIClient
 from portway.capabilities.vocabulary import Feature
 from portway.drivers import secret_files
 from portway.drivers.base import (
-    LABEL_EPOCH,
-    LABEL_GENERATION,
     LABEL_MANAGED,
     LABEL_PREFIX,
-    LABEL_REPLICA,
-    LABEL_TEMPLATE,
     LABEL_WORKLOAD,
     DriverCapabilities,
     DriverEvent,
@@ -74,7 +70,6 @@ from portway.drivers.base import (
 from portway.drivers.engine_common import (
     CLIENT_TIMEOUT_SECONDS,
     EXEC_TIMEOUT_EXIT_CODE,
-    LABEL_VOLUME,
     MAX_POOL_SIZE,
     foreign_network,
     namespace_network,
@@ -119,6 +114,7 @@ from portway.drivers.engine_security import (
     libpod_security_options,
     non_root_refusal,
 )
+from portway.drivers.podman_volumes import PodmanVolumes
 from portway.drivers.runtime_handlers import (
     GVISOR_GAPS,
     Runtime,
@@ -132,6 +128,7 @@ from portway.drivers.runtime_handlers import (
     tier_features,
     without_tiers,
 )
+from portway.drivers.volumes import replica_volume_labels
 from portway.errors import (
     DriverError,
     ImageNotFoundError,
@@ -143,6 +140,7 @@ from portway.errors import (
     TemporaryDriverError,
 )
 from portway.spec.model import Isolation, VolumeType
+from portway.spec.volumes import native_volume_name
 
 __all__ = ["PodmanDriver", "podman_base_url"]
 
@@ -359,7 +357,7 @@ def _shutdown(response: Any) -> Callable[[], None]:
     return shutdown
 
 
-class PodmanDriver:
+class PodmanDriver(PodmanVolumes):
     """Runs replicas as containers on one Podman API service."""
 
     name = DRIVER_NAME
@@ -632,7 +630,8 @@ class PodmanDriver:
         # where a sandbox service runs gVisor, sandboxed (see sandbox_socket).
         # Service names resolve only with the netavark backend (aardvark-dns).
         handlers = self._runtime_handlers()
-        features = without_tiers(Feature) - {Feature.OOM_REPORTED}
+        # a named volume's size needs xfs project quotas under the volume path
+        features = without_tiers(Feature) - {Feature.OOM_REPORTED, Feature.VOLUMES_SIZE_LIMIT}
         gaps: dict[str, Mapping[Feature, str]] = {Isolation.SANDBOXED.value: GVISOR_GAPS}
         backend = self._network_backend
         if backend and backend != _DNS_BACKEND:
@@ -977,8 +976,11 @@ class PodmanDriver:
                     }
                 )
             elif volume.type is VolumeType.NAMED:
-                source = volume.source or f"{request.namespace}-{request.workload}-{volume.name}"
-                self._ensure_volume(client, source, request, volume.name)
+                source = native_volume_name(
+                    request.namespace, request.workload, volume, request.index
+                )
+                labels = replica_volume_labels(request, self.target, volume)
+                self._ensure_volume(client, source, labels)
                 named.append({"Name": source, "Dest": volume.mount_path, "Options": [access]})
             else:
                 mounts.append(
@@ -1007,19 +1009,13 @@ class PodmanDriver:
             for m in placed
         ]
 
-    def _ensure_volume(
-        self, client: APIClient, name: str, request: ReplicaRequest, volume: str
-    ) -> None:
+    def _ensure_volume(self, client: APIClient, name: str, labels: dict[str, str]) -> None:
         try:
             with self._engine(f"inspect volume {name}"):
                 self._get_json(client, f"/volumes/{quote(name)}/json")
             return
         except ReplicaGoneError:  # 404: the volume does not exist yet
             pass
-        # the replica's owner labels, minus what is per replica or revision
-        per_replica = (LABEL_REPLICA, LABEL_GENERATION, LABEL_TEMPLATE, LABEL_EPOCH)
-        labels = {k: v for k, v in request.labels(self.target).items() if k not in per_replica}
-        labels[LABEL_VOLUME] = volume
         try:
             with self._engine(f"create volume {name}"):
                 self._post_json(

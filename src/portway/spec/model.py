@@ -19,8 +19,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     WithJsonSchema,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -312,6 +314,22 @@ class VolumeType(StrEnum):
     BIND = "bind"
 
 
+class VolumeRetention(StrEnum):
+    """What deleting the workload does to its named volumes (Compose and
+    Docker keep them; so does portway unless told otherwise)."""
+
+    KEEP = "keep"
+    DELETE = "delete"
+
+
+#: Volume fields added after workloads were stored: (name, alias, default as dumped)
+_VOLUME_LATE_FIELDS = (
+    ("claim", "claim", None),
+    ("retention", "retention", "keep"),
+    ("per_replica", "perReplica", False),
+)
+
+
 class Volume(_Model):
     name: str
     type: VolumeType
@@ -321,13 +339,41 @@ class Volume(_Model):
         description="named: the engine volume name (default: <namespace>-<workload>-<name>); "
         "bind: an absolute host path.",
     )
+    claim: str | None = Field(
+        default=None,
+        description="named: a Volume object (portway volume create) of the workload's "
+        "namespace to mount instead of the workload's own volume.",
+    )
     read_only: bool = False
     size_limit: int | None = Field(default=None, description="tmpfs only, bytes or e.g. '16Mi'.")
+    retention: VolumeRetention = Field(
+        default=VolumeRetention.KEEP,
+        description="named: keep the volume when the workload is deleted, or delete it "
+        "once the workload's replicas are gone.",
+    )
+    per_replica: bool = Field(
+        default=False,
+        description="named: replica index i gets its own volume <name>-<i>, kept across "
+        "restarts, replacements and scale-down (StatefulSet volume claims).",
+    )
 
     @field_validator("size_limit", mode="before")
     @classmethod
     def _size(cls, v: Any) -> Any:
         return None if v is None else parse_bytes(v)
+
+    @model_serializer(mode="wrap")
+    def _without_new_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Leave claim, retention and perReplica out while they are at their
+        defaults: the template hash (a dump of the spec) of a workload written
+        before they existed stays the same, so an upgrade replaces nothing."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for snake, camel, default in _VOLUME_LATE_FIELDS:
+                for key in (snake, camel):
+                    if key in data and data[key] == default:
+                        del data[key]
+        return data
 
     @field_validator("mount_path")
     @classmethod
@@ -345,6 +391,33 @@ class Volume(_Model):
             raise ValueError("a tmpfs volume takes no 'source'")
         if self.size_limit is not None and self.type is not VolumeType.TMPFS:
             raise ValueError("sizeLimit applies only to tmpfs volumes")
+        named_only = {
+            "claim": self.claim is not None,
+            "retention": self.retention is not VolumeRetention.KEEP,
+            "perReplica": self.per_replica,
+        }
+        if self.type is not VolumeType.NAMED:
+            misplaced = [field for field, used in named_only.items() if used]
+            if misplaced:
+                raise ValueError(f"{', '.join(misplaced)} applies only to named volumes")
+        if self.claim is not None:
+            _check_name(self.claim, "volume claim")
+            if self.source is not None:
+                raise ValueError(
+                    "a named volume takes 'source' (an engine volume) or 'claim' "
+                    "(a portway Volume object), not both"
+                )
+        if self.source is not None and self.retention is VolumeRetention.DELETE:
+            raise ValueError(
+                "retention: delete applies only to the workload's own volumes, "
+                "not to an engine volume named by 'source'"
+            )
+        if self.claim is not None and self.retention is VolumeRetention.DELETE:
+            raise ValueError(
+                "retention: delete applies only to the workload's own volumes, "
+                "not to a Volume object named by 'claim' (remove it with "
+                "portway volume rm)"
+            )
         return self
 
 

@@ -60,6 +60,7 @@ from portway.drivers.base import (
     Stats,
 )
 from portway.drivers.containerd import _exec_output, _logger, _net, _oci, _sandbox
+from portway.drivers.containerd._volumes import LABEL_MOUNTS, ContainerdVolumes
 from portway.drivers.engine_security import non_root_refusal
 from portway.drivers.runtime_handlers import GVISOR_GAPS
 from portway.errors import (
@@ -229,7 +230,7 @@ class _NotFound(ReplicaGoneError):
     """gRPC NOT_FOUND."""
 
 
-class ContainerdDriver:
+class ContainerdDriver(ContainerdVolumes):
     """Runs replicas as containerd tasks (runc) on one containerd."""
 
     name = DRIVER_NAME
@@ -395,9 +396,9 @@ class ContainerdDriver:
         unsupported = {
             Feature.ISOLATION_MICROVM,
             Feature.ISOLATION_WASM,
-            # named volumes: containerd has no volume objects; not built yet
-            Feature.VOLUMES_NAMED,
             Feature.SERVICES_DNS,  # see _NO_DNS
+            # volumes are plain directories: nothing bounds their size
+            Feature.VOLUMES_SIZE_LIMIT,
         }
         if not (CGROUP_ROOT / "memory").is_dir():
             # stats and OOM detection read cgroup v1 files
@@ -476,13 +477,6 @@ class ContainerdDriver:
             )
         init = self._extension(spec.extensions.get(DRIVER_NAME, {}))
         host_pid = spec.security.host_pid
-        for volume in spec.volumes:
-            if volume.type.value == "named":
-                raise PermanentDriverError(
-                    self.target,
-                    f"{container_id}: named volume {volume.name!r}: the containerd driver does "
-                    "not offer named volumes",
-                )
         existing = self._get_container(container_id)
         if existing is not None:
             return self._adopt(request, existing)
@@ -492,6 +486,8 @@ class ContainerdDriver:
             if refusal:
                 raise PermanentDriverError(self.target, f"create {container_id}: {refusal}")
         parent = _oci.chain_ids(image.diff_ids)[-1]
+        # named volumes become binds of portway's directories (made here)
+        mounted_spec, mounted = self.mountable_spec(request)
         api = self._client()
         created: list[str] = []
         ports: list[_net.PortMapping] = []
@@ -502,10 +498,11 @@ class ContainerdDriver:
                     **request.labels(self.target),
                     LABEL_PORTS: _net.encode_ports(ports),
                     LABEL_IMAGE: spec.image,
+                    **({LABEL_MOUNTS: mounted} if mounted else {}),
                 }
                 inp = _oci.SpecInput(
                     container_id=container_id,
-                    spec=spec,
+                    spec=mounted_spec,
                     image=image,
                     user=_oci.User(0, 0),
                     netns_path=_net.netns_path(container_id),
