@@ -161,13 +161,13 @@ class Controller:
 
     def acquire(self) -> bool:
         ttl = self.settings.lease_ttl
-        if self.store.acquire_lease(LEASE_NAME, self.holder, ttl):
+        if self.store.acquire_lease(LEASE_NAME, self.holder, ttl) is not None:
             return True
         holder = self.store.lease_holder(LEASE_NAME)
         if holder is not None and _holder_is_dead(holder):
             log.info("taking over the lease of dead controller %s", holder)
-            return self.store.steal_lease(LEASE_NAME, holder, self.holder, ttl)
-        return holder is None and self.store.acquire_lease(LEASE_NAME, self.holder, ttl)
+            return self.store.steal_lease(LEASE_NAME, holder, self.holder, ttl) is not None
+        return holder is None and self.store.acquire_lease(LEASE_NAME, self.holder, ttl) is not None
 
     def running_controller(self) -> str | None:
         holder = self.store.lease_holder(LEASE_NAME)
@@ -271,8 +271,9 @@ class Controller:
                 self._notice_spec_changes()
                 if now >= next_lease:
                     next_lease = now + self.settings.lease_ttl / 3
-                    if not self.store.acquire_lease(
-                        LEASE_NAME, self.holder, self.settings.lease_ttl
+                    if (
+                        self.store.acquire_lease(LEASE_NAME, self.holder, self.settings.lease_ttl)
+                        is None
                     ):
                         log.error("lost the controller lease; stopping")
                         self._stop.set()
