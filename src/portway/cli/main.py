@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from portway.cli import access as access_cli
 from portway.cli import output
 from portway.cli import policy as policy_cli
 from portway.cli import targets as targets_cli
@@ -39,6 +40,7 @@ app.add_typer(describe_app, name="describe")
 app.add_typer(targets_cli.target_app, name="target")
 policy_cli.register(app, get_app, describe_app)
 app.add_typer(artifact_app, name="artifact")
+access_cli.register(app)  # token, rolebinding, audit-log
 
 T = TypeVar("T")
 
