@@ -1,0 +1,11 @@
+"""portway's HTTP client: CLI contexts (where a server is and how to reach
+it) and a typed client of the server's REST API (docs/cli-contexts.md).
+
+Imports nothing of portway but its errors, so the CLI can talk to a remote
+server without loading drivers or the store.
+"""
+
+from portway.client.config import Context, ContextConfig, config_path
+from portway.client.http import PortwayClient
+
+__all__ = ["Context", "ContextConfig", "PortwayClient", "config_path"]
