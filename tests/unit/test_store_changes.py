@@ -1,5 +1,5 @@
-"""The change log (global revision), the audit table and the upgrade of
-SQLite files written by earlier versions."""
+"""The change log (global revision), the audit table (both backends) and the
+upgrade of SQLite files written by earlier versions."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tests import store_backends
 
 from portway.errors import ConflictError
 from portway.store import Store
 from portway.store import sql as store_sql
+
+# every test of this module runs on SQLite and on PostgreSQL
+db_url = store_backends.db_url
+store = store_backends.store
 
 KIND = "Workload"
 NS = "default"
