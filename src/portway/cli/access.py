@@ -18,8 +18,9 @@ from typing import Annotated, Any
 
 import typer
 
-from portway.cli import output
+from portway.cli import output, remote_access
 from portway.cli.output import Format, age, dump, parse_format, table
+from portway.cli.remote_access import routed
 from portway.errors import InputError
 
 token_app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
@@ -127,7 +128,8 @@ def token_create(
 ) -> None:
     """Create a token for USER, first binding USER to each --role/--namespace pair.
     The token is shown once; only its hash is stored."""
-    _guard(lambda: print_token_created(*_local_token_create(user, role, namespace, ttl, name), out))
+    create = routed(_local_token_create, remote_access.token_create)
+    _guard(lambda: print_token_created(*create(user, role, namespace, ttl, name), out))
 
 
 def _local_token_create(
@@ -176,7 +178,8 @@ def token_ls(
 ) -> None:
     """List tokens (never the tokens themselves): id, name, user, created,
     expires, revoked, and the user's role bindings."""
-    _guard(lambda: print_tokens(_local_token_ls(user), parse_format(output_format)))
+    listing = routed(_local_token_ls, remote_access.token_ls)
+    _guard(lambda: print_tokens(listing(user), parse_format(output_format)))
 
 
 def _local_token_ls(user: str | None) -> list[JSON]:
@@ -212,7 +215,8 @@ def token_revoke(
     token_id: Annotated[str, typer.Argument(metavar="ID", help="Token id (see 'token ls').")],
 ) -> None:
     """Revoke a token: it stops working within a second everywhere."""
-    _guard(lambda: print_token_revoked(_local_token_revoke(token_id)))
+    revoke = routed(_local_token_revoke, remote_access.token_revoke)
+    _guard(lambda: print_token_revoked(revoke(token_id)))
 
 
 def _local_token_revoke(token_id: str) -> JSON:
@@ -234,7 +238,8 @@ def print_token_revoked(info: Mapping[str, Any]) -> None:
 @rolebinding_app.command("create")
 def rolebinding_create(user: UserOpt, role: RoleOpt, namespace: NamespaceOpt) -> None:
     """Give USER a role in a namespace (every token of USER gets it)."""
-    _guard(lambda: print_binding_change(_local_bind(user, role, namespace)))
+    bind = routed(_local_bind, remote_access.bind)
+    _guard(lambda: print_binding_change(bind(user, role, namespace)))
 
 
 def _local_bind(user: str, role: str, namespace: str) -> JSON:
@@ -251,7 +256,8 @@ def _local_bind(user: str, role: str, namespace: str) -> JSON:
 @rolebinding_app.command("delete")
 def rolebinding_delete(user: UserOpt, role: RoleOpt, namespace: NamespaceOpt) -> None:
     """Take a role away from USER in a namespace."""
-    _guard(lambda: print_binding_change(_local_unbind(user, role, namespace)))
+    unbind = routed(_local_unbind, remote_access.unbind)
+    _guard(lambda: print_binding_change(unbind(user, role, namespace)))
 
 
 def _local_unbind(user: str, role: str, namespace: str) -> JSON:
@@ -276,7 +282,8 @@ def rolebinding_ls(
     output_format: OutputOpt = None,
 ) -> None:
     """List role bindings."""
-    _guard(lambda: print_bindings(_local_bindings(user, namespace), parse_format(output_format)))
+    listing = routed(_local_bindings, remote_access.bindings)
+    _guard(lambda: print_bindings(listing(user, namespace), parse_format(output_format)))
 
 
 def _local_bindings(user: str | None, namespace: str | None) -> list[JSON]:
@@ -305,7 +312,8 @@ def audit_log(
 ) -> None:
     """Show the audit log: every mutating API request and every denied attempt,
     oldest first (the newest --limit ones)."""
-    _guard(lambda: print_audit(_local_audit(user, namespace, limit), parse_format(output_format)))
+    entries = routed(_local_audit, remote_access.audit)
+    _guard(lambda: print_audit(entries(user, namespace, limit), parse_format(output_format)))
 
 
 def _local_audit(user: str | None, namespace: str | None, limit: int) -> list[JSON]:
