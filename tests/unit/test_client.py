@@ -85,9 +85,11 @@ def test_names_stay_one_path_segment() -> None:
     ],
 )
 def test_error_mapping(status: int, code: str, error: type[PortwayError], exit_code: int) -> None:
-    with _client(_error(status, code, "the server's words")) as client:
-        with pytest.raises(error) as info:
-            client.whoami()
+    with (
+        _client(_error(status, code, "the server's words")) as client,
+        pytest.raises(error) as info,
+    ):
+        client.whoami()
     assert info.value.exit_code == exit_code
     assert "the server's words" in str(info.value)
 
@@ -97,9 +99,11 @@ def test_forbidden_keeps_the_servers_message() -> None:
         'token "ci-bot" (user alice) may not delete workloads in namespace "team-b": '
         "needs role deployer or admin there (has: viewer in team-b)"
     )
-    with _client(_error(403, "Forbidden", message)) as client:
-        with pytest.raises(ForbiddenError) as info:
-            client.delete_workload("team-b", "web")
+    with (
+        _client(_error(403, "Forbidden", message)) as client,
+        pytest.raises(ForbiddenError) as info,
+    ):
+        client.delete_workload("team-b", "web")
     assert str(info.value) == message
 
 
@@ -114,9 +118,11 @@ def test_422_issues_become_located_issues() -> None:
         },
         {"message": "privileged is forbidden", "file": "w.yaml", "path": "spec.securityContext"},
     ]
-    with _client(_error(422, "PolicyError", "2 problems", issues)) as client:
-        with pytest.raises(PolicyError) as info:
-            client.apply([{}], "w.yaml")
+    with (
+        _client(_error(422, "PolicyError", "2 problems", issues)) as client,
+        pytest.raises(PolicyError) as info,
+    ):
+        client.apply([{}], "w.yaml")
     assert info.value.exit_code == 2
     text = str(info.value)
     assert "w.yaml, document 2, spec.volumes[0].source: bind mounts are not allowed" in text
@@ -125,16 +131,20 @@ def test_422_issues_become_located_issues() -> None:
 
 
 def test_503_names_the_target_once() -> None:
-    with _client(_error(503, "TargetUnavailable", "target 'docker': engine down")) as client:
-        with pytest.raises(TargetUnavailableError) as info:
-            client.targets()
+    with (
+        _client(_error(503, "TargetUnavailable", "target 'docker': engine down")) as client,
+        pytest.raises(TargetUnavailableError) as info,
+    ):
+        client.targets()
     assert str(info.value) == "target 'docker': engine down"
 
 
 def test_error_without_our_body() -> None:
-    with _client(lambda r: httpx.Response(502, text="<html>bad gateway</html>")) as client:
-        with pytest.raises(ServerError, match="server error 502 on GET /v1/whoami: <html>"):
-            client.whoami()
+    with (
+        _client(lambda r: httpx.Response(502, text="<html>bad gateway</html>")) as client,
+        pytest.raises(ServerError, match="server error 502 on GET /v1/whoami: <html>"),
+    ):
+        client.whoami()
 
 
 def test_logs_stream_ndjson() -> None:
