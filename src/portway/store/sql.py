@@ -237,9 +237,10 @@ class Store:
 
     def fenced(self, fence: Callable[[], Fence | None]) -> Store:
         """A view of this store (same connections) whose object writes and
-        events commit only under the fence ``fence()`` returns at write time,
-        raising ``FencedError`` otherwise. ``None`` from ``fence`` refuses
-        every write (the holder has no lease)."""
+        events commit only under the fence that ``fence()`` returns at write
+        time, raising ``FencedError`` otherwise. ``fence()`` returning None
+        lets a write through unfenced (a one-off pass by a process that never
+        led); it may raise ``FencedError`` itself to refuse every write."""
         view = copy.copy(self)
         view._fence = fence
         return view
@@ -253,13 +254,8 @@ class Store:
             raise StoreError(f"state store error: {exc.orig}") from exc
 
     def _fence_now(self) -> Fence | None:
-        """The fence to write under (None: unfenced); raises if there is none to be had."""
-        if self._fence is None:
-            return None
-        fence = self._fence()
-        if fence is None:
-            raise FencedError("this controller holds no lease; it must not write")
-        return fence
+        """The fence to write under (None: unfenced)."""
+        return None if self._fence is None else self._fence()
 
     def _verify_fence(self, conn: Connection, fence: Fence | None) -> None:
         """Roll the transaction back unless ``fence`` still holds.
