@@ -753,8 +753,7 @@ def _logs(
 
     client = _remote()
     if client is not None:
-        remote_cli.logs(client, name, namespace, follow, replica, tail, stamps)
-        return
+        raise typer.Exit(remote_cli.logs(client, name, namespace, follow, replica, tail, stamps))
     service = _app()
     streams = operations.log_streams(service, namespace, name, replica, follow=follow, tail=tail)
     prefix = len(streams) > 1

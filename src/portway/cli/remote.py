@@ -8,6 +8,7 @@ command, each printing the lines its local twin prints.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -50,9 +51,12 @@ def _workload_document(data: Mapping[str, Any]) -> dict[str, Any]:
     workload's spec with name and namespace beside it."""
     if data.get("apiVersion"):
         return {k: data[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in data}
-    metadata = {"name": data.get("name"), "namespace": data.get("namespace", "default")}
-    if data.get("labels"):
-        metadata["labels"] = data["labels"]
+    # keys sorted as the store keeps them, so -o yaml prints in the same order
+    metadata = {
+        "labels": dict(data.get("labels") or {}),
+        "name": data.get("name"),
+        "namespace": data.get("namespace", "default"),
+    }
     return {
         "apiVersion": "portway.dev/v1",
         "kind": "Workload",
@@ -87,8 +91,14 @@ def workload_record(data: Mapping[str, Any]) -> Record:
     )
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
 def replica_pair(data: Mapping[str, Any]) -> tuple[str, ReplicaView]:
-    return str(data.get("namespace", "default")), ReplicaView.from_status(data)
+    """The API spells fields in camelCase (``containerId``); the view in snake_case."""
+    fields = {_snake(k): v for k, v in data.items()}
+    return str(data.get("namespace", "default")), ReplicaView.from_status(fields)
 
 
 def target_view(data: Mapping[str, Any]) -> TargetView:
@@ -326,12 +336,20 @@ def logs(
     replica: int | None,
     tail: int | None,
     stamps: bool,
-) -> None:
+) -> int:
+    """Prints the lines as local mode does; the exit code."""
     running = [v for v in RemoteReads(client).replicas_of(namespace, name) if v.container_id]
     # as locally: lines carry the replica's name when more than one replica speaks
     prefix = replica is None and len(running) > 1
+    failed = False
     try:
         for line in client.logs(namespace, name, follow=follow, tail=tail, replica=replica):
+            if "error" in line:  # that replica's stream ended with an engine failure
+                failed = True
+                output.err.print(
+                    f"error: replica {line.get('replica')}: {line['error']}", markup=False
+                )
+                continue
             text = str(line.get("line", ""))
             if stamps and line.get("ts"):
                 text = f"{_iso(line['ts'])} {text}"
@@ -341,7 +359,8 @@ def logs(
             target.write(text + "\n")
             target.flush()
     except KeyboardInterrupt:
-        return
+        return 130
+    return 1 if failed else 0
 
 
 def _iso(value: Any) -> str:

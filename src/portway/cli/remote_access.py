@@ -82,8 +82,8 @@ def token_revoke(client: PortwayClient, token_id: str) -> JSON:
 def bind(client: PortwayClient, user: str, role: str, namespace: str) -> JSON:
     body = {"user": user, "role": role, "namespace": namespace}
     answer = client.request("POST", "/v1/rolebindings", body=body)
-    data = answer if isinstance(answer, dict) else {}
-    return {**body, "outcome": str(data.get("outcome", "created"))}
+    changed = not isinstance(answer, dict) or bool(answer.get("changed", True))
+    return {**body, "outcome": "created" if changed else "unchanged"}
 
 
 def unbind(client: PortwayClient, user: str, role: str, namespace: str) -> JSON:

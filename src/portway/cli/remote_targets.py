@@ -28,15 +28,18 @@ def add(
 ) -> TargetView:
     from portway.service.targets import parse_capacity, parse_labels, parse_taints
 
-    # parsed here too, so a bad flag is named before anything is sent
+    # parsed here too, so a bad flag is named before anything is sent; the
+    # server takes the flags' own text and parses it again
+    parse_labels(labels)
     parse_capacity(capacity)
+    parse_taints(taints)
     body: dict[str, Any] = {
         "name": name,
         "address": address,
         "driver": driver,
-        "labels": parse_labels(labels),
+        "labels": list(labels),
         "capacity": list(capacity),
-        "taints": [dict(t) for t in parse_taints(taints)],
+        "taints": list(taints),
     }
     return target_view(client.add_target(body))
 
@@ -119,4 +122,4 @@ def drain(client: PortwayClient, name: str, wait: bool, timeout: float) -> int:
 def remove(client: PortwayClient, name: str, force: bool) -> list[str]:
     """Keys of the replicas that were recorded on the removed target."""
     answer: Mapping[str, Any] = client.remove_target(name, force=force)
-    return [str(k) for k in answer.get("left") or []]
+    return [str(k) for k in answer.get("replicas") or []]
