@@ -8,7 +8,7 @@ go to that server (cli/remote.py) and the rest refuse with exit 2.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,8 +24,10 @@ from portway.client.config import (
     load_config,
     save_config,
 )
-from portway.client.http import PortwayClient
 from portway.errors import InputError
+
+if TYPE_CHECKING:  # httpx loads only when a context is in use
+    from portway.client.http import PortwayClient
 
 context_app = typer.Typer(
     help="Name servers to talk to (contexts) and choose one; without one the CLI "
@@ -53,6 +55,8 @@ def active_name() -> str:
 
 
 def client_for(context: Context) -> PortwayClient:
+    from portway.client.http import PortwayClient
+
     return PortwayClient(
         context.server,
         context.read_token(),

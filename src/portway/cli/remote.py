@@ -14,10 +14,9 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from portway.cli import output
-from portway.client.http import JSON, PortwayClient
 from portway.controller.records import (
     KIND_WORKLOAD,
     ReplicaView,
@@ -28,6 +27,9 @@ from portway.controller.records import (
 from portway.errors import InputError, NotFoundError, PortwayError
 from portway.spec.model import Workload
 from portway.store import Event, Record
+
+if TYPE_CHECKING:  # httpx loads only when a context is in use
+    from portway.client.http import JSON, PortwayClient
 
 # --- JSON -> the objects local mode renders -------------------------------------
 

@@ -5,10 +5,12 @@ renders it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from portway.client.http import JSON, PortwayClient
 from portway.errors import InputError, NotFoundError
+
+if TYPE_CHECKING:  # httpx loads only when a context is in use
+    from portway.client.http import JSON, PortwayClient
 
 P = ParamSpec("P")
 R = TypeVar("R")

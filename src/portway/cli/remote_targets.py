@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from portway.cli import output
 from portway.cli.remote import RemoteReads, target_view
-from portway.client.http import PortwayClient
 from portway.controller.records import TargetView
 from portway.errors import InputError
+
+if TYPE_CHECKING:  # httpx loads only when a context is in use
+    from portway.client.http import PortwayClient
 
 
 def _say(text: str) -> None:

@@ -2,10 +2,6 @@
 it) and a typed client of the server's REST API (docs/cli-contexts.md).
 
 Imports nothing of portway but its errors, so the CLI can talk to a remote
-server without loading drivers or the store.
+server without loading drivers or the store. Modules are imported one by one
+(``portway.client.http`` loads httpx, which local mode never needs).
 """
-
-from portway.client.config import Context, ContextConfig, config_path
-from portway.client.http import PortwayClient
-
-__all__ = ["Context", "ContextConfig", "PortwayClient", "config_path"]
