@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -121,14 +122,47 @@ def test_apply_get_describe_match_local_output(
         ["get", "events", "web", "-n", "team-a", "-o", "json"],
         ["describe", "workload", "web", "-n", "team-a"],
         ["get", "targets", "-o", "json"],
+        ["plan", "-f", str(spec)],
+        ["plan", "-f", str(spec), "-o", "json"],
     ):
         there, here = remote(*argv), remote(*argv, who="local")
         assert there.exit_code == 0, (argv, there.output)
         assert here.exit_code == 0, (argv, here.output)
         assert there.output == here.output, argv
+    planned = remote("plan", "-f", str(spec)).output
+    assert "workload team-a/web" in planned and "fake-1: deployable in strict mode" in planned
     listed = json.loads(remote("get", "workloads", "-n", "team-a", "-o", "json").output)
     [item] = listed["items"]
     assert item["metadata"]["labels"] == {"tier": "front"} and item["spec"]["replicas"] == 2
+
+
+def test_apply_waits_until_ready_then_delete_waits_until_gone(
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "web.yaml"
+    spec.write_text(WORKLOAD)
+    stop = threading.Event()
+
+    def controller() -> None:  # the server's controller, which the test app lacks
+        while not stop.wait(0.05):
+            if api.app.store.get("Workload", "team-a", "web") is not None:
+                _converge(api, "team-a/web")
+
+    worker = threading.Thread(target=controller, daemon=True)
+    worker.start()
+    try:
+        applied = remote("apply", "-f", str(spec), "--timeout", "20")
+        assert applied.exit_code == 0, applied.output
+        assert applied.output.splitlines() == ["workload/web created", "workload/web ready"]
+        deleted = remote("delete", "-f", str(spec), "--timeout", "20")
+        assert deleted.exit_code == 0, deleted.output
+        assert deleted.output.strip() == "workload/web deleted"
+    finally:
+        stop.set()
+        worker.join(5)
+    assert remote("get", "workloads", "web", "-n", "team-a").exit_code == 3
 
 
 def test_logs_exec_delete(
