@@ -311,7 +311,7 @@ def authenticate(app: App, authorization: str | None) -> Principal:
 def _verify(app: App, parts: tokens.TokenParts) -> tuple[Principal, float | None]:
     record = app.store.get(KIND_TOKEN, CLUSTER_NAMESPACE, parts.token_id)
     # unknown id and wrong secret look the same to the caller
-    if record is None or not tokens.secret_matches(parts.secret, str(record.spec["hash"])):
+    if record is None or not tokens.secret_matches(parts.secret, str(record.spec.get("hash", ""))):
         raise UnauthenticatedError(tokens.INVALID)
     info = _token_info(record)
     # the caller holds the secret: saying why it no longer works gives nothing away
