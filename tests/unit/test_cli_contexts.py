@@ -220,6 +220,7 @@ def test_unreachable_server_says_how_to_go_local(env: Path) -> None:
     "argv",
     [
         ["controller"],
+        ["artifact", "ls"],
         ["conformance"],
         ["audit"],
         ["get", "services"],

@@ -73,8 +73,14 @@ def _guard(fn: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
+#: commands that drive this machine's engines or files; with a context in
+#: use they refuse before starting (others refuse in ``_app``)
+_LOCAL_ONLY = frozenset({"server", "controller", "conformance", "audit", "artifact"})
+
+
 @app.callback()
 def _options(
+    ctx: typer.Context,
     context: Annotated[
         str | None,
         typer.Option(
@@ -85,6 +91,11 @@ def _options(
     ] = None,
 ) -> None:
     contexts_cli.set_override(context)
+    if ctx.invoked_subcommand in _LOCAL_ONLY:
+        current = _guard(contexts_cli.active_context)
+        if current is not None:
+            command = f"{ctx.command_path} {ctx.invoked_subcommand}"
+            _fail(str(remote_cli.refuse_local_only(command, current.name)), 2)
 
 
 def _app() -> Any:
