@@ -45,6 +45,7 @@ policy_cli.register(app, get_app, describe_app)
 app.add_typer(artifact_app, name="artifact")
 access_cli.register(app)  # token, rolebinding, audit-log
 app.add_typer(contexts_cli.context_app, name="context")
+__import__("portway.cli.server", fromlist=["register"]).register(app)  # portway server
 
 T = TypeVar("T")
 
