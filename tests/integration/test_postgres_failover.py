@@ -110,7 +110,7 @@ def controllers(namespace: str) -> Iterator[list[Controller]]:
 
 
 def apply(tmp_path: Path, env: dict[str, str], namespace: str, replicas: int) -> None:
-    path = tmp_path / f"web-{replicas}.yaml"
+    path = tmp_path / f"web-{replicas}-{time.monotonic_ns()}.yaml"
     path.write_text(workload_yaml(NAME, namespace, replicas=replicas, readiness=False))
     result = subprocess.run(
         [sys.executable, "-m", "portway", "apply", "-f", str(path), "--no-wait"],
@@ -200,6 +200,8 @@ def test_leader_killed_or_frozen_is_replaced_without_double_reconciliation(
         took_over = wait_for_holder(store, second, timeout=30)
         kill_failover = took_over - killed_at
         eventually(lambda: converged(client, namespace, 5), timeout=60, what="5 replicas")
+        apply(tmp_path, env, namespace, replicas=4)  # work that only the new leader can do
+        eventually(lambda: converged(client, namespace, 4), timeout=60, what="4 replicas")
         assert_no_overlap(store, first, second, killed_at)
 
         # SIGSTOP the new leader: alive but silent, so only the TTL frees the
