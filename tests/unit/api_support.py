@@ -30,13 +30,11 @@ from portway.service import planning
 from portway.service import workloads as svc
 from portway.service.app import App, Settings
 
-DRIVER = "apifake"
+DRIVER = "fake"
 
 
 class ApiFakeDriver(FakeDriver):
     """A fake engine that claims every feature (the kept matrix proves them)."""
-
-    name = DRIVER
 
     def __init__(self, target: str, address: str) -> None:
         super().__init__(target)
@@ -50,7 +48,7 @@ def _matrix() -> Matrix:
         {
             DRIVER: DriverResults(
                 DRIVER,
-                "apifake 1.0",
+                "fake 1.0",
                 "2026-12-06T00:00:00Z",
                 {f: FeatureResult(Status.PASS, (f"case.{f}",)) for f in Feature},
             )
@@ -124,3 +122,25 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
     with TestClient(create_app(service, config), raise_server_exceptions=False) as client:
         yield Api(service, client, tokens)
     service.close()
+
+
+def engine(api: Api, target: str = "fake-1") -> ApiFakeDriver:
+    """The fake engine behind ``target`` in the app's target pool."""
+    view = api.app.targets.view(target)
+    assert view is not None
+    driver = api.app.targets.driver(view)
+    assert isinstance(driver, ApiFakeDriver)
+    return driver
+
+
+def converge(api: Api, *keys: str, passes: int = 4) -> None:
+    """Reconcile ``keys`` a few times, as the server's controller would."""
+    from portway.controller.runner import Controller
+
+    controller = Controller(api.app.store, targets=api.app.targets)
+    try:
+        for _ in range(passes):
+            for key in keys:
+                controller.reconciler.reconcile(key)
+    finally:
+        controller.reconciler.close()
