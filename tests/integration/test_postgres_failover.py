@@ -1,12 +1,14 @@
-"""Two controllers share one PostgreSQL store with Docker as the target:
-one leads, the other stands by. Killing the leader (SIGKILL) or freezing it
-(SIGSTOP, the case that only fencing makes safe) hands the lease over within
-a bound, and the workload never gets two reconcilers at once: exactly the
-desired replicas, one container per index, and the passes and store writes
-of the two holders never overlap in time."""
+"""Two ``portway server`` processes (each with its controller) share one
+PostgreSQL store with Docker as the target: one leads, the other stands by.
+Killing the leader (SIGKILL) or freezing it (SIGSTOP, the case that only
+fencing makes safe) hands the lease over within a bound, and the workload
+never gets two reconcilers at once: exactly the desired replicas, one
+container per index, and the passes and store writes of the two holders
+never overlap in time."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -26,6 +28,8 @@ from tests.integration.e2e import (
     by_label,
     containers,
     eventually,
+    free_port_range,
+    http_get,
     remove_namespace,
     workload_yaml,
 )
@@ -39,22 +43,32 @@ KILL_FAILOVER_BOUND = 3.0
 FREEZE_FAILOVER_BOUND = LEASE_TTL + 3.0
 PASS_LINE = re.compile(r"pass (\S+) by (\S+): ([\d.]+)-([\d.]+)")
 NAME = "web"
+DEBUG = ["--log-level", "debug"]
 
 
 class Controller:
-    """One ``portway controller -v`` process with a log file of its own."""
+    """One ``portway server`` (debug log: it shows each reconcile pass), with
+    a home and a log file of its own, as on a host of its own."""
 
-    def __init__(self, home: Path, env: dict[str, str], label: str) -> None:
-        self.log_path = home / f"controller-{label}.log"
+    def __init__(self, tmp_path: Path, env: dict[str, str], label: str) -> None:
+        home = tmp_path / label
+        home.mkdir()
+        self.log_path = tmp_path / f"server-{label}.log"
+        self.port = free_port_range(1)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "portway", "controller", "-v"],
-                env=env,
+                [sys.executable, "-m", "portway", "server", "--port", str(self.port), *DEBUG],
+                env=dict(env, PORTWAY_HOME=str(home)),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self.marker = f":{self.proc.pid}:"
+        eventually(self.healthy, timeout=30, what=f"server {label} to answer")
+
+    def healthy(self) -> bool:
+        assert self.proc.poll() is None, self.log()[-3000:]
+        return json.loads(http_get(self.port, "/healthz")) == {"status": "ok"}
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -180,6 +194,7 @@ def test_leader_killed_or_frozen_is_replaced_without_double_reconciliation(
     namespace: str,
     controllers: list[Controller],
 ) -> None:
+    """(The servers run with separate homes, as on separate hosts.)"""
     store = Store(pg_url)
     try:
         first = Controller(tmp_path, env, "first")
@@ -218,8 +233,14 @@ def test_leader_killed_or_frozen_is_replaced_without_double_reconciliation(
         freeze_failover = took_over - frozen_at
         eventually(lambda: converged(client, namespace, 2), timeout=60, what="2 replicas")
         os.kill(second.proc.pid, signal.SIGCONT)
-        second.proc.wait(timeout=LEASE_TTL * 2)  # it stops by itself
-        assert re.search(r"controller \S+ stops: ", second.log()), second.log()[-3000:]
+
+        def stood_down() -> bool:  # stops reconciling and stands by again
+            log = second.log()
+            stops = re.search(r"controller \S+ stops: ", log)
+            return stops is not None and "standing by" in log[stops.end() :]
+
+        eventually(stood_down, timeout=LEASE_TTL * 2, what="the old leader to stand by")
+        assert second.healthy()  # its API still serves
         assert_no_overlap(store, second, third, frozen_at)
         assert converged(client, namespace, 2)
 

@@ -233,3 +233,36 @@ def test_a_controller_that_lost_its_lease_refuses_to_write(store: Store) -> None
         assert store.get(KIND, NS, "web") is None
     finally:
         leader.reconciler.close()
+
+
+def test_a_controller_that_lost_its_lease_stands_by_and_leads_again(store: Store) -> None:
+    leader = Controller(store, settings=ControllerSettings(lease_ttl=0.6, workers=1))
+    stop = threading.Event()
+    runner = threading.Thread(target=leader.run_forever, args=(stop,))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while leader._lease_token is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first = store.lease(LEASE_NAME)
+        assert first is not None and first.holder == leader.holder
+
+        assert store.steal_lease(LEASE_NAME, leader.holder, "other", ttl=1.0) == first.token + 1
+        while leader.holds_lease() and time.monotonic() < deadline:
+            time.sleep(0.02)  # its next renewal (every ttl/3) finds the lease gone
+        assert not leader.holds_lease()
+        with pytest.raises(FencedError):
+            leader.fenced_store.record_event(KIND, NS, "web", "Stale", "")
+
+        store.release_lease(LEASE_NAME, "other")
+        while not leader.holds_lease() and time.monotonic() < deadline:
+            time.sleep(0.02)  # standing by, it polls every second
+        again = store.lease(LEASE_NAME)
+        assert again is not None and again.holder == leader.holder
+        assert again.token == first.token + 2
+        leader.fenced_store.record_event(KIND, NS, "web", "Back", "")
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    assert not runner.is_alive()
+    assert [e.reason for e in store.events()] == ["Back"]

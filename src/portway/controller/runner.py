@@ -131,8 +131,6 @@ class Controller:
         clock: Callable[[], float] = time.time,
         ingress_home: Path | None = None,
     ) -> None:
-        from portway.controller.queue import WorkQueue
-
         self.store = store
         self.settings = settings or ControllerSettings.from_env()
         self.targets = targets or TargetPool(store)
@@ -143,28 +141,35 @@ class Controller:
         self._lease_valid_until = 0.0
         #: whether this controller ever held the lease (then losing it fences it)
         self._led = False
-        self.queue = WorkQueue()
         self._clock = clock
         self._prober = Prober(clock)
-        reconcile_settings = replace(
+        self._reconcile_settings = replace(
             reconcile_settings or ReconcileSettings(),
             failover_grace_seconds=self.settings.failover_grace_seconds,
         )
         #: the reconciler's (and garbage collector's) writes are fenced by the lease
         self.fenced_store = store.fenced(self._fence)
+        #: portway home; the managed HAProxy lives under home/ingress (None: no ingress)
+        self._ingress_home = ingress_home
+        self._ingress: IngressManager | None = None
+        self._new_term()
+
+    def _new_term(self) -> None:
+        """Fresh queue, reconciler and threads for a (next) term as leader:
+        a controller that lost the lease stands by again with these."""
+        from portway.controller.queue import WorkQueue
+
+        self.queue = WorkQueue()
         self.reconciler = Reconciler(
             self.fenced_store,
             self.targets,
             self._prober,
-            settings=reconcile_settings,
-            clock=clock,
+            settings=self._reconcile_settings,
+            clock=self._clock,
             notify=self.queue.add,
         )
         #: set when an engine's event stream ends: check targets now, not at the next tick
         self._recheck = threading.Event()
-        #: portway home; the managed HAProxy lives under home/ingress (None: no ingress)
-        self._ingress_home = ingress_home
-        self._ingress: IngressManager | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watchers: dict[str, threading.Thread] = {}
@@ -235,27 +240,32 @@ class Controller:
         self.store.release_lease(LEASE_NAME, self.holder)
 
     def run_forever(self, stop: threading.Event) -> None:
-        """Wait for the lease (standby while another controller holds it), then
-        run until ``stop`` is set or the lease is lost."""
-        waiting_for: str | None = None
-        while not self.acquire():
-            holder = self.store.lease_holder(LEASE_NAME) or "unknown"
-            if holder != waiting_for:
-                log.info("standing by: controller %s holds the lease", holder)
-                waiting_for = holder
-            if stop.wait(1.0):
+        """Until ``stop`` is set: wait for the lease (standby while another
+        controller holds it), then reconcile while holding it; after losing
+        it, stand by again."""
+        while True:
+            waiting_for: str | None = None
+            while not self.acquire():
+                holder = self.store.lease_holder(LEASE_NAME) or "unknown"
+                if holder != waiting_for:
+                    log.info("standing by: controller %s holds the lease", holder)
+                    waiting_for = holder
+                if stop.wait(1.0):
+                    return
+            log.info(
+                "controller %s holds the lease (fencing token %s); reconciling",
+                self.holder,
+                self._lease_token,
+            )
+            self.start()
+            try:
+                while not stop.wait(1.0) and not self._stop.is_set():
+                    pass
+            finally:
+                self.stop()
+            if stop.is_set():
                 return
-        log.info(
-            "controller %s holds the lease (fencing token %s); reconciling",
-            self.holder,
-            self._lease_token,
-        )
-        self.start()
-        try:
-            while not stop.wait(1.0) and not self._stop.is_set():
-                pass
-        finally:
-            self.stop()
+            self._new_term()
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
