@@ -221,6 +221,7 @@ def test_unreachable_server_says_how_to_go_local(env: Path) -> None:
     [
         ["controller"],
         ["artifact", "ls"],
+        ["server", "--port", "1"],
         ["conformance"],
         ["audit"],
         ["get", "services"],

@@ -8,17 +8,18 @@ from __future__ import annotations
 import json
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import Result
-from tests import fakes
 from tests.unit.api_support import Api, api  # noqa: F401  (the fixture)
 from typer.testing import CliRunner
 
-from portway.cli import contexts
+from portway.cli import contexts, output
+from portway.cli import main as cli_main
 from portway.cli.main import app
 from portway.client.config import Context
 from portway.client.http import PortwayClient
@@ -105,7 +106,11 @@ def test_apply_get_describe_match_local_output(
     remote: Callable[..., Result],
     api: Api,  # noqa: F811
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # ages read the clock; both runs of a command must see the same second
+    frozen = time.time()
+    monkeypatch.setattr(cli_main, "age", lambda since, now=None: output.age(since, frozen))
     spec = tmp_path / "web.yaml"
     spec.write_text(WORKLOAD)
     applied = remote("apply", "-f", str(spec), "--no-wait")
@@ -169,10 +174,7 @@ def test_logs_exec_delete(
     remote: Callable[..., Result],
     api: Api,  # noqa: F811
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # api_support's driver is named "apifake"; the fake checks handles by its module's name
-    monkeypatch.setattr(fakes, "DRIVER_NAME", "apifake")
     spec = tmp_path / "web.yaml"
     spec.write_text(WORKLOAD)
     assert remote("apply", "-f", str(spec), "--no-wait").exit_code == 0

@@ -54,6 +54,25 @@ def active_name() -> str:
     return context.name if context else LOCAL
 
 
+#: the client of this invocation, closed when the command ends (main's callback)
+_open: dict[str, PortwayClient] = {}
+
+
+def open_client() -> PortwayClient | None:
+    """The client of the context in use (one per invocation), or None: local."""
+    context = active_context()
+    if context is None:
+        return None
+    if context.name not in _open:
+        _open[context.name] = client_for(context)
+    return _open[context.name]
+
+
+def close_clients() -> None:
+    while _open:
+        _open.popitem()[1].close()
+
+
 def client_for(context: Context) -> PortwayClient:
     from portway.client.http import PortwayClient
 

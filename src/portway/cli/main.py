@@ -92,6 +92,7 @@ def _options(
     ] = None,
 ) -> None:
     contexts_cli.set_override(context)
+    ctx.call_on_close(contexts_cli.close_clients)
     if ctx.invoked_subcommand in _LOCAL_ONLY:
         current = _guard(contexts_cli.active_context)
         if current is not None:
@@ -116,8 +117,7 @@ def _app() -> Any:
 
 def _remote() -> Any:
     """The client of the server in use, or None on the embedded store."""
-    context = contexts_cli.active_context()
-    return None if context is None else contexts_cli.client_for(context)
+    return contexts_cli.open_client()
 
 
 def _reads() -> Reads:
