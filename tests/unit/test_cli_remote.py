@@ -253,5 +253,13 @@ def test_whoami_tokens_and_targets(
     labelled = remote("target", "set", "fake-1", "-l", "zone=a")
     assert labelled.exit_code == 0 and "labels zone=a" in labelled.output
     assert remote("target", "cordon", "fake-1", who="deployer-a").exit_code == 5
+    added = remote("target", "add", "fake-2", "--address", "fake://y", "-l", "zone=b")
+    assert added.exit_code == 0, added.output
+    assert added.output.strip() == "target/fake-2 added (fake at fake://y, healthy: fake)"
+    drained = remote("target", "drain", "fake-2", "--timeout", "5")
+    assert drained.output.splitlines() == ["target/fake-2 cordoned", "target/fake-2 drained"]
+    assert remote("target", "remove", "fake-2").output.strip() == "target/fake-2 removed"
+    bad = remote("target", "add", "fake-3", "--taint", "nonsense")
+    assert bad.exit_code == 2 and "--taint" in bad.output
     log = json.loads(remote("audit-log", "-o", "json").output)
     assert any(e["outcome"] == "denied" and e["user"] == "alice" for e in log["items"])
