@@ -167,6 +167,10 @@ def test_remote_cli_end_to_end(
             first = next(iter(events))
         assert first.event in ("ADDED", "MODIFIED") and first.id
         assert first.json()["name"] == "web"
+        followed = client.logs(namespace, "web", follow=True)
+        with contextlib.closing(followed):
+            line = next(iter(followed))  # a followed stream stays open; we leave it
+        assert line["line"] == "hello-remote" and line["replica"] == 0
 
     def logged() -> bool:
         result = cli.invoke(app, ["logs", "web", "-n", namespace])
