@@ -128,6 +128,16 @@ def tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+def server_env(home: Path) -> dict[str, str]:
+    """portway's environment for ``home``, importing this checkout's ``src`` (the
+    venv may be shared with another checkout whose portway is installed in it)."""
+    env = c.portway_env(home)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(c.REPO / "src"), env.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
 # --- processes --------------------------------------------------------------------------
 
 
@@ -316,7 +326,7 @@ def start_server(
     if not opts.controller:
         cmd.append("--no-controller")
     c.log(f"starting {' '.join(cmd[1:])} (home {home})")
-    server = spawn(cmd, c.portway_env(home), log)
+    server = spawn(cmd, server_env(home), log)
     procs.append(server)
     deadline = time.monotonic() + 60
     admin_file = home / "admin.token"
@@ -402,8 +412,9 @@ def main() -> int:
         parser.error("--rounds and --workers must be >= 1, --rounds-1000 >= 0")
     if not c.PORTWAY.exists():
         c.fail(f"{c.PORTWAY} is missing; install portway into .venv (bash scripts/setup.sh)")
-    if c.run([c.PORTWAY, "server", "--help"], check=False).returncode != 0:
-        c.fail("`portway server` is not available in this checkout")
+    with c.temp_dir("portway-p7api-check-") as scratch:
+        if c.run([c.PORTWAY, "server", "--help"], env=server_env(scratch), check=False).returncode:
+            c.fail(f"`portway server` is not available in this checkout ({c.REPO / 'src'})")
     if opts.controller:
         c.require_docker()
     levels = [(200, opts.rounds)] + ([(1000, opts.rounds_1000)] if opts.rounds_1000 else [])
