@@ -423,10 +423,9 @@ def main() -> int:
         try:
             runs = measure(prepare(home, namespace, opts, procs), levels, opts)
         finally:
+            # portway_sandbox then force-removes the replica --controller started
             for proc in reversed(procs):
                 stop(proc)
-            if opts.controller:
-                c.portway("delete", WORKLOAD, "-n", namespace, home=home, check=False)
     report(runs, levels, opts)
     return 0
 
