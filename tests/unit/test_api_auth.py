@@ -7,7 +7,7 @@ import re
 import time
 
 import pytest
-from tests.unit.api_support import Api, api, workload_doc  # noqa: F401
+from tests.unit.api_support import Api, workload_doc
 
 from portway.service import access as access_service
 
@@ -121,7 +121,7 @@ MATRIX: list[tuple[str, str, object, set[str]]] = [
             else ""
         )
         for m, p, b, _ in MATRIX
-    ],  # noqa: E501
+    ],
 )
 def test_rbac_matrix(api: Api, method: str, path: str, body: object, allowed: set[str]) -> None:
     api.post("/v1/apply", json={"documents": [workload_doc("web", "team-a")]})

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from tests.unit.api_support import Api, api, workload_doc  # noqa: F401
+from tests.unit.api_support import Api, workload_doc
 
 A = "/v1/namespaces/team-a"
 JSON = {"content-type": "application/json"}

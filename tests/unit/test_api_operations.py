@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 
-from tests.unit.api_support import Api, api, converge, engine, workload_doc  # noqa: F401
+from tests.unit.api_support import Api, converge, engine, workload_doc
 
 from portway.drivers.base import ExecResult
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from tests.unit.api_support import Api, api, workload_doc  # noqa: F401
+from tests.unit.api_support import Api, workload_doc
 
 from portway.service import access as access_service
 
@@ -132,7 +132,7 @@ CASES = [
 
 
 @pytest.fixture
-def cluster(api: Api) -> Api:  # noqa: F811
+def cluster(api: Api) -> Api:
     """Two workloads (team-a/web, team-b/db) and a namespace admin of team-a."""
     api.tokens["admin-a"] = access_service.create_token(
         api.app, "nadia", "nadia", None, [("admin", "team-a")]
@@ -143,7 +143,7 @@ def cluster(api: Api) -> Api:  # noqa: F811
     return api
 
 
-def _send(api: Api, case: Case, who: str) -> Any:  # noqa: F811
+def _send(api: Api, case: Case, who: str) -> Any:
     return api.request(case.method, case.path, who, json=case.body, params=case.params)
 
 
