@@ -6,6 +6,9 @@ change after it. ``id:`` is the store's global revision; a client resumes
 with ``since=`` or ``Last-Event-ID:``. A revision older than the change log
 keeps is refused with 410 Gone (list afresh, then watch from the new
 revision), as Kubernetes refuses a too-old resourceVersion.
+Several changes of one workload found in one look are sent once, as the
+newest (with its revision): a watcher sees every workload's latest state,
+not every intermediate one.
 ``/v1/watch/events``: events after ``since`` (an event id), or new ones.
 """
 
