@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -118,6 +119,13 @@ def _serve(
         # each worker process builds its own app; the controller stays here
         os.environ[_MAX_BODY_ENV] = str(max_body)
         app_or_factory = "portway.cli.server:worker_app"
+    # uvicorn handles SIGINT/SIGTERM itself (a graceful shutdown) and then
+    # raises the signal again for the handler it found installed: make that
+    # one a no-op, so the controller below is stopped and its lease released
+    # rather than the process dying on the re-raised signal
+    stopping: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
     try:
         uvicorn.run(
             app_or_factory,
