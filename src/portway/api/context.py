@@ -25,6 +25,14 @@ class ApiContext:
     #: controller notices spec changes by itself within a fraction of a second
     controller: Waker | None = field(default=None)
 
+    @property
+    def inline_reads(self) -> bool:
+        """Whether the hot path reads the store on the event loop: yes for a
+        local SQLite file (a read is ~0.2 ms and a worker-thread hop costs
+        more, in GIL contention, than the read), no for a server database
+        (a network round trip must not stall every other request)."""
+        return self.app.store.url.startswith("sqlite")
+
     def wake(self, keys: Iterable[str]) -> None:
         if self.controller is not None:
             for key in keys:

@@ -22,7 +22,7 @@ from portway.api.models import (
     WhoAmI,
 )
 from portway.api.names import NamespaceQuery
-from portway.api.security import AccessDep
+from portway.api.security import AccessDep, forget_principals
 from portway.service import access as svc
 from portway.service import auditlog
 from portway.service.access import TokenInfo
@@ -86,13 +86,16 @@ def create_token(body: TokenCreate, access: AccessDep, request: Request) -> Toke
         body.ttl_seconds,
         [(b.role, b.namespace) for b in body.bindings],
     )
+    forget_principals(request)  # the user's bindings may have grown
     return TokenCreated(token=token, id=info.id, info=token_out(info))
 
 
 @router.delete("/v1/tokens/{token_id}", response_model=TokenOut)
 def revoke_token(token_id: TokenIdPath, access: AccessDep, request: Request) -> TokenOut:
     access.check(Verb.DELETE, Resource.TOKENS, None, token_id)
-    return token_out(svc.revoke_token(context_of(request).app, token_id))
+    revoked = svc.revoke_token(context_of(request).app, token_id)
+    forget_principals(request)
+    return token_out(revoked)
 
 
 @router.get("/v1/rolebindings", response_model=RoleBindingList)
@@ -117,6 +120,7 @@ def create_rolebinding(
 ) -> RoleBindingChange:
     access.check(Verb.CREATE, Resource.ROLEBINDINGS, _bound_namespace(body.namespace), body.user)
     binding, new = svc.bind(context_of(request).app, body.user, body.role, body.namespace)
+    forget_principals(request)
     return RoleBindingChange(binding=_binding(binding), changed=new)
 
 
@@ -130,6 +134,7 @@ def delete_rolebinding(
 ) -> RoleBindingChange:
     access.check(Verb.DELETE, Resource.ROLEBINDINGS, _bound_namespace(namespace), user)
     binding = svc.unbind(context_of(request).app, user, role, namespace)
+    forget_principals(request)
     return RoleBindingChange(binding=_binding(binding), changed=True)
 
 
