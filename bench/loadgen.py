@@ -223,6 +223,7 @@ async def _connect(
 async def _client(target: Target, timeout: float, recorder: ls.Recorder, stop_at: float) -> None:
     loop = asyncio.get_running_loop()
     conn: _Connection | None = None
+    first = True  # the next request is the first on its connection
     while time.perf_counter() < stop_at:
         if conn is None or conn.lost:
             conn = await _connect(loop, target, timeout)
@@ -230,11 +231,13 @@ async def _client(target: Target, timeout: float, recorder: ls.Recorder, stop_at
                 recorder.error(ls.ErrorKind.CONNECT)
                 await asyncio.sleep(RECONNECT_PAUSE)
                 continue
+            first = True
+        was_first, first = first, False
         sent = time.perf_counter()
         try:
             status, keep_alive = await conn.request(target.payload, timeout)
         except TimeoutError:
-            recorder.error(ls.ErrorKind.TIMEOUT)
+            recorder.error(ls.ErrorKind.TIMEOUT, first_request=was_first)
             conn.close()
             conn = None
             continue

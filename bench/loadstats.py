@@ -10,7 +10,10 @@ share one definition of what a percentile and an error are.
   measured yet), and by kind: ``connect`` (could not open a connection),
   ``timeout`` (no complete response within the client's timeout), ``read`` (the
   connection closed, reset or sent something that is not HTTP/1.1 mid-request)
-  and ``status`` (a complete response that is not 2xx).
+  and ``status`` (a complete response that is not 2xx). Timeouts of a
+  connection's *first* request are also counted apart: a connection the
+  server has not even accepted yet (still in the kernel's listen queue) shows
+  up as exactly that.
 - Percentiles use the nearest-rank method on the sorted samples: p99 of 1,000
   samples is the 990th smallest, never an interpolation between two.
 """
@@ -63,6 +66,7 @@ class Summary:
     errors: dict[str, int]  # per ErrorKind, whole run
     statuses: dict[str, int]  # every status code seen, whole run
     client_cpu_seconds: float = 0.0  # the load generator's own CPU (user + system)
+    first_request_timeouts: int = 0  # of errors["timeout"]: a connection's first request
 
     @property
     def error_count(self) -> int:
@@ -85,6 +89,7 @@ class Summary:
             errors={str(k): int(v) for k, v in data["errors"].items()},
             statuses={str(k): int(v) for k, v in data["statuses"].items()},
             client_cpu_seconds=float(data.get("client_cpu_seconds", 0.0)),
+            first_request_timeouts=int(data.get("first_request_timeouts", 0)),
         )
 
 
@@ -101,6 +106,7 @@ class Recorder:
     latencies: list[float] = field(default_factory=list)  # seconds
     errors: Counter[ErrorKind] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
+    first_request_timeouts: int = 0
 
     def in_window(self, sent: float) -> bool:
         return self.window_start <= sent < self.window_end
@@ -112,10 +118,12 @@ class Recorder:
         elif self.in_window(sent):
             self.latencies.append(done - sent)
 
-    def error(self, kind: ErrorKind) -> None:
+    def error(self, kind: ErrorKind, *, first_request: bool = False) -> None:
         if kind is ErrorKind.STATUS:
             raise ValueError("status errors are recorded by response()")
         self.errors[kind] += 1
+        if kind is ErrorKind.TIMEOUT and first_request:
+            self.first_request_timeouts += 1
 
     def summary(self, client_cpu_seconds: float = 0.0) -> Summary:
         window = self.window_end - self.window_start
@@ -135,4 +143,5 @@ class Recorder:
             errors={kind.value: self.errors[kind] for kind in ErrorKind},
             statuses={str(code): n for code, n in sorted(self.statuses.items())},
             client_cpu_seconds=client_cpu_seconds,
+            first_request_timeouts=self.first_request_timeouts,
         )

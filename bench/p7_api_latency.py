@@ -299,7 +299,11 @@ def report(runs: list[Run], levels: list[tuple[int, int]], opts: argparse.Namesp
         at_1000 = by(runs, "portway", 1000)
         kinds = {k.value: sum(r.summary.errors[k.value] for r in at_1000) for k in ls.ErrorKind}
         errors = sum(kinds.values())
-        print(f"p7_api_errors_at_1000_clients {errors} target {TARGET_ERRORS_1000} {kinds}")
+        first = sum(r.summary.first_request_timeouts for r in at_1000)
+        print(
+            f"p7_api_errors_at_1000_clients {errors} target {TARGET_ERRORS_1000} {kinds}; "
+            f"{first} of the timeouts were a connection's first request"
+        )
     print(c.result_line(NAME, median_p99(by(runs, "portway", 200)), TARGET, decimals=1))
 
 

@@ -98,9 +98,11 @@ def test_errors_are_counted_by_kind_over_the_whole_run() -> None:
     ]:
         for _ in range(times):
             rec.error(kind)
+    rec.error(ls.ErrorKind.TIMEOUT, first_request=True)  # e.g. a connection never accepted
     summary = rec.summary()
-    assert summary.errors == {"connect": 3, "timeout": 2, "read": 1, "status": 0}
-    assert summary.error_count == 6
+    assert summary.errors == {"connect": 3, "timeout": 3, "read": 1, "status": 0}
+    assert summary.first_request_timeouts == 1
+    assert summary.error_count == 7
     assert summary.responses == 0
     assert summary.latency_ms == {}  # no samples: no made-up percentiles
     with pytest.raises(ValueError, match="recorded by response"):
@@ -283,3 +285,18 @@ def test_loadgen_process_counts_refused_connections() -> None:
     assert summary.errors["connect"] >= 2
     assert summary.responses == 0
     assert summary.statuses == {}
+
+
+def test_loadgen_process_counts_connections_never_accepted_as_first_request_timeouts() -> None:
+    # the kernel completes the handshake for a listening socket nobody accepts
+    # from: the request waits in the listen queue, as under a saturated server
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as sock:
+        port = int(sock.getsockname()[1])
+        out = run_loadgen(
+            port, *("--connections", "2", "--duration", "0.3", "--warmup", "0", "--timeout", "0.2")
+        )
+    summary = ls.Summary.from_json(out)
+    assert summary.errors["timeout"] >= 2
+    assert summary.first_request_timeouts == summary.errors["timeout"]
+    assert summary.errors["connect"] == 0
+    assert summary.responses == 0
