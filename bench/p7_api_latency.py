@@ -263,6 +263,13 @@ def print_runs(runs: list[Run]) -> None:
             + f" {run.server_cpu:>7.0f}% {run.client_cpu:>7.0f}%"
         )
     print("(ms; cpu in % of one core; errors over the whole run, warm-up included)")
+    for run in runs:
+        if run.summary.error_count:
+            kinds = {k: n for k, n in run.summary.errors.items() if n}
+            print(
+                f"errors of {run.side} at {run.clients} clients, round {run.round}: {kinds}, "
+                f"{run.summary.first_request_timeouts} timeouts of a connection's first request"
+            )
 
 
 def by(runs: list[Run], side: str, clients: int) -> list[Run]:
