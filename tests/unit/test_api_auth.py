@@ -174,3 +174,28 @@ def test_mutating_requests_are_audited_with_their_outcome(api: Api) -> None:
     ]
     assert entries[1]["message"].startswith('token "victor"')
     assert entries[3]["name"] == "missing" and entries[3]["resource"] == "workloads"
+
+
+def test_the_hot_path_asks_the_service_once_and_reads_the_store_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.post("/v1/apply", json={"documents": [workload_doc("web", "team-a")]})
+    asked: list[str] = []
+    reads: list[tuple[str, str, str]] = []
+    authenticate, get = access_service.authenticate, api.app.store.get
+
+    def counting_authenticate(app: object, header: str | None) -> object:
+        asked.append(str(header))
+        return authenticate(app, header)  # type: ignore[arg-type]
+
+    def counting_get(kind: str, namespace: str, name: str) -> object:
+        reads.append((kind, namespace, name))
+        return get(kind, namespace, name)
+
+    monkeypatch.setattr(access_service, "authenticate", counting_authenticate)
+    monkeypatch.setattr(api.app.store, "get", counting_get)
+    for _ in range(10):
+        assert api.get(f"{A}/workloads/web", "viewer-a").status_code == 200
+    assert len(asked) <= 2  # the first lookup, maybe one refresh: not one per request
+    assert [r for r in reads if r[0] == "Workload"] == [("Workload", "team-a", "web")] * 10
+    assert len([r for r in reads if r[0] == "Token"]) <= 2
