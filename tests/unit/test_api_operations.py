@@ -115,3 +115,24 @@ def test_tokens_created_over_the_api_work_and_are_shown_once(api: Api) -> None:
     listed = api.get("/v1/tokens").json()["items"]
     assert token not in json.dumps(listed)
     assert api.delete(f"/v1/tokens/{created.json()['id']}").json()["revoked"] is True
+
+
+def test_a_namespace_policy_applied_with_its_workloads_judges_them(api: Api) -> None:
+    policy = {
+        "apiVersion": "portway.dev/v1",
+        "kind": "Namespace",
+        "metadata": {"name": "team-a"},
+        "spec": {"images": {"allowedPrefixes": ["registry.example/"]}},
+    }
+    body = {"documents": [policy, workload_doc("web")], "file": "team-a.yaml"}
+    refused = api.post("/v1/apply", "deployer-a", json=body)
+    assert refused.status_code == 403  # a namespace's policy needs its admin
+    assert "namespaces" in refused.json()["error"]["message"]
+    judged = api.post("/v1/apply", json=body)
+    assert judged.status_code == 422  # the workload's image breaks the new policy
+    assert judged.json()["error"]["issues"][0]["document"] == 2
+    assert api.get("/v1/namespaces/team-a").status_code == 404  # nothing written
+    body["documents"] = [policy]
+    applied = api.post("/v1/apply", json=body).json()
+    assert applied["namespaces"] == [{"name": "team-a", "outcome": "created", "violators": []}]
+    assert api.get("/v1/namespaces/team-a").json()["source"] == "object"
