@@ -19,10 +19,11 @@ fi
 # docker.io, containerd, runc: the engines; busybox-static: test images;
 # containernetworking-plugins, iptables, tini: the containerd driver's networking
 # and init; podman: the Podman driver; runsc: gVisor, the sandboxed isolation tier;
-# haproxy: the ingress data plane; wrk: the ingress benchmark's load generator.
+# haproxy: the ingress data plane; wrk: the ingress benchmark's load generator;
+# postgresql: the shared store of several servers (scripts/engines-postgres.sh).
 packages=(docker.io containerd runc busybox-static docker-compose iproute2 curl python3-venv
   containernetworking-plugins iptables tini podman catatonit netavark aardvark-dns runsc
-  haproxy wrk)
+  haproxy wrk postgresql)
 missing=()
 for pkg in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)

@@ -28,6 +28,8 @@ else
   failed+=("build-images (skipped: no engine)")
 fi
 step engines-podman bash scripts/engines-podman.sh
+# the shared-store tests' PostgreSQL (PORTWAY_TEST_PG_URL)
+step engines-postgres bash scripts/engines-postgres.sh
 step lint scripts/lint.sh
 
 say "pytest${*:+ $*}"

@@ -140,12 +140,43 @@ def _haproxy_missing() -> str | None:
     return None
 
 
+#: the shared-store tests' PostgreSQL (scripts/engines-postgres.sh starts it)
+PG_URL = os.environ.get(
+    "PORTWAY_TEST_PG_URL", "postgresql+psycopg://portway:portway@127.0.0.1:55432/portway"
+)
+
+
+@functools.cache
+def _postgres_unreachable() -> str | None:
+    """Why the test PostgreSQL cannot be reached (None if it answers)."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    url = make_url(PG_URL)
+    try:
+        psycopg.connect(
+            host=url.host,
+            port=url.port,
+            user=url.username,
+            password=url.password,
+            dbname=url.database,
+            connect_timeout=5,
+        ).close()
+    except psycopg.Error as exc:
+        return (
+            f"PostgreSQL at {url.host}:{url.port} is not reachable ({exc}); "
+            "scripts/engines-postgres.sh starts it"
+        )
+    return None
+
+
 #: engine marker -> function telling why that engine is unreachable (None: fine)
 ENGINE_MARKERS = {
     "docker": _docker_unreachable,
     "podman": _podman_unreachable,
     "containerd": _containerd_unreachable,
     "haproxy": _haproxy_missing,
+    "postgres": _postgres_unreachable,
 }
 
 
@@ -217,6 +248,28 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_sep("-", f"{len(skipped)} skipped")
     for reason, count in reasons.most_common():
         terminalreporter.write_line(f"{count:4d} skipped: {reason}")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL store URL whose tables live in a fresh schema of their own
+    (dropped afterwards), so that tests never see each other's rows. Tests
+    using it carry the ``postgres`` marker."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        separator = "&" if "?" in PG_URL else "?"
+        yield f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    finally:
+        admin.dispose()
 
 
 @pytest.fixture

@@ -145,3 +145,22 @@ class DriverNotFoundError(PortwayError):
     """No driver is registered under that name, or its SDK is missing."""
 
     exit_code = 2
+
+
+# --- access --------------------------------------------------------------
+
+
+class UnauthenticatedError(PortwayError):
+    """No token, or a token that is malformed, unknown, expired or revoked.
+
+    The message never says which of these it was beyond what the caller sent:
+    telling a guesser "right id, wrong secret" would help the guess."""
+
+    exit_code = 4
+
+
+class ForbiddenError(PortwayError):
+    """The caller is known but no role binding allows the operation; the
+    message names the subject, the missing permission and the namespace."""
+
+    exit_code = 5

@@ -1,5 +1,6 @@
-"""The SQL state store against real SQLite files: CRUD, compare-and-swap,
-events, leases, and several writers (instances, threads, processes) at once."""
+"""The SQL state store against real SQLite files and a real PostgreSQL
+(every test runs on both): CRUD, compare-and-swap, events, leases, and several
+writers (instances, threads, processes) at once."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tests import store_backends
 
 from portway.errors import (
     AlreadyExistsError,
@@ -21,6 +23,10 @@ from portway.errors import (
 )
 from portway.store import Record, Store
 from portway.store import sql as store_sql
+
+# every test of this module runs on SQLite and on PostgreSQL
+db_url = store_backends.db_url
+store = store_backends.store
 
 KIND = "Workload"
 NS = "default"
@@ -45,11 +51,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
     monkeypatch.setattr(store_sql, "time", fake)
     return fake
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'shared.db'}"
 
 
 @pytest.fixture

@@ -17,10 +17,15 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from portway.cli import access as access_cli
+from portway.cli import contexts as contexts_cli
 from portway.cli import output
 from portway.cli import policy as policy_cli
+from portway.cli import remote as remote_cli
+from portway.cli import server as server_cli
 from portway.cli import targets as targets_cli
 from portway.cli.artifacts import artifact_app
+from portway.cli.backend import LocalReads, Reads
 from portway.cli.output import Format, age, dump, parse_format, table
 from portway.cli.secrets import secret_app
 from portway.cli.volumes import volume_app
@@ -43,6 +48,9 @@ policy_cli.register(app, get_app, describe_app)
 app.add_typer(artifact_app, name="artifact")
 app.add_typer(secret_app, name="secret")
 app.add_typer(volume_app, name="volume")
+access_cli.register(app)  # token, rolebinding, audit-log
+app.add_typer(contexts_cli.context_app, name="context")
+server_cli.register(app)  # portway server
 
 T = TypeVar("T")
 
@@ -71,10 +79,55 @@ def _guard(fn: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
+#: commands that drive this machine's engines or files; with a context in
+#: use they refuse before starting (others refuse in ``_app``)
+_LOCAL_ONLY = frozenset({"server", "controller", "conformance", "audit", "artifact"})
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="Context (server) for this command; `local` for the embedded store. "
+            "Default: PORTWAY_CONTEXT, else the current context (`portway context ls`).",
+        ),
+    ] = None,
+) -> None:
+    contexts_cli.set_override(context)
+    ctx.call_on_close(contexts_cli.close_clients)
+    if ctx.invoked_subcommand in _LOCAL_ONLY:
+        current = _guard(contexts_cli.active_context)
+        if current is not None:
+            command = f"{ctx.command_path} {ctx.invoked_subcommand}"
+            _fail(str(remote_cli.refuse_local_only(command, current.name)), 2)
+
+
 def _app() -> Any:
+    """The embedded store and local engines. Every command that has no remote
+    form comes here, so this is where it refuses while a context is in use."""
     from portway.service.app import App
 
+    context = _guard(contexts_cli.active_context)
+    if context is not None:
+        import click
+
+        current = click.get_current_context(silent=True)
+        command = current.command_path if current is not None else "this command"
+        _fail(str(remote_cli.refuse_local_only(command, context.name)), 2)
     return App()
+
+
+def _remote() -> Any:
+    """The client of the server in use, or None on the embedded store."""
+    return contexts_cli.open_client()
+
+
+def _reads() -> Reads:
+    client = _remote()
+    return LocalReads(_app()) if client is None else remote_cli.RemoteReads(client)
 
 
 def _load(file: Path) -> list[Any]:
@@ -116,6 +169,9 @@ def apply(
 def _apply(file: Path, no_wait: bool, timeout: float) -> None:
     from portway.service import workloads as svc
 
+    client = _remote()
+    if client is not None:
+        raise typer.Exit(remote_cli.apply(client, file, no_wait, timeout))
     items, namespaces = _load_all(file)
     service = _app()
     with svc.controller_running(service, embed=not no_wait) as link:
@@ -235,94 +291,112 @@ _VERDICT_STYLE = {
 
 
 def _plan(file: Path, targets: list[str], fmt_text: str | None) -> None:
-    from portway.capabilities.planner import Mode, differences
+    fmt = parse_format(fmt_text)
+    client = _remote()
+    items = (
+        _plan_items(file, targets)
+        if client is None
+        else remote_cli.plan_items(client, file, targets)
+    )
+    if fmt in (Format.JSON, Format.YAML):
+        dump({"items": items}, fmt)
+        return
+    for item in items:
+        _print_plan(item)
+
+
+def _plan_items(file: Path, targets: list[str]) -> list[dict[str, Any]]:
+    """The plan of FILE's workloads on the embedded store, as ``plan -o json``
+    prints it (and the server answers ``POST /v1/plan``)."""
     from portway.service.planning import plan_workloads
 
-    fmt = parse_format(fmt_text)
     sourced, namespaces = _load_all(file)
     items = [(s.workload, s.file, s.document) for s in sourced]
     plans = plan_workloads(_app(), items, targets, namespaces)
-    if fmt in (Format.JSON, Format.YAML):
-        dump(
-            {
-                "items": [
-                    {
-                        "workload": p.workload.key,
-                        "file": p.file,
-                        "document": p.document,
-                        "isolation": p.workload.spec.isolation.value,
-                        "portability": p.workload.spec.portability.value,
-                        "policy": policy_cli.policy_json(p),
-                        "targets": [
-                            {
-                                **t.to_json(),
-                                "extensionProblems": p.extension_problems.get(t.target, []),
-                            }
-                            for t in p.targets
-                        ],
-                    }
-                    for p in plans
-                ]
-            },
-            fmt,
-        )
-        return
+    return [
+        {
+            "workload": p.workload.key,
+            "file": p.file,
+            "document": p.document,
+            "isolation": p.workload.spec.isolation.value,
+            "portability": p.workload.spec.portability.value,
+            "policy": policy_cli.policy_json(p),
+            "targets": [
+                {
+                    **t.to_json(),
+                    "extensionProblems": p.extension_problems.get(t.target, []),
+                }
+                for t in p.targets
+            ],
+        }
+        for p in plans
+    ]
+
+
+def _print_plan(item: dict[str, Any]) -> None:
+    """One workload's plan table and notes, from its ``plan -o json`` item."""
     p_ = output.out.print
-    for wp in plans:
-        spec = wp.workload.spec
-        mode = Mode(spec.portability)
-        p_(
-            f"[bold]workload {wp.workload.key}[/bold] ({wp.file}, document {wp.document}; "
-            f"isolation {spec.isolation.value}, portability {mode.value})"
-        )
-        policy_cli.print_policy(wp)
-        if not wp.targets:
-            p_("  no targets: see `portway get targets`", markup=False)
-            continue
-        rows = []
-        first = wp.targets[0]
-        for i, item in enumerate(first.fields):
-            cells = [item.path, str(item.feature)]
-            for tp in wp.targets:
-                verdict = tp.fields[i].verdict.value
-                cells.append(f"[{_VERDICT_STYLE[verdict]}]{verdict}[/]")
-            rows.append(cells)
-        table(
-            ["  FIELD", "FEATURE", *[t.target for t in wp.targets]],
-            [[f"  {r[0]}", *r[1:]] for r in rows],
-        )
-        for tp in wp.targets:
-            for item in tp.fields:
-                if item.verdict.value != "honored":
-                    p_(
-                        f"  {tp.target}: {item.path} {item.verdict.value}: {item.reason}",
-                        markup=False,
-                    )
-            for ext in tp.extensions:
-                state = "applies" if ext.applies else "ignored (not this backend)"
+    mode = str(item["portability"])
+    p_(
+        f"[bold]workload {item['workload']}[/bold] ({item['file']}, document {item['document']}; "
+        f"isolation {item['isolation']}, portability {mode})"
+    )
+    namespace = str(item["workload"]).partition("/")[0]
+    violations = item.get("policy") or []
+    if not violations:
+        p_(f"  policy: [green]allowed[/] by namespace {namespace}")
+    else:
+        p_(f"  policy: [red]refused[/] by namespace {namespace} ({len(violations)} violation(s))")
+        for v in violations:
+            p_(f"    {v['path']}: {v['message']} [{v['rule']}]", markup=False)
+    plans = item.get("targets") or []
+    if not plans:
+        p_("  no targets: see `portway get targets`", markup=False)
+        return
+    rows = []
+    for i, field in enumerate(plans[0]["fields"]):
+        cells = [f"  {field['path']}", str(field["feature"])]
+        for tp in plans:
+            verdict = tp["fields"][i]["verdict"]
+            cells.append(f"[{_VERDICT_STYLE[verdict]}]{verdict}[/]")
+        rows.append(cells)
+    table(["  FIELD", "FEATURE", *[t["target"] for t in plans]], rows)
+    for tp in plans:
+        for field in tp["fields"]:
+            if field["verdict"] != "honored":
                 p_(
-                    f"  {tp.target}: {ext.path} ({', '.join(ext.keys) or 'empty'}) {state}",
+                    f"  {tp['target']}: {field['path']} {field['verdict']}: {field['reason']}",
                     markup=False,
                 )
-            for note in tp.notes:
-                p_(f"  note: {note}", markup=False)
-            for problem in wp.extension_problems.get(tp.target, []):
-                p_(f"  {tp.target}: [red]invalid extension[/]: {problem}")
-        for tp in wp.targets:
-            refused = tp.refusals(mode)
-            if refused:
-                counts = ", ".join(
-                    f"{sum(1 for f in refused if f.verdict.value == v)} {v}"
-                    for v in ("rejected", "dropped")
-                    if any(f.verdict.value == v for f in refused)
-                )
-                p_(f"  {tp.target}: [red]refused[/] in {mode.value} mode ({counts})")
-            else:
-                p_(f"  {tp.target}: [green]deployable[/] in {mode.value} mode")
-        differing = differences(wp.targets)
-        if len(wp.targets) > 1:
-            p_(f"  {len(differing)} field(s) differ between targets", markup=False)
-        p_("")
+        for ext in tp["extensions"]:
+            state = "applies" if ext["applies"] else "ignored (not this backend)"
+            p_(
+                f"  {tp['target']}: {ext['path']} ({', '.join(ext['keys']) or 'empty'}) {state}",
+                markup=False,
+            )
+        for note in tp["notes"]:
+            p_(f"  note: {note}", markup=False)
+        for problem in tp.get("extensionProblems", []):
+            p_(f"  {tp['target']}: [red]invalid extension[/]: {problem}")
+    # lenient refuses rejected fields only; strict refuses dropped ones too
+    refusing = ("rejected",) if mode == "lenient" else ("rejected", "dropped")
+    for tp in plans:
+        refused = [f["verdict"] for f in tp["fields"] if f["verdict"] in refusing]
+        if refused:
+            counts = ", ".join(
+                f"{refused.count(v)} {v}" for v in ("rejected", "dropped") if v in refused
+            )
+            p_(f"  {tp['target']}: [red]refused[/] in {mode} mode ({counts})")
+        else:
+            p_(f"  {tp['target']}: [green]deployable[/] in {mode} mode")
+    if len(plans) > 1:
+        by_path: dict[str, set[str]] = {}
+        for tp in plans:
+            for field in tp["fields"]:
+                by_path.setdefault(field["path"], set()).add(field["verdict"])
+        differing = [path for path, verdicts in by_path.items() if len(verdicts) > 1]
+        p_(f"  {len(differing)} field(s) differ between targets", markup=False)
+    p_("")
 
 
 @app.command()
@@ -351,6 +425,9 @@ def _delete(
         keys += [(s.workload.metadata.namespace, s.workload.metadata.name) for s in _load(file)]
     if not keys:
         raise InputError("name a workload or pass -f FILE")
+    client = _remote()
+    if client is not None:
+        raise typer.Exit(remote_cli.delete(client, keys, no_wait, timeout))
     service = _app()
     with svc.controller_running(service, embed=not no_wait) as link:
         for ns, name in keys:
@@ -390,11 +467,9 @@ get_app.command("wl", hidden=True)(get_workloads)
 
 def _get_workloads(name: str | None, namespace: str | None, fmt_text: str | None) -> None:
     from portway.controller.records import workload_of
-    from portway.service import workloads as svc
 
     fmt = parse_format(fmt_text)
-    service = _app()
-    records = svc.list_workloads(service, namespace)
+    records = _reads().list_workloads(namespace)
     if name is not None:
         records = [r for r in records if r.name == name]
         if not records:
@@ -447,17 +522,16 @@ get_app.command("replica", hidden=True)(get_replicas)
 
 
 def _get_replicas(workload: str | None, namespace: str | None, fmt_text: str | None) -> None:
-    from portway.service import workloads as svc
     from portway.service.targets import topology_of
 
     fmt = parse_format(fmt_text)
-    service = _app()
+    reads = _reads()
     pairs = [
         (ns, v)
-        for ns, v in svc.all_replicas(service, namespace)
+        for ns, v in reads.all_replicas(namespace)
         if workload is None or v.workload == workload
     ]
-    views = {t.name: t for t in service.target_views()}
+    views = {t.name: t for t in reads.target_views()}
     topology = {v.target: topology_of(views.get(v.target)) for _, v in pairs}
     if fmt in (Format.JSON, Format.YAML):
         items = [
@@ -578,9 +652,8 @@ def get_events(
 
 def _get_events(workload: str | None, namespace: str, limit: int, fmt_text: str | None) -> None:
     fmt = parse_format(fmt_text)
-    service = _app()
-    events = service.store.events(
-        namespace=namespace if workload else None, name=workload, limit=limit
+    events = _reads().events(
+        kind=None, namespace=namespace if workload else None, name=workload, limit=limit
     )
     if fmt in (Format.JSON, Format.YAML):
         dump({"items": [e.__dict__ for e in events]}, fmt)
@@ -609,10 +682,8 @@ describe_app.command("wl", hidden=True)(describe_workload)
 def _describe(name: str, namespace: str) -> None:
     import yaml
 
-    from portway.service import workloads as svc
-
-    service = _app()
-    record, workload = svc.resolve_workload(service, namespace, name)
+    reads = _reads()
+    record, workload = reads.resolve_workload(namespace, name)
     status = record.status
     counts = status.get("replicas", {})
     p = output.out.print
@@ -663,11 +734,11 @@ def _describe(name: str, namespace: str) -> None:
                 v.container_name,
                 ", ".join(v.endpoints),
             ]
-            for v in svc.replicas_of(service, namespace, name)
+            for v in reads.replicas_of(namespace, name)
         ],
     )
     p("Events:", markup=False)
-    events = service.store.events(kind="Workload", namespace=namespace, name=name, limit=25)
+    events = reads.events(kind="Workload", namespace=namespace, name=name, limit=25)
     table(
         ["  AGE", "TYPE", "REASON", "MESSAGE"],
         [[f"  {age(e.ts)}", e.type, e.reason, e.message] for e in events],
@@ -697,6 +768,9 @@ def _logs(
 
     from portway.service import operations
 
+    client = _remote()
+    if client is not None:
+        raise typer.Exit(remote_cli.logs(client, name, namespace, follow, replica, tail, stamps))
     service = _app()
     streams = operations.log_streams(service, namespace, name, replica, follow=follow, tail=tail)
     prefix = len(streams) > 1
@@ -753,6 +827,9 @@ def _exec(name: str, namespace: str, replica: int, command: list[str], timeout: 
 
     if not command:
         raise InputError("no command given; usage: portway exec NAME -- CMD [ARGS...]")
+    client = _remote()
+    if client is not None:
+        raise typer.Exit(remote_cli.exec_in(client, name, namespace, replica, command, timeout))
     service = _app()
     result = operations.exec_in(service, namespace, name, replica, command, timeout)
     sys.stdout.buffer.write(result.output)
@@ -896,6 +973,30 @@ def _controller(verbose: bool) -> None:
     loop = Controller(service.store, targets=service.targets, ingress_home=service.settings.home)
     output.err.print(f"controller {loop.holder} starting; Ctrl-C stops it", markup=False)
     loop.run_forever(stop)
+
+
+@app.command()
+def whoami(output_format: OutputOpt = None) -> None:
+    """Who the current context's token speaks for, and its role bindings."""
+
+    def go() -> None:
+        fmt = parse_format(output_format)
+        client = _remote()
+        if client is not None:
+            remote_cli.whoami(client, fmt)
+            return
+        local = {
+            "user": "",
+            "tokenName": "",
+            "context": "local",
+            "note": "embedded store: no token; whoever can open the store file has full access",
+        }
+        if fmt in (Format.JSON, Format.YAML):
+            dump(local, fmt)
+        else:
+            output.out.print(f"local ({local['note']})", markup=False)
+
+    _guard(go)
 
 
 @app.command()

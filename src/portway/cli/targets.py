@@ -56,6 +56,12 @@ def _app() -> Any:
     return make()
 
 
+def _remote() -> Any:
+    from portway.cli.main import _remote as client
+
+    return client()
+
+
 def _say(text: str) -> None:
     output.out.print(text, markup=False)
 
@@ -97,17 +103,22 @@ def _target_add(
     capacity: list[str],
     taints: list[str],
 ) -> None:
+    from portway.cli import remote_targets
     from portway.service import targets as svc
 
-    view = svc.add_target(
-        _app(),
-        name,
-        address,
-        driver,
-        svc.parse_labels(labels),
-        capacity=svc.parse_capacity(capacity),
-        taints=svc.parse_taints(taints),
-    )
+    client = _remote()
+    if client is not None:
+        view = remote_targets.add(client, name, address, driver, labels, capacity, taints)
+    else:
+        view = svc.add_target(
+            _app(),
+            name,
+            address,
+            driver,
+            svc.parse_labels(labels),
+            capacity=svc.parse_capacity(capacity),
+            taints=svc.parse_taints(taints),
+        )
     _say(
         f"target/{view.name} added ({view.driver} at {view.address}, {view.health}"
         + (f": {view.detail}" if view.detail else "")
@@ -146,7 +157,13 @@ def _target_set(name: str, labels: list[str], capacity: list[str], taints: list[
 
     if not (labels or capacity or taints):
         raise InputError("nothing to change: give --label, --capacity or --taint")
-    view = svc.set_target(_app(), name, labels=labels, capacity=capacity, taints=taints)
+    client = _remote()
+    if client is not None:
+        from portway.cli import remote_targets
+
+        view = remote_targets.set_(client, name, labels, capacity, taints)
+    else:
+        view = svc.set_target(_app(), name, labels=labels, capacity=capacity, taints=taints)
     _say(
         f"target/{view.name} set: labels {output.labels_text(view.labels)}; "
         f"capacity {capacity_text(view) or 'unknown'}; taints {taints_text(view)}"
@@ -163,7 +180,13 @@ def target_cordon(name: NameArg) -> None:
     def go() -> None:
         from portway.service import targets as svc
 
-        changed = svc.cordon(_app(), name)
+        client = _remote()
+        if client is not None:
+            from portway.cli import remote_targets
+
+            changed = remote_targets.toggle(client, name, "cordon")
+        else:
+            changed = svc.cordon(_app(), name)
         _say(f"target/{name} cordoned" if changed else f"target/{name} already cordoned")
 
     _guard(go)
@@ -176,7 +199,13 @@ def target_uncordon(name: NameArg) -> None:
     def go() -> None:
         from portway.service import targets as svc
 
-        changed = svc.uncordon(_app(), name)
+        client = _remote()
+        if client is not None:
+            from portway.cli import remote_targets
+
+            changed = remote_targets.toggle(client, name, "uncordon")
+        else:
+            changed = svc.uncordon(_app(), name)
         _say(f"target/{name} uncordoned" if changed else f"target/{name} already uncordoned")
 
     _guard(go)
@@ -207,6 +236,13 @@ def _target_drain(name: str, wait: bool, timeout: float) -> None:
 
     if timeout < 0:
         raise InputError(f"--timeout {timeout:g}: expected seconds, 0 or more")
+    client = _remote()
+    if client is not None:
+        import typer as _typer
+
+        from portway.cli import remote_targets
+
+        raise _typer.Exit(remote_targets.drain(client, name, wait, timeout))
     service = _app()
     changed = svc.start_drain(service, name)
     _say(f"target/{name} cordoned" if changed else f"target/{name} already draining")
@@ -265,12 +301,18 @@ def target_remove(
     def go() -> None:
         from portway.service import targets as svc
 
-        left = svc.remove_target(_app(), name, force=force)
+        client = _remote()
+        if client is not None:
+            from portway.cli import remote_targets
+
+            left = remote_targets.remove(client, name, force)
+        else:
+            left = [r.key for r in svc.remove_target(_app(), name, force=force)]
         _say(f"target/{name} removed")
         if left:
             _note(
                 f"warning: {len(left)} replica(s) were recorded on it "
-                f"({', '.join(r.key for r in left[:5])}{', ...' if len(left) > 5 else ''}); "
+                f"({', '.join(left[:5])}{', ...' if len(left) > 5 else ''}); "
                 "the controller reschedules them on other targets"
             )
 
@@ -353,13 +395,11 @@ def _target_json(view: Any) -> dict[str, Any]:
 
 
 def _get_targets(fmt_text: str | None) -> None:
+    from portway.cli.main import _reads
     from portway.service.targets import schedule_status
 
     fmt = parse_format(fmt_text)
-    service = _app()
-    for view in service.target_views():
-        service.targets.check(view)  # fresh health, recorded if it changed
-    views = service.target_views()
+    views = _reads().target_views(check=True)
     if fmt in (Format.JSON, Format.YAML):
         dump({"items": [_target_json(v) for v in views]}, fmt)
         return

@@ -3,6 +3,11 @@
 - One active controller per store, by lease (a second one waits or, for
   ``apply``, defers to the running one). A lease left by a process that died
   on this host is taken over at once rather than after its expiry.
+- Fencing: the reconciler writes through ``store.fenced``, so each of its
+  writes commits only while this controller still holds the lease with the
+  fencing token it acquired; a stale leader's first write fails with
+  ``FencedError`` and the controller stops. It also stops reconciling once
+  its own clock says the lease may have expired unrenewed.
 - Workers take workload keys from a ``WorkQueue`` and reconcile them.
 - Engine events only wake keys early; a periodic resync re-examines every
   workload anyway, because events can be missed (level-triggered).
@@ -44,7 +49,7 @@ from portway.drivers.base import (
 from portway.errors import InputError, PortwayError, TemporaryDriverError
 from portway.ingress import IngressManager
 from portway.ingress.model import IngressState
-from portway.store import Store
+from portway.store import Fence, FencedError, Store
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +76,9 @@ class ControllerSettings:
     gc_grace_seconds: float = 30.0
     """An orphan must be at least this old before it is removed."""
     lease_ttl: float = 15.0
-    """A controller that stops renewing loses the lease after this long."""
+    """A controller that stops renewing loses the lease after this long
+    (seconds; it renews every third of it). The failover time of a crashed
+    server on another host is about this long; 5 suits a test."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ControllerSettings:
@@ -124,32 +131,45 @@ class Controller:
         clock: Callable[[], float] = time.time,
         ingress_home: Path | None = None,
     ) -> None:
-        from portway.controller.queue import WorkQueue
-
         self.store = store
         self.settings = settings or ControllerSettings.from_env()
         self.targets = targets or TargetPool(store)
         self.holder = new_holder_id()
-        self.queue = WorkQueue()
+        #: fencing token of the lease while held (None: not the leader)
+        self._lease_token: int | None = None
+        #: monotonic time until which the lease is surely still ours
+        self._lease_valid_until = 0.0
+        #: whether this controller ever held the lease (then losing it fences it)
+        self._led = False
         self._clock = clock
         self._prober = Prober(clock)
-        reconcile_settings = replace(
+        self._reconcile_settings = replace(
             reconcile_settings or ReconcileSettings(),
             failover_grace_seconds=self.settings.failover_grace_seconds,
         )
+        #: the reconciler's (and garbage collector's) writes are fenced by the lease
+        self.fenced_store = store.fenced(self._fence)
+        #: portway home; the managed HAProxy lives under home/ingress (None: no ingress)
+        self._ingress_home = ingress_home
+        self._ingress: IngressManager | None = None
+        self._new_term()
+
+    def _new_term(self) -> None:
+        """Fresh queue, reconciler and threads for a (next) term as leader:
+        a controller that lost the lease stands by again with these."""
+        from portway.controller.queue import WorkQueue
+
+        self.queue = WorkQueue()
         self.reconciler = Reconciler(
-            store,
+            self.fenced_store,
             self.targets,
             self._prober,
-            settings=reconcile_settings,
-            clock=clock,
+            settings=self._reconcile_settings,
+            clock=self._clock,
             notify=self.queue.add,
         )
         #: set when an engine's event stream ends: check targets now, not at the next tick
         self._recheck = threading.Event()
-        #: portway home; the managed HAProxy lives under home/ingress (None: no ingress)
-        self._ingress_home = ingress_home
-        self._ingress: IngressManager | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watchers: dict[str, threading.Thread] = {}
@@ -159,15 +179,38 @@ class Controller:
 
     # --- lease ------------------------------------------------------------
 
+    def _fence(self) -> Fence | None:
+        token = self._lease_token
+        if token is not None:
+            return Fence(LEASE_NAME, self.holder, token)
+        if self._led:
+            raise FencedError(f"controller {self.holder} lost its lease; it must not write")
+        return None  # never led: a one-off pass (``apply --no-wait``) writes unfenced
+
+    def _took(self, token: int | None, started: float) -> bool:
+        """Note the lease's token and how long it is surely ours (from a
+        monotonic time taken before the store call, so never too long)."""
+        self._lease_token = token
+        if token is not None:
+            self._led = True
+            self._lease_valid_until = started + self.settings.lease_ttl
+        return token is not None
+
+    def holds_lease(self) -> bool:
+        return self._lease_token is not None and time.monotonic() < self._lease_valid_until
+
     def acquire(self) -> bool:
         ttl = self.settings.lease_ttl
-        if self.store.acquire_lease(LEASE_NAME, self.holder, ttl):
+        started = time.monotonic()
+        if self._took(self.store.acquire_lease(LEASE_NAME, self.holder, ttl), started):
             return True
         holder = self.store.lease_holder(LEASE_NAME)
         if holder is not None and _holder_is_dead(holder):
             log.info("taking over the lease of dead controller %s", holder)
-            return self.store.steal_lease(LEASE_NAME, holder, self.holder, ttl)
-        return holder is None and self.store.acquire_lease(LEASE_NAME, self.holder, ttl)
+            return self._took(self.store.steal_lease(LEASE_NAME, holder, self.holder, ttl), started)
+        if holder is not None:
+            return False
+        return self._took(self.store.acquire_lease(LEASE_NAME, self.holder, ttl), started)
 
     def running_controller(self) -> str | None:
         holder = self.store.lease_holder(LEASE_NAME)
@@ -193,26 +236,36 @@ class Controller:
         for thread in self._threads:
             thread.join(timeout=30)
         self.reconciler.close()
+        self._lease_token = None
         self.store.release_lease(LEASE_NAME, self.holder)
 
     def run_forever(self, stop: threading.Event) -> None:
-        """Wait for the lease (standby while another controller holds it), then
-        run until ``stop`` is set or the lease is lost."""
-        waiting_for: str | None = None
-        while not self.acquire():
-            holder = self.store.lease_holder(LEASE_NAME) or "unknown"
-            if holder != waiting_for:
-                log.info("standing by: controller %s holds the lease", holder)
-                waiting_for = holder
-            if stop.wait(1.0):
+        """Until ``stop`` is set: wait for the lease (standby while another
+        controller holds it), then reconcile while holding it; after losing
+        it, stand by again."""
+        while True:
+            waiting_for: str | None = None
+            while not self.acquire():
+                holder = self.store.lease_holder(LEASE_NAME) or "unknown"
+                if holder != waiting_for:
+                    log.info("standing by: controller %s holds the lease", holder)
+                    waiting_for = holder
+                if stop.wait(1.0):
+                    return
+            log.info(
+                "controller %s holds the lease (fencing token %s); reconciling",
+                self.holder,
+                self._lease_token,
+            )
+            self.start()
+            try:
+                while not stop.wait(1.0) and not self._stop.is_set():
+                    pass
+            finally:
+                self.stop()
+            if stop.is_set():
                 return
-        log.info("controller %s holds the lease; reconciling", self.holder)
-        self.start()
-        try:
-            while not stop.wait(1.0) and not self._stop.is_set():
-                pass
-        finally:
-            self.stop()
+            self._new_term()
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -233,8 +286,18 @@ class Controller:
             key = self.queue.get(timeout=5.0)  # shutdown() wakes it at once
             if key is None:
                 continue
+            if not self.holds_lease():
+                # unrenewed for a whole TTL: another controller may be in charge
+                self._lose_lease("the lease may have expired unrenewed")
+                self.queue.done(key)
+                return
+            started = time.time()
             try:
                 wake = self.reconciler.reconcile(key)
+            except FencedError as exc:
+                self._lose_lease(str(exc))
+                self.queue.done(key)
+                return
             except ReconcileError as exc:
                 delay = self.queue.add_rate_limited(key)
                 log.warning("reconcile %s: %s (retry in %.1fs)", key, exc, delay)
@@ -254,8 +317,16 @@ class Controller:
                     self.queue.add_after(key, wake)
                 else:
                     self.queue.add_after(key, self.settings.resync_seconds)
-            finally:
-                self.queue.done(key)
+            # the interval of each pass, to show that two holders never overlap
+            log.debug("pass %s by %s: %.6f-%.6f", key, self.holder, started, time.time())
+            self.queue.done(key)
+
+    def _lose_lease(self, why: str) -> None:
+        if not self._stop.is_set():
+            log.error("controller %s stops: %s", self.holder, why)
+        self._lease_token = None
+        self._stop.set()
+        self.queue.shutdown()
 
     # --- housekeeping -----------------------------------------------------
 
@@ -271,13 +342,13 @@ class Controller:
                 self._notice_spec_changes()
                 if now >= next_lease:
                     next_lease = now + self.settings.lease_ttl / 3
-                    if not self.store.acquire_lease(
+                    token = self.store.acquire_lease(
                         LEASE_NAME, self.holder, self.settings.lease_ttl
-                    ):
-                        log.error("lost the controller lease; stopping")
-                        self._stop.set()
-                        self.queue.shutdown()
+                    )
+                    if token is None or token != self._lease_token:
+                        self._lose_lease("lost the controller lease")
                         return
+                    self._took(token, now)
                 if now >= next_health or self._recheck.is_set():
                     self._recheck.clear()
                     next_health = now + self.settings.health_seconds
@@ -392,7 +463,7 @@ class Controller:
                 driver.destroy(status.handle)
                 removed += 1
                 namespace = status.labels.get(LABEL_NAMESPACE, "")
-                self.store.record_event(
+                self.fenced_store.record_event(
                     KIND_WORKLOAD,
                     namespace,
                     status.labels.get(LABEL_WORKLOAD, ""),

@@ -161,11 +161,17 @@ def apply(app: App, items: Sequence[Sourced]) -> list[Applied]:
 
 
 def apply_all(
-    app: App, items: Sequence[Sourced], namespaces: Sequence[ns_policy.SourcedNamespace]
+    app: App,
+    items: Sequence[Sourced],
+    namespaces: Sequence[ns_policy.SourcedNamespace],
+    *,
+    dry_run: bool = False,
 ) -> tuple[list[ns_policy.NamespaceApplied], list[Applied]]:
     """``portway apply`` of a file that may hold namespace policies and
     workloads: every check of every object first (workloads against the
-    file's own namespace policies), then the namespaces, then the workloads."""
+    file's own namespace policies), then the namespaces, then the workloads.
+    With ``dry_run`` every check runs and nothing is written; the outcomes
+    are what a real apply would report now."""
     issues: list[Issue] = []
     items, policy_issues = judge_policy(app, items, namespaces)
     matrix = load_packaged()
@@ -198,6 +204,16 @@ def apply_all(
         raise PolicyError(policy_issues + issues)
     if issues:
         raise InputError(issues)
+    if dry_run:
+        return [_predict_namespace(app, n) for n in namespaces], [
+            _predict(
+                app,
+                item.workload,
+                degraded.get(item.workload.key, []),
+                excluded.get(item.workload.key, {}),
+            )
+            for item in items
+        ]
     written = ns_policy.apply_namespaces(app, namespaces)
     return written, [
         _write(
@@ -208,6 +224,30 @@ def apply_all(
         )
         for item in items
     ]
+
+
+def _predict(
+    app: App,
+    workload: Workload,
+    degraded: list[dict[str, str]],
+    excluded: Mapping[str, str],
+) -> Applied:
+    """What ``_write`` would report for ``workload``, without writing."""
+    existing = app.store.get(KIND_WORKLOAD, workload.metadata.namespace, workload.metadata.name)
+    if existing is None:
+        return Applied(workload, Outcome.CREATED, 1)
+    template_hash = workload.spec.template_hash()
+    generation = template_generation_of(existing) + (template_hash_of(existing) != template_hash)
+    envelope = workload_spec_envelope(workload, generation, template_hash, degraded, excluded)
+    if envelope == dict(existing.spec) and not existing.deleting:
+        return Applied(workload, Outcome.UNCHANGED, existing.generation)
+    return Applied(workload, Outcome.CONFIGURED, existing.generation + 1)
+
+
+def _predict_namespace(app: App, item: ns_policy.SourcedNamespace) -> ns_policy.NamespaceApplied:
+    known = {info.name for info in ns_policy.list_namespaces(app) if info.explicit}
+    outcome = "configured" if item.namespace.name in known else "created"
+    return ns_policy.NamespaceApplied(item.namespace, outcome)
 
 
 def _owned_ports(app: App, workload: Workload) -> set[tuple[str, int, str]]:

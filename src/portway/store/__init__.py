@@ -1,5 +1,23 @@
 """Desired and observed state with optimistic concurrency."""
 
-from portway.store.sql import Event, Record, Store
+from portway.store.sql import (
+    AuditEntry,
+    Change,
+    Event,
+    Fence,
+    FencedError,
+    Lease,
+    Record,
+    Store,
+)
 
-__all__ = ["Event", "Record", "Store"]
+__all__ = [
+    "AuditEntry",
+    "Change",
+    "Event",
+    "Fence",
+    "FencedError",
+    "Lease",
+    "Record",
+    "Store",
+]

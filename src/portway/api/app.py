@@ -1,0 +1,97 @@
+"""``create_app``: the FastAPI application over one service ``App``.
+
+Layers, outermost first: the body-size limit (before anything reads a
+body), the audit recorder (sees every mutating request's final status,
+denied ones included), then FastAPI's routing with its error handlers.
+Every router carries the authentication dependency; ``/healthz`` is the
+only route without it, and ``/openapi.json`` and ``/docs`` are served by
+routes that require a token too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from portway import __version__
+from portway.api import errors
+from portway.api.audit import AuditMiddleware
+from portway.api.config import ServerConfig
+from portway.api.context import ApiContext, Waker
+from portway.api.errors import ErrorBody
+from portway.api.limits import BodySizeLimit
+from portway.api.models import Health
+from portway.api.routes import access, cluster, events, operations, replicas, targets, watch
+from portway.api.routes import workloads as workload_routes
+from portway.api.security import authenticated
+from portway.service.app import App
+
+#: the error body every failing route may return, for the OpenAPI document
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (400, "Malformed JSON"),
+        (401, "No valid token"),
+        (403, "Not allowed"),
+        (404, "Not found"),
+        (409, "Conflict"),
+        (413, "Body too large"),
+        (422, "Invalid input or refused by policy"),
+        (503, "Store or target unavailable"),
+    )
+}
+
+_ROUTERS = (
+    workload_routes.router,
+    replicas.router,
+    operations.router,
+    events.router,
+    watch.router,
+    targets.router,
+    cluster.router,
+    access.router,
+)
+
+
+def create_app(
+    app: App, config: ServerConfig | None = None, *, controller: Waker | None = None
+) -> FastAPI:
+    config = config or ServerConfig()
+    api = FastAPI(
+        title="portway",
+        version=__version__,
+        description="Run one portable workload description on many container backends.",
+        openapi_url=None,  # served below, behind authentication
+        docs_url=None,
+        redoc_url=None,
+    )
+    api.state.portway = ApiContext(app, config, controller)
+    errors.install(api)
+
+    @api.get("/healthz", response_model=Health, tags=["health"])
+    async def healthz() -> Health:
+        """Liveness: the only route that needs no token (it reveals nothing)."""
+        return Health(status="ok")
+
+    # each router is included directly (not under one parent router): a
+    # nested include costs every request another round of route matching
+    for router in _ROUTERS:
+        api.include_router(router, dependencies=[Depends(authenticated)], responses=_ERRORS)
+
+    documents = APIRouter(dependencies=[Depends(authenticated)])
+
+    @documents.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(api.openapi())
+
+    @documents.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="portway API")
+
+    api.include_router(documents)
+    api.add_middleware(AuditMiddleware, service=app)
+    api.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    return api

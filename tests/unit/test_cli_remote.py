@@ -1,0 +1,265 @@
+"""The CLI in remote mode against the real API app in-process (fake engines,
+tests/unit/api_support.py): each command prints what local mode prints for
+the same store, fails with local mode's exit codes (401 -> 4, 403 -> 5 with
+the server's message, 404 -> 3, 422 -> 2), and streams logs."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import Result
+from tests.unit.api_support import Api, api  # noqa: F401  (the fixture)
+from typer.testing import CliRunner
+
+from portway.cli import contexts, output
+from portway.cli import main as cli_main
+from portway.cli.main import app
+from portway.client.config import Context
+from portway.client.http import PortwayClient
+from portway.controller.runner import Controller
+from portway.drivers.base import ExecResult
+
+WORKLOAD = textwrap.dedent(
+    """\
+    apiVersion: portway.dev/v1
+    kind: Workload
+    metadata: {name: web, namespace: team-a, labels: {tier: front}}
+    spec:
+      image: portway/busybox:latest
+      command: ["sleep", "3600"]
+      replicas: 2
+    """
+)
+
+_HOP_HEADERS = {"content-length", "transfer-encoding", "content-encoding", "connection"}
+
+
+def _bridge(api: Api) -> httpx.MockTransport:  # noqa: F811
+    """httpx transport that hands each request to the app's test client."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = api.client.request(
+            request.method,
+            request.url.raw_path.decode(),
+            content=request.content,
+            headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+        )
+        headers = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_HEADERS}
+        return httpx.Response(answer.status_code, headers=headers, content=answer.content)
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.fixture
+def remote(
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[..., Result]]:
+    """``run(*argv, who="admin")``: the CLI with context ``test`` on the app."""
+    monkeypatch.setenv("PORTWAY_HOME", str(api.app.settings.home))
+    monkeypatch.setenv("PORTWAY_DOCKER_SOCKET", str(tmp_path / "no-docker.sock"))
+    monkeypatch.setenv("PORTWAY_CONFIG", str(tmp_path / "config.yaml"))
+    monkeypatch.delenv("PORTWAY_CONTEXT", raising=False)
+    monkeypatch.delenv("PORTWAY_STORE", raising=False)
+    transport = _bridge(api)
+
+    def client_for(context: Context) -> PortwayClient:
+        return PortwayClient(context.server, context.read_token(), transport=transport)
+
+    monkeypatch.setattr(contexts, "client_for", client_for)
+    runner = CliRunner()
+    for who, token in api.tokens.items():
+        path = tmp_path / f"{who}.token"
+        path.write_text(token)
+        added = runner.invoke(
+            app, ["context", "add", who, "--server", "http://testserver", "--token-file", str(path)]
+        )
+        assert added.exit_code == 0, added.output
+
+    def run(*argv: str, who: str = "admin") -> Result:
+        return runner.invoke(app, ["--context", who, *argv])
+
+    yield run
+
+
+def _converge(api: Api, *keys: str) -> None:  # noqa: F811
+    """Two reconcile passes on the server's store (no controller runs in the test app)."""
+    controller = Controller(api.app.store, targets=api.app.targets)
+    controller.targets.check_all()
+    try:
+        for _ in range(2):
+            for key in keys:
+                controller.reconciler.reconcile(key)
+    finally:
+        controller.reconciler.close()
+
+
+def test_apply_get_describe_match_local_output(
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # ages read the clock; both runs of a command must see the same second
+    frozen = time.time()
+    monkeypatch.setattr(cli_main, "age", lambda since, now=None: output.age(since, frozen))
+    spec = tmp_path / "web.yaml"
+    spec.write_text(WORKLOAD)
+    applied = remote("apply", "-f", str(spec), "--no-wait")
+    assert applied.exit_code == 0, applied.output
+    assert applied.output.strip() == "workload/web created"
+    _converge(api, "team-a/web")
+
+    for argv in (
+        ["get", "workloads", "-n", "team-a", "-o", "json"],
+        ["get", "workloads", "-A", "-o", "wide"],
+        ["get", "workloads", "web", "-n", "team-a", "-o", "yaml"],
+        ["get", "replicas", "-A", "-o", "json"],
+        ["get", "replicas", "web", "-n", "team-a", "-o", "wide"],
+        ["get", "events", "web", "-n", "team-a", "-o", "json"],
+        ["describe", "workload", "web", "-n", "team-a"],
+        ["get", "targets", "-o", "json"],
+        ["plan", "-f", str(spec)],
+        ["plan", "-f", str(spec), "-o", "json"],
+    ):
+        there, here = remote(*argv), remote(*argv, who="local")
+        assert there.exit_code == 0, (argv, there.output)
+        assert here.exit_code == 0, (argv, here.output)
+        assert there.output == here.output, argv
+    planned = remote("plan", "-f", str(spec)).output
+    assert "workload team-a/web" in planned and "fake-1: deployable in strict mode" in planned
+    listed = json.loads(remote("get", "workloads", "-n", "team-a", "-o", "json").output)
+    [item] = listed["items"]
+    assert item["metadata"]["labels"] == {"tier": "front"} and item["spec"]["replicas"] == 2
+
+
+def test_apply_waits_until_ready_then_delete_waits_until_gone(
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "web.yaml"
+    spec.write_text(WORKLOAD)
+    stop = threading.Event()
+
+    def controller() -> None:  # the server's controller, which the test app lacks
+        while not stop.wait(0.05):
+            if api.app.store.get("Workload", "team-a", "web") is not None:
+                _converge(api, "team-a/web")
+
+    worker = threading.Thread(target=controller, daemon=True)
+    worker.start()
+    try:
+        applied = remote("apply", "-f", str(spec), "--timeout", "20")
+        assert applied.exit_code == 0, applied.output
+        assert applied.output.splitlines() == ["workload/web created", "workload/web ready"]
+        deleted = remote("delete", "-f", str(spec), "--timeout", "20")
+        assert deleted.exit_code == 0, deleted.output
+        assert deleted.output.strip() == "workload/web deleted"
+    finally:
+        stop.set()
+        worker.join(5)
+    assert remote("get", "workloads", "web", "-n", "team-a").exit_code == 3
+
+
+def test_logs_exec_delete(
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "web.yaml"
+    spec.write_text(WORKLOAD)
+    assert remote("apply", "-f", str(spec), "--no-wait").exit_code == 0
+    _converge(api, "team-a/web")
+    [driver] = {api.app.targets.driver(v) for v in api.app.target_views()}
+    for container in driver.running():
+        driver.log(container, f"hello from {container.index}")
+
+    one = remote("logs", "web", "-n", "team-a", "--replica", "1")
+    assert one.exit_code == 0, one.output
+    assert one.output.strip().splitlines()[-1] == "hello from 1"
+    both = remote("logs", "web", "-n", "team-a")
+    assert "[web-0] hello from 0" in both.output and "[web-1] hello from 1" in both.output
+
+    driver.exec_default = ExecResult(3, b"hi\n")
+    ran = remote(
+        "exec", "web", "-n", "team-a", "--replica", "1", "--", "sh", "-c", "echo hi; exit 3"
+    )
+    assert (ran.exit_code, ran.stdout) == (3, "hi\n")
+    assert remote("exec", "web", "-n", "team-a").exit_code == 2
+
+    gone = remote("delete", "web", "-n", "team-a", "--no-wait")
+    assert gone.exit_code == 0 and "workload/web deleted" in gone.output
+
+
+def test_errors_keep_local_exit_codes(
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "web.yaml"
+    spec.write_text(WORKLOAD)
+    denied = remote("apply", "-f", str(spec), "--no-wait", who="viewer-a")
+    assert denied.exit_code == 5, denied.output
+    assert "victor" in denied.output and "team-a" in denied.output
+    other = remote("get", "workloads", "-n", "team-a", who="deployer-b")
+    assert other.exit_code == 5 and "bob" in other.output
+
+    missing = remote("describe", "workload", "ghost", "-n", "team-a")
+    assert missing.exit_code == 3 and "ghost" in missing.output
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(WORKLOAD.replace("replicas: 2", "replicas: -1"))
+    invalid = remote("apply", "-f", str(bad), "--no-wait")
+    assert invalid.exit_code == 2 and f"{bad}:7" in invalid.output
+
+    token = tmp_path / "admin.token"
+    token.write_text("pw_00000000_" + "A" * 43)
+    unauthenticated = remote("get", "workloads")
+    assert unauthenticated.exit_code == 4, unauthenticated.output
+
+
+def test_whoami_tokens_and_targets(
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+) -> None:
+    me = json.loads(remote("whoami", "-o", "json", who="deployer-a").output)
+    assert me["user"] == "alice"
+    assert {"role": "deployer", "namespace": "team-a"} in [
+        {k: b[k] for k in ("role", "namespace")} for b in me["bindings"]
+    ]
+    created = remote("token", "create", "--user", "carol", "-r", "viewer", "-n", "team-a")
+    assert created.exit_code == 0, created.output
+    assert created.stdout.strip().startswith("pw_")
+    listed = json.loads(remote("token", "ls", "--user", "carol", "-o", "json").output)
+    [carol] = listed["items"]
+    revoked = remote("token", "revoke", carol["id"])
+    assert revoked.exit_code == 0 and "revoked" in revoked.output
+    denied = remote("token", "ls", who="deployer-a")
+    assert denied.exit_code == 5
+
+    cordoned = remote("target", "cordon", "fake-1")
+    assert cordoned.output.strip() == "target/fake-1 cordoned"
+    assert remote("target", "cordon", "fake-1").output.strip() == "target/fake-1 already cordoned"
+    assert remote("target", "uncordon", "fake-1").exit_code == 0
+    labelled = remote("target", "set", "fake-1", "-l", "zone=a")
+    assert labelled.exit_code == 0 and "labels zone=a" in labelled.output
+    assert remote("target", "cordon", "fake-1", who="deployer-a").exit_code == 5
+    added = remote("target", "add", "fake-2", "--address", "fake://y", "-l", "zone=b")
+    assert added.exit_code == 0, added.output
+    assert added.output.strip() == "target/fake-2 added (fake at fake://y, healthy: fake)"
+    drained = remote("target", "drain", "fake-2", "--timeout", "5")
+    assert drained.output.splitlines() == ["target/fake-2 cordoned", "target/fake-2 drained"]
+    assert remote("target", "remove", "fake-2").output.strip() == "target/fake-2 removed"
+    bad = remote("target", "add", "fake-3", "--taint", "nonsense")
+    assert bad.exit_code == 2 and "--taint" in bad.output
+    log = json.loads(remote("audit-log", "-o", "json").output)
+    assert any(e["outcome"] == "denied" and e["user"] == "alice" for e in log["items"])
