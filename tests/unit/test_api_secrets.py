@@ -5,11 +5,12 @@ boundary; audit entries; and no value in any answer or audit entry."""
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 from tests.unit.api_support import Api, workload_doc
 
-from portway.api.routes import secrets as secret_routes
+from portway.service import secrets as secrets_service
 from portway.secrets import SecretUnreadableError
 
 VALUE = b"s3cr3t-planted-value"
@@ -17,7 +18,7 @@ ENCODED = base64.b64encode(VALUE).decode()
 PATH = "/v1/namespaces/team-a/secrets/db"
 
 
-def _put(api: Api, data: dict[str, str], who: str = "admin", path: str = PATH, **kw: object):  # type: ignore[no-untyped-def]
+def _put(api: Api, data: dict[str, str], who: str = "admin", path: str = PATH, **kw: Any) -> Any:
     return api.request("PUT", path, who, json={"data": data}, **kw)
 
 
@@ -184,7 +185,7 @@ def test_an_unreadable_secret_is_a_500_naming_the_key_file(
     def unreadable(*_args: object) -> None:
         raise SecretUnreadableError(message)
 
-    monkeypatch.setattr(secret_routes.svc, "get_info", unreadable)
+    monkeypatch.setattr(secrets_service, "get_info", unreadable)
     answer = api.get(PATH)
     assert answer.status_code == 500
     assert answer.json()["error"] == {"code": "SecretUnreadable", "message": message, "issues": []}
