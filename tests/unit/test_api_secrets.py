@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from tests.unit.api_support import Api, workload_doc
 
-from portway.service import secrets as secrets_service
 from portway.secrets import SecretUnreadableError
+from portway.service import secrets as secrets_service
 
 VALUE = b"s3cr3t-planted-value"
 ENCODED = base64.b64encode(VALUE).decode()
