@@ -11,6 +11,7 @@ import pytest
 from tests.unit.api_support import Api, workload_doc
 
 from portway.service import access as access_service
+from portway.service import secrets as secrets_service
 
 #: least privileged first, so denied attempts run before allowed ones change anything
 WHO = ("nobody", "viewer-a", "deployer-b", "admin-a", "deployer-a", "admin")
@@ -72,6 +73,24 @@ CASES = [
     Case(
         "namespace-policy-b", "POST", "/v1/apply", CLUSTER, {"documents": [namespace_doc("team-b")]}
     ),
+    Case("list-secrets-all", "GET", "/v1/secrets", ALL),  # filtered, not refused
+    Case("list-secrets-a", "GET", "/v1/namespaces/team-a/secrets", READ_A),
+    Case("get-secret-a", "GET", "/v1/namespaces/team-a/secrets/db", READ_A),
+    Case("get-secret-b", "GET", "/v1/namespaces/team-b/secrets/db", {"deployer-b", "admin"}),
+    Case(
+        "put-secret-a",
+        "PUT",
+        "/v1/namespaces/team-a/secrets/db",
+        WRITE_A,
+        {"data": {"password": "c2VjcmV0"}},
+    ),
+    Case(
+        "put-secret-b",
+        "PUT",
+        "/v1/namespaces/team-b/secrets/api",
+        {"deployer-b", "admin"},
+        {"data": {"key": "c2VjcmV0"}},
+    ),
     Case("list-targets", "GET", "/v1/targets", BOUND),
     Case("get-target", "GET", "/v1/targets/fake-1", BOUND),
     Case("list-namespaces", "GET", "/v1/namespaces", BOUND),
@@ -126,6 +145,7 @@ CASES = [
         params={"user": "victor", "role": "viewer", "namespace": "team-a"},
     ),
     Case("delete-a", "DELETE", "/v1/namespaces/team-a/workloads/web", WRITE_A),
+    Case("delete-secret-a", "DELETE", "/v1/namespaces/team-a/secrets/spare", WRITE_A),
     Case("drain-target", "POST", "/v1/targets/fake-1/drain", CLUSTER),
     Case("remove-target", "DELETE", "/v1/targets/fake-1", CLUSTER, params={"force": "true"}),
 ]
@@ -133,13 +153,16 @@ CASES = [
 
 @pytest.fixture
 def cluster(api: Api) -> Api:
-    """Two workloads (team-a/web, team-b/db) and a namespace admin of team-a."""
+    """Two workloads (team-a/web, team-b/db), secrets (team-a/db, team-a/spare,
+    team-b/db) and a namespace admin of team-a."""
     api.tokens["admin-a"] = access_service.create_token(
         api.app, "nadia", "nadia", None, [("admin", "team-a")]
     )[0]
     for doc in (workload_doc("web"), workload_doc("db", "team-b")):
         applied = api.post("/v1/apply", json={"documents": [doc]})
         assert applied.status_code == 200, applied.text
+    for namespace, name in (("team-a", "db"), ("team-a", "spare"), ("team-b", "db")):
+        secrets_service.create(api.app, namespace, name, {"password": b"hunter2"})
     return api
 
 

@@ -62,6 +62,8 @@ def test_no_operation_answers_with_a_server_error(api: Api, mode: GenerationMode
             continue
         called.append(operation.label)
     assert len(called) > 20
+    secret_routes = "/v1/namespaces/{namespace}/secrets/{name}"
+    assert {f"{m} {secret_routes}" for m in ("GET", "PUT", "DELETE")} <= set(called), called
     if mode is GenerationMode.POSITIVE:
         # the token got through (negative cases also mangle the Authorization
         # header, so many of theirs are 401 by design), and many calls succeeded

@@ -25,6 +25,7 @@ from portway.api.errors import ErrorBody
 from portway.api.limits import BodySizeLimit
 from portway.api.models import Health
 from portway.api.routes import access, cluster, events, operations, replicas, targets, watch
+from portway.api.routes import secrets as secret_routes
 from portway.api.routes import workloads as workload_routes
 from portway.api.security import authenticated
 from portway.service.app import App
@@ -53,6 +54,7 @@ _ROUTERS = (
     targets.router,
     cluster.router,
     access.router,
+    secret_routes.router,
 )
 
 

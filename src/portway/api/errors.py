@@ -35,6 +35,7 @@ from portway.errors import (
     TemporaryDriverError,
     UnauthenticatedError,
 )
+from portway.secrets import SecretUnreadableError
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,10 @@ _MAPPING: tuple[tuple[type[PortwayError], int, str], ...] = (
     (StoreError, 503, "StoreUnavailable"),
     (TargetUnavailableError, 503, "TargetUnavailable"),
     (TemporaryDriverError, 503, "EngineBusy"),
+    # the key file does not open a stored value: the server's own state is
+    # wrong (key replaced or store changed), not the request; the message
+    # names the key file and never a value
+    (SecretUnreadableError, 500, "SecretUnreadable"),
     # the engine behind a target refused or failed: the gateway's upstream
     (DriverError, 502, "EngineError"),
     # an operation the target cannot do ("cannot exec"): refused, not a bug

@@ -3,6 +3,10 @@
 Like ``kubectl create secret generic``: ``create`` refuses a name that
 exists; ``create --update`` replaces all its values (keys not given are
 dropped), and workloads using it roll only if a value changed.
+
+With a context in use, the server does the work (cli/remote_secrets.py):
+files are read here and their bytes sent base64-encoded over the API; the
+answers, local or remote, are the API's JSON, rendered by one printer.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from typing import Annotated, Any
 
 import typer
 
-from portway.cli import output
+from portway.cli import output, remote_secrets
 from portway.cli.output import Format, age, dump, parse_format, table
+from portway.cli.remote_access import routed
 from portway.errors import InputError, Issue
 
 secret_app = typer.Typer(
@@ -23,6 +28,8 @@ secret_app = typer.Typer(
 
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the secret.")]
 OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="wide, json or yaml.")]
+
+JSON = dict[str, Any]
 
 
 def _guard(fn: Any) -> None:
@@ -104,9 +111,22 @@ def create(
 def _create(
     name: str, from_files: list[str], from_literals: list[str], namespace: str, update: bool
 ) -> None:
+    data = read_sources(from_files, from_literals)  # files are read here, in either mode
+    write = routed(_local_write, remote_secrets.write)
+    info, outcome = write(namespace, name, data, update)
+    output.out.print(
+        f"secret/{name} {outcome} in namespace {namespace} "
+        f"(keys: {', '.join(info['keys'])}; version {info['version']})",
+        markup=False,
+    )
+
+
+def _local_write(
+    namespace: str, name: str, data: dict[str, bytes], update: bool
+) -> tuple[JSON, str]:
+    """(the secret's info as the API shows it, created|configured|unchanged)."""
     from portway.service import secrets as svc
 
-    data = read_sources(from_files, from_literals)
     service = _app()
     before = None
     if update:
@@ -120,11 +140,7 @@ def _create(
         outcome = "unchanged"
     else:
         outcome = "configured"
-    output.out.print(
-        f"secret/{name} {outcome} in namespace {namespace} "
-        f"(keys: {', '.join(info.keys)}; version {info.version})",
-        markup=False,
-    )
+    return info.to_json(), outcome
 
 
 def list_command(
@@ -139,24 +155,28 @@ def list_command(
 
 
 def _list(namespace: str | None, fmt_text: str | None) -> None:
-    from portway.service import secrets as svc
-
     fmt = parse_format(fmt_text)
-    infos = svc.list_secrets(_app(), namespace)
+    infos = routed(_local_list, remote_secrets.listing)(namespace)
     if fmt in (Format.JSON, Format.YAML):
-        dump({"items": [i.to_json() for i in infos]}, fmt)
+        dump({"items": infos}, fmt)
         return
     rows = [
         [
-            i.namespace,
-            i.name,
-            ",".join(f"{k}({i.sizes[k]}B)" for k in i.keys),
-            i.version,
-            age(i.created_at),
+            i["namespace"],
+            i["name"],
+            ",".join(f"{k}({i['sizes'][k]}B)" for k in i["keys"]),
+            i["version"],
+            age(i["createdAt"]),
         ]
         for i in infos
     ]
     table(["NAMESPACE", "NAME", "KEYS", "VERSION", "AGE"], rows)
+
+
+def _local_list(namespace: str | None) -> list[JSON]:
+    from portway.service import secrets as svc
+
+    return [i.to_json() for i in svc.list_secrets(_app(), namespace)]
 
 
 def remove(
@@ -168,10 +188,14 @@ def remove(
 
 
 def _remove(name: str, namespace: str) -> None:
+    routed(_local_remove, remote_secrets.remove)(namespace, name)
+    output.out.print(f"secret/{name} removed from namespace {namespace}", markup=False)
+
+
+def _local_remove(namespace: str, name: str) -> None:
     from portway.service import secrets as svc
 
     svc.delete(_app(), namespace, name)
-    output.out.print(f"secret/{name} removed from namespace {namespace}", markup=False)
 
 
 secret_app.command("create")(create)

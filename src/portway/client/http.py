@@ -8,6 +8,7 @@ them into the objects its tables print. Failures become portway errors
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ssl
 from collections.abc import Iterator, Mapping, Sequence
@@ -103,12 +104,15 @@ class PortwayClient:
         params: Params | None = None,
         body: Any = None,
         timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """One request; the decoded JSON answer (None for an empty one)."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
         extra: dict[str, Any] = {}
         if timeout is not None:
             extra["timeout"] = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT)
+        if headers:
+            extra["headers"] = dict(headers)
         try:
             response = self._http.request(method, path, params=cast(Any, query), json=body, **extra)
         except httpx.TransportError as exc:
@@ -243,6 +247,28 @@ class PortwayClient:
     def remove_target(self, name: str, *, force: bool) -> JSON:
         answer = self.request("DELETE", f"/v1/targets/{_segment(name)}", params={"force": force})
         return cast(JSON, answer or {})
+
+    # --- secrets ----------------------------------------------------------------
+
+    def secrets(self, namespace: str | None) -> list[JSON]:
+        """Names, keys, sizes and versions (the server never sends values)."""
+        if namespace is None:
+            return self._items(self._get("/v1/secrets"))
+        return self._items(self._get(f"/v1/namespaces/{_segment(namespace)}/secrets"))
+
+    def put_secret(
+        self, namespace: str, name: str, data: Mapping[str, bytes], *, create_only: bool
+    ) -> JSON:
+        """Create the secret or replace all its values; ``create_only``
+        refuses (409) a name that exists, as ``secret create`` without --update."""
+        path = f"/v1/namespaces/{_segment(namespace)}/secrets/{_segment(name)}"
+        body = {"data": {k: base64.b64encode(v).decode("ascii") for k, v in data.items()}}
+        headers = {"If-None-Match": "*"} if create_only else None
+        return cast(JSON, self.request("PUT", path, body=body, headers=headers))
+
+    def delete_secret(self, namespace: str, name: str) -> JSON:
+        path = f"/v1/namespaces/{_segment(namespace)}/secrets/{_segment(name)}"
+        return cast(JSON, self.request("DELETE", path))
 
     # --- access -----------------------------------------------------------------
 
