@@ -2,7 +2,8 @@
 
 Layers, outermost first: the body-size limit (before anything reads a
 body), the audit recorder (sees every mutating request's final status,
-denied ones included), then FastAPI's routing with its error handlers.
+denied ones included), the fast path of GET one workload (api.fastpath),
+then FastAPI's routing with its error handlers.
 Every router carries the authentication dependency; ``/healthz`` is the
 only route without it, and ``/openapi.json`` and ``/docs`` are served by
 routes that require a token too.
@@ -22,6 +23,7 @@ from portway.api.audit import AuditMiddleware
 from portway.api.config import ServerConfig
 from portway.api.context import ApiContext, Waker
 from portway.api.errors import ErrorBody
+from portway.api.fastpath import WorkloadFastPath
 from portway.api.limits import BodySizeLimit
 from portway.api.models import Health
 from portway.api.routes import access, cluster, events, operations, replicas, targets, watch
@@ -92,6 +94,9 @@ def create_app(
         return get_swagger_ui_html(openapi_url="/openapi.json", title="portway API")
 
     api.include_router(documents)
+    # innermost: GET one workload is answered here (same semantics, a
+    # fraction of the cost), inside the body limit like every route
+    api.add_middleware(WorkloadFastPath)
     api.add_middleware(AuditMiddleware, service=app)
     api.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     return api
