@@ -4,6 +4,9 @@ its read cache (api.readcache) never serves a body older than the store."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -130,6 +133,34 @@ def test_a_write_by_another_store_is_seen_on_the_next_get(
         other.close()
     assert api.get(path).json()["status"]["phase"] == "Changed-elsewhere"
     assert reads == ["web", "web"]
+
+
+_WRITER = """
+import sys
+from portway.controller.records import KIND_WORKLOAD
+from portway.store import Store
+store = Store(sys.argv[1])
+record = store.require(KIND_WORKLOAD, "team-a", "web")
+store.update_status(record, {**record.status, "phase": "From-another-process"})
+store.close()
+"""
+
+
+def test_a_write_by_another_process_is_seen_on_the_next_get(
+    both: tuple[Api, TestClient],
+) -> None:
+    api, _ = both
+    path = WORKLOADS.format("team-a", "web")
+    _settle()
+    assert api.get(path).json() == api.get(path).json()  # cached now
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    subprocess.run(
+        [sys.executable, "-c", _WRITER, api.app.store.url],
+        check=True,
+        env={**os.environ, "PYTHONPATH": src},
+        timeout=60,
+    )
+    assert api.get(path).json()["status"]["phase"] == "From-another-process"
 
 
 def test_no_entry_outlives_the_hard_bound(
