@@ -22,7 +22,7 @@ RESULT is the median over rounds of portway's p99 at 200 clients, in ms
 / peer requests/s at both levels, and the errors at 1,000 clients (target 0).
 
 Usage: .venv/bin/python bench/p7_api_latency.py [--rounds N] [--rounds-1000 N]
-           [--seconds S] [--warmup S] [--workers N] [--controller]
+           [--seconds S] [--warmup S] [--workers N] [--loop L] [--controller]
 """
 
 from __future__ import annotations
@@ -288,7 +288,8 @@ def report(runs: list[Run], levels: list[tuple[int, int]], opts: argparse.Namesp
     mode = "with its controller" if opts.controller else "--no-controller"
     print(
         f"P7 API latency: GET one workload from portway server ({mode}, "
-        f"{opts.workers} worker(s), SQLite) vs uvicorn peers; closed-loop keep-alive clients "
+        f"{opts.workers} worker(s), {opts.loop or 'default'} loop, SQLite) vs uvicorn peers; "
+        "closed-loop keep-alive clients "
         f"from a separate process, {opts.warmup:g} s warm-up + {opts.seconds:g} s per run"
     )
     print_runs(runs)
@@ -334,6 +335,8 @@ def start_server(
     log = home / "server.log"
     cmd = [str(c.PORTWAY), "server", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--workers", str(opts.workers)]
+    if opts.loop:
+        cmd += ["--loop", opts.loop]
     if not opts.controller:
         cmd.append("--no-controller")
     c.log(f"starting {' '.join(cmd[1:])} (home {home})")
@@ -413,6 +416,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured s per run (1)")
     parser.add_argument("--timeout", type=float, default=5.0, help="client timeout, s (5)")
     parser.add_argument("--workers", type=int, default=1, help="portway server --workers (1)")
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), help="portway server --loop (its default)"
+    )
     parser.add_argument(
         "--controller",
         action="store_true",

@@ -2,7 +2,8 @@
 
 Layers, outermost first: the body-size limit (before anything reads a
 body), the audit recorder (sees every mutating request's final status,
-denied ones included), then FastAPI's routing with its error handlers.
+denied ones included), the fast path of GET one workload (api.fastpath),
+then FastAPI's routing with its error handlers.
 Every router carries the authentication dependency; ``/healthz`` is the
 only route without it, and ``/openapi.json`` and ``/docs`` are served by
 routes that require a token too.
@@ -15,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.telemetry import TelemetryConfig
 
 from portway import __version__
 from portway.api import errors
@@ -22,6 +24,7 @@ from portway.api.audit import AuditMiddleware
 from portway.api.config import ServerConfig
 from portway.api.context import ApiContext, Waker
 from portway.api.errors import ErrorBody
+from portway.api.fastpath import WorkloadFastPath
 from portway.api.limits import BodySizeLimit
 from portway.api.models import Health
 from portway.api.routes import access, cluster, events, operations, replicas, targets, watch
@@ -43,6 +46,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "Invalid input or refused by policy"),
         (503, "Store or target unavailable"),
     )
+}
+
+_NO_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
 }
 
 _ROUTERS = (
@@ -69,6 +79,10 @@ def create_app(
         openapi_url=None,  # served below, behind authentication
         docs_url=None,
         redoc_url=None,
+        # portway sets up no OpenTelemetry; FastAPI would otherwise ask the
+        # global providers on every request whether it should trace it
+        # (~10 us of a GET that costs ~60 us in all)
+        telemetry=_NO_TELEMETRY,
     )
     api.state.portway = ApiContext(app, config, controller)
     errors.install(api)
@@ -94,6 +108,9 @@ def create_app(
         return get_swagger_ui_html(openapi_url="/openapi.json", title="portway API")
 
     api.include_router(documents)
+    # innermost: GET one workload is answered here (same semantics, a
+    # fraction of the cost), inside the body limit like every route
+    api.add_middleware(WorkloadFastPath)
     api.add_middleware(AuditMiddleware, service=app)
     api.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     return api

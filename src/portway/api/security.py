@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
@@ -135,12 +135,17 @@ class _Recent:
             self.refreshing.discard(header)
 
 
-def _recent_of(request: Request) -> _Recent:
-    recent = getattr(request.app.state, "portway_recent_principals", None)
+def recent_principals(state: Any) -> _Recent:
+    """The ``_Recent`` of one application (``app.state``), made on first use."""
+    recent = getattr(state, "portway_recent_principals", None)
     if not isinstance(recent, _Recent):
         recent = _Recent()
-        request.app.state.portway_recent_principals = recent
+        state.portway_recent_principals = recent
     return recent
+
+
+def _recent_of(request: Request) -> _Recent:
+    return recent_principals(request.app.state)
 
 
 def forget_principals(request: Request) -> None:
@@ -159,18 +164,25 @@ async def authenticated(
     A header seen in the last ``PRINCIPAL_REUSE_SECONDS`` is answered on the
     event loop; any other goes to the service in a worker thread (it may read
     the store, which must not block the loop)."""
-    header = request.headers.get("authorization")
-    recent = _recent_of(request)
-    app = context_of(request).app
+    ctx = context_of(request)
+    principal = await principal_for(
+        _recent_of(request), ctx.app, request.headers.get("authorization"), ctx.inline_reads
+    )
+    note_of(request).principal = principal
+    return principal
+
+
+async def principal_for(recent: _Recent, app: App, header: str | None, inline: bool) -> Principal:
+    """The principal of an ``Authorization`` header value (raises
+    UnauthenticatedError); shared by ``authenticated`` and the GET fast path
+    (``api.fastpath``) so that both authenticate exactly alike."""
     principal, stale = recent.get(header) if header else (None, False)
     if principal is None:
         if header:
-            principal = await recent.lookup(header, app)
-        else:
-            principal = access_service.authenticate(app, header)  # raises: no token
-    elif stale and header:
-        recent.refresh(header, app, context_of(request).inline_reads)
-    note_of(request).principal = principal
+            return await recent.lookup(header, app)
+        return access_service.authenticate(app, header)  # raises: no token
+    if stale and header:
+        recent.refresh(header, app, inline)
     return principal
 
 

@@ -27,6 +27,12 @@ log = logging.getLogger("portway.server")
 
 #: how long open streams (watches, followed logs) may keep a stopping server
 SHUTDOWN_GRACE_SECONDS = 5
+#: event loops ``--loop`` accepts. asyncio is the default on purpose: under a
+#: burst of new connections while the loop is busy, uvloop left hundreds of
+#: them in the listen queue until their clients gave up (benchmark P7 at 1,000
+#: clients), while asyncio's accept handler takes up to ``backlog`` of them at
+#: each wake-up (bench/README.md, P7, has the figures)
+LOOPS = ("asyncio", "uvloop")
 #: environment that hands settings to worker processes (--workers > 1)
 _MAX_BODY_ENV = "PORTWAY_SERVER_MAX_BODY"
 
@@ -52,12 +58,17 @@ def server(
         int, typer.Option("--max-body", help="Largest request body in bytes.", min=1024)
     ] = 1024 * 1024,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    loop: Annotated[
+        str, typer.Option(help="Event loop: asyncio (default, fair accepts) or uvloop.")
+    ] = "asyncio",
 ) -> None:
     """Serve the HTTP API (see docs/server.md) until SIGTERM or Ctrl-C."""
     from portway.cli.main import _guard
 
     _guard(
-        lambda: _serve(host, port, tls_cert, tls_key, no_controller, workers, max_body, log_level)
+        lambda: _serve(
+            host, port, tls_cert, tls_key, no_controller, workers, max_body, log_level, loop
+        )
     )
 
 
@@ -78,6 +89,7 @@ def _serve(
     workers: int,
     max_body: int,
     log_level: str,
+    loop: str = "asyncio",
 ) -> None:
     import uvicorn
 
@@ -88,6 +100,8 @@ def _serve(
 
     if log_level not in ("debug", "info", "warning", "error"):
         raise InputError(f"--log-level {log_level}: expected debug, info, warning or error")
+    if loop not in LOOPS:
+        raise InputError(f"--loop {loop}: expected {' or '.join(LOOPS)}")
     _check_tls(cert, key)
     logging.basicConfig(
         level=getattr(logging, log_level.upper()),
@@ -143,6 +157,7 @@ def _serve(
             access_log=log_level == "debug",
             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
             backlog=2048,  # P7 opens 1,000 connections at once
+            loop=loop,
             ssl_certfile=str(cert) if cert else None,
             ssl_keyfile=str(key) if key else None,
         )

@@ -21,11 +21,11 @@ from __future__ import annotations
 import builtins
 import copy
 import json
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -211,6 +211,7 @@ class Store:
         self.url = url
         database = make_url(url).database if url.startswith("sqlite") else None
         self._path = database if database and database != ":memory:" else None
+        self._token_files = (f"{self._path}", f"{self._path}-wal") if self._path else ()
         self._postgres = url.startswith("postgresql")
         self._fence: Callable[[], Fence | None] | None = None
         self.changes_keep = CHANGES_KEEP
@@ -714,9 +715,12 @@ class Store:
         if self._path is None:
             return None
         token: list[int] = []
-        for suffix in ("", "-wal"):
+        # plain os.stat on prebuilt strings: this runs on every GET of a
+        # workload (the API's read cache), where pathlib cost as much as the
+        # two system calls
+        for path in self._token_files:
             try:
-                st = Path(f"{self._path}{suffix}").stat()
+                st = os.stat(path)  # noqa: PTH116 (see above)
             except OSError:
                 token += [0, 0]
             else:

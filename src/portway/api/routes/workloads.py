@@ -56,6 +56,11 @@ def workload_out(record: Record) -> WorkloadOut:
     )
 
 
+def workload_bytes(record: Record) -> bytes:
+    """The JSON body of ``GET one workload`` (the route and the fast path)."""
+    return workload_out(record).model_dump_json(by_alias=True).encode()
+
+
 @router.get("/v1/workloads", response_model=WorkloadList)
 def list_all_workloads(
     access: AccessDep, request: Request, namespace: NamespaceQuery = None
@@ -81,6 +86,8 @@ async def get_workload(
 ) -> Response:
     """One workload: a permission check (no I/O) and one store read.
 
+    Normally answered by ``api.fastpath`` before FastAPI sees the request,
+    with the same semantics; this route documents it and is the fallback.
     The hot path of the API (benchmark P7), chosen deliberately: ``async``
     with the read on the event loop for a local SQLite store (no thread hop;
     see ``ApiContext.inline_reads``), in a worker thread for a server
@@ -92,7 +99,7 @@ async def get_workload(
         record = svc.get_workload(ctx.app, namespace, name)
     else:
         record = await run_in_threadpool(svc.get_workload, ctx.app, namespace, name)
-    return Response(workload_out(record).model_dump_json(by_alias=True), media_type=JSON)
+    return Response(workload_bytes(record), media_type=JSON)
 
 
 def _wait_seconds(ctx: ApiContext, timeout: float | None) -> float:
