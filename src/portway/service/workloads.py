@@ -39,6 +39,7 @@ from portway.service import namespaces as ns_policy
 from portway.service import preflight
 from portway.service import secrets as secret_service
 from portway.service.app import App
+from portway.service.migration_steps import KIND_MIGRATION
 from portway.service.planning import degradations, extension_issues, gate, profile_of
 from portway.spec.model import Workload
 from portway.store import Record
@@ -268,6 +269,7 @@ def _write(
     excluded: Mapping[str, str],
 ) -> Applied:
     namespace, name = workload.metadata.namespace, workload.metadata.name
+    _refuse_during_migration(app, namespace, name)
     template_hash = secret_service.template_hash(app, workload)
     for _ in range(5):
         existing = app.store.get(KIND_WORKLOAD, namespace, name)
@@ -294,6 +296,20 @@ def _write(
         except (ConflictError, AlreadyExistsError):
             continue  # the controller wrote status meanwhile: read again
     raise ConflictError(f"workload {namespace}/{name} keeps changing under us; try again")
+
+
+def _refuse_during_migration(app: App, namespace: str, name: str) -> None:
+    """An apply would give the quiesced old copy its replicas back (or undo
+    the switch): both copies could serve. ``portway migrate`` owns the
+    workload's replicas and placement until it is done or aborted."""
+    record = app.store.get(KIND_MIGRATION, namespace, name)
+    if record is None or record.spec.get("step") == "done":
+        return
+    raise ConflictError(
+        f"workload {namespace}/{name} is being migrated to {record.spec.get('destination')} "
+        f"(step {record.spec.get('step')}); finish with `portway migrate {name} -n {namespace} "
+        "--resume` or `--abort`, then apply"
+    )
 
 
 def delete(app: App, namespace: str, name: str) -> Record:
