@@ -129,6 +129,15 @@ def engine_names(namespace: str) -> set[str]:
 def test_hops_docker_podman_containerd_docker_with_checksums(env: Env) -> None:
     namespace, written = set_up(env, "local-docker")
     assert copies(env, namespace) == {"local-docker": 1}
+    for args, code, message in [
+        (("--to", "nowhere"), 3, "--to nowhere: no such target"),
+        (("--to", "local-docker"), 2, "already runs on local-docker"),
+        (("--resume",), 3, "no migration of"),
+        (("--resume", "--abort"), 2, "give one of them"),
+    ]:
+        refused, text = migrate(env, namespace, *args)
+        assert (refused, message in text) == (code, True), text
+    assert copies(env, namespace) == {"local-docker": 1}  # nothing was touched
     hops = ["local-podman", "local-containerd", "local-docker"]
     source = "local-docker"
     for hop, target in enumerate(hops, start=1):

@@ -84,7 +84,8 @@ def _migrate(
     with controller_running(app):
         started = service.begin(app, namespace, name, to, keep_source=keep_source, resume=resume)
         if started.migration is None:
-            _say(f"{namespace}/{name}: {started.note}")
+            _say(f"{namespace}/{name}: {started.note} (the new copy first)")
+            _wait_moved(app, namespace, name, started.generation, timeout)
             return
         migration = started.migration
         how = f"resuming after {migration.step.value}" if started.resumed else "planned"
@@ -104,6 +105,20 @@ def _migrate(
         f"{namespace}/{name} runs on {done.destination} "
         f"({time.monotonic() - began:.1f}s; migration {done.id} done)"
     )
+
+
+def _wait_moved(app: Any, namespace: str, name: str, generation: int, timeout: float) -> None:
+    from portway.errors import ConflictError
+    from portway.service.workloads import WaitResult, wait_for
+
+    result = wait_for(app, [(namespace, name, generation)], timeout=timeout)
+    outcome = result.get(f"{namespace}/{name}")
+    if outcome is not WaitResult.READY:
+        raise ConflictError(
+            f"{namespace}/{name} is not ready after the move ({outcome}); "
+            f"see `portway describe workload {name} -n {namespace}`"
+        )
+    _say(f"{namespace}/{name} ready")
 
 
 def _detail(step: Any, m: Any) -> str:

@@ -70,6 +70,7 @@ class Started:
     migration: Migration | None
     resumed: bool
     note: str = ""  # e.g. "no named volumes: a placement change"
+    generation: int = 0  # of the workload record after a placement change
 
 
 # --- planning -------------------------------------------------------------------
@@ -180,15 +181,23 @@ def begin(
     if record is None or record.deleting:
         raise NotFoundError(f"workload {namespace}/{name} not found (see `portway get workloads`)")
     workload = workload_of(record)
-    view, _ = _destination(app, to)
+    view, dest = _destination(app, to)
     source = _source_of(record, workload)
     if source == to:
         raise InputError(f"--to {to}: workload {namespace}/{name} already runs on {to}")
     _check_image(app, workload, view)
     objects = _owned_objects(app, workload, source)
     if not objects:
-        _switch_placement(app, namespace, name, to, workload.spec.replicas, None)
-        return Started(None, False, f"no named volumes of its own: moved by placement to {to}")
+        moved = _switch_placement(app, namespace, name, to, workload.spec.replicas, None)
+        note = f"no named volumes of its own: moved to {to} by a placement change"
+        return Started(None, False, note, moved.generation)
+    for obj in objects:  # found before the quiesce, not after it
+        if dest.get_volume(engine_volume_name(namespace, obj)) is not None:
+            raise ConflictError(
+                f"--to {to}: target {to} already has volume {obj} (kept by an earlier "
+                f"`migrate --keep-source`?); it is never overwritten: remove it first "
+                f"(`portway volume rm {obj} -n {namespace} --target {to}`)"
+            )
     migration = Migration(
         id=random_ids.token_hex(4),
         namespace=namespace,
