@@ -143,7 +143,7 @@ def test_hops_docker_podman_containerd_docker_with_checksums(env: Env) -> None:
     for hop, target in enumerate(hops, start=1):
         code, text = migrate(env, namespace, "--to", target)
         assert code == 0, text
-        assert "[8/8] done" in text and f"runs on {target}" in text, text
+        assert "[9/9] done" in text and f"runs on {target}" in text, text
         assert checksums(env, namespace) == written, f"hop {hop} to {target}"
         assert starts(env, namespace) == hop + 1  # the counter came along and counted on
         assert copies(env, namespace) == {target: 1}
@@ -189,10 +189,22 @@ def test_killed_after_each_step_then_resumed(env: Env) -> None:
         else:
             assert set(running) <= {target}, (step, running)
         assert sum(running.values()) <= 1, (step, running)
+        if step is Step.PRECOPIED:
+            # the old copy still serves and writes after the pre-copy: the
+            # final snapshot differs, so the restore must write it all again
+            code, text = run_in(env, namespace, "keeper", 0, "echo late >> /conf/d/list")
+            assert code == 0, text
+            changed = checksums(env, namespace)
+            assert changed != written
+            written = changed
 
         code, text = migrate(env, namespace, "--resume")
         assert code == 0, f"resume after {step.value}: {text}"
         assert copies(env, namespace) == {target: 1}, step
         assert checksums(env, namespace) == written, f"data after a kill after {step.value}"
+        if step is Step.PRECOPIED:  # /conf changed after the pre-copy, /data did not
+            assert "(1 unchanged since the pre-copy)" in text, text
+        elif step.position < Step.RESTORED.position:
+            assert "(2 unchanged since the pre-copy)" in text, text
         assert not engine_names(namespace) & volumes_on(source, namespace), step
         source = target

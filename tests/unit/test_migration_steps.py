@@ -26,7 +26,7 @@ from portway.service.migration_steps import (
 )
 from portway.spec.model import Workload
 
-ACTIONS = ("quiesce", "snapshot", "transfer", "restore", "switch", "start", "cleanup")
+ACTIONS = ("precopy", "quiesce", "snapshot", "transfer", "restore", "switch", "start", "cleanup")
 
 
 class Crash(Exception):
@@ -52,6 +52,9 @@ class FakeSteps:
         if name == "restore":
             return m.with_volume(replace(m.volumes[0], restored=True))
         return m
+
+    def precopy(self, m: Migration) -> Migration:
+        return self._do("precopy", m)
 
     def quiesce(self, m: Migration) -> Migration:
         return self._do("quiesce", m)
@@ -156,7 +159,7 @@ def test_a_failed_step_leaves_the_record_before_it_and_runs_again() -> None:
         advance(planned(), steps, record.save, lambda *_: None, clock=clock)
     assert record.load().step is Step.TRANSFERRED
     done = advance(record.load(), steps, record.save, lambda *_: None, clock=clock)
-    assert steps.calls == [*ACTIONS[:4], *ACTIONS[3:]]  # restore twice, nothing else
+    assert steps.calls == [*ACTIONS[:5], *ACTIONS[4:]]  # restore twice, nothing else
     assert done.step is Step.DONE
 
 

@@ -124,6 +124,8 @@ def _wait_moved(app: Any, namespace: str, name: str, generation: int, timeout: f
 def _detail(step: Any, m: Any) -> str:
     from portway.service.migration_steps import Step
 
+    if step is Step.PRECOPIED:
+        return f"{len(m.volumes)} volume(s) copied to {m.destination} while {m.source} serves"
     if step is Step.QUIESCED:
         return f"replicas on {m.source} scaled to 0 (were {m.replicas})"
     if step is Step.SNAPSHOTTED:
@@ -133,7 +135,11 @@ def _detail(step: Any, m: Any) -> str:
     if step is Step.TRANSFERRED:
         return "archives verified by SHA-256"
     if step is Step.RESTORED:
-        return f"{len(m.volumes)} volume(s) on {m.destination}, verified file by file"
+        unchanged = sum(1 for v in m.volumes if v.from_precopy)
+        return (
+            f"{len(m.volumes)} volume(s) on {m.destination}, verified file by file "
+            f"({unchanged} unchanged since the pre-copy)"
+        )
     if step is Step.SWITCHED:
         return f"placement.targets=[{m.destination}], replicas {m.replicas}"
     if step is Step.STARTED:

@@ -15,6 +15,7 @@ idempotently.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import secrets as random_ids
 import shutil
 import tempfile
@@ -51,7 +52,13 @@ from portway.service.migration_steps import (
 )
 from portway.service.snapshots import snapshot_store, take_snapshot
 from portway.service.workloads import WaitResult, wait_for
-from portway.snapshots.manifest import compare, file_digest, scan_archive, verify_archive
+from portway.snapshots.manifest import (
+    FileEntry,
+    compare,
+    file_digest,
+    scan_archive,
+    verify_archive,
+)
 from portway.spec.model import VolumeType, Workload
 from portway.spec.volumes import engine_volume_name, volume_object
 from portway.store import Record
@@ -390,41 +397,72 @@ class Steps(StepActions):
             self.verified.add(move.snapshot)
         return m
 
-    def restore(self, m: Migration) -> Migration:
-        source = self._driver(m.source)
+    def _write_destination(
+        self, m: Migration, move: VolumeMove, archive: Path, files: tuple[FileEntry, ...]
+    ) -> None:
+        """Make (or reuse, if this migration made it) the destination volume,
+        write the archive into it, read it back and compare every file."""
         dest = self._driver(m.destination)
+        existing = dest.get_volume(move.engine_volume)
+        if existing is not None and existing.labels.get(LABEL_MIGRATION) != m.id:
+            raise ConflictError(
+                f"target {m.destination} already has a volume {move.engine_volume} "
+                f"(not made by this migration); remove it (`portway volume rm "
+                f"{move.object} -n {m.namespace} --target {m.destination}`) or abort"
+            )
+        if existing is None:
+            origin = self._driver(m.source).get_volume(move.engine_volume)
+            labels = dict(origin.labels) if origin is not None else {}
+            labels[LABEL_TARGET] = m.destination
+            labels[LABEL_MIGRATION] = m.id
+            dest.create_volume(move.engine_volume, labels)
+        dest.import_volume(move.engine_volume, archive)
+        with _scratch(self.app) as scratch:
+            readback = scratch / "readback.tar"
+            dest.export_volume(move.engine_volume, readback)
+            after = compare(files, scan_archive(readback))
+        if not after.ok:
+            raise ConflictError(
+                f"volume {move.object} on {m.destination} does not hold what was "
+                f"copied: {after.describe()}"
+            )
+
+    def precopy(self, m: Migration) -> Migration:
+        """Copy each volume while the old copy still serves (no pause: this
+        copy need not be consistent). The final, stopped snapshot decides:
+        if its files are these, the restore has nothing left to write, so
+        the downtime does not include the import and its read-back."""
+        source = self._driver(m.source)
+        for move in m.volumes:
+            if move.precopy:
+                continue
+            with _scratch(self.app) as scratch:
+                archive = scratch / "volume.tar"
+                source.export_volume(move.engine_volume, archive)
+                files = scan_archive(archive)
+                self._write_destination(m, move, archive, files)
+            m = m.with_volume(replace(move, precopy=files_digest(files)))
+        return m
+
+    def restore(self, m: Migration) -> Migration:
         store = snapshot_store(self.app)
         for move in m.volumes:
             if move.restored:
                 continue
             stored = store.open(m.namespace, move.snapshot)
+            if move.precopy and move.precopy == files_digest(stored.manifest.files):
+                dest = self._driver(m.destination)
+                info = dest.get_volume(move.engine_volume)
+                if info is not None and info.labels.get(LABEL_MIGRATION) == m.id:
+                    # written and read back at the pre-copy; nothing has
+                    # mounted it since (no replica is placed there yet)
+                    m = m.with_volume(replace(move, restored=True, from_precopy=True))
+                    continue
             if move.snapshot not in self.verified:  # the archive's SHA-256 covers every file
                 before = verify_archive(stored.archive, stored.manifest)
                 if not before.ok:
                     raise ConflictError(f"snapshot {move.snapshot}: {before.describe()}")
-            existing = dest.get_volume(move.engine_volume)
-            if existing is not None and existing.labels.get(LABEL_MIGRATION) != m.id:
-                raise ConflictError(
-                    f"target {m.destination} already has a volume {move.engine_volume} "
-                    f"(not made by this migration); remove it (`portway volume rm "
-                    f"{move.object} -n {m.namespace} --target {m.destination}`) or abort"
-                )
-            if existing is None:
-                origin = source.get_volume(move.engine_volume)
-                labels = dict(origin.labels) if origin is not None else {}
-                labels[LABEL_TARGET] = m.destination
-                labels[LABEL_MIGRATION] = m.id
-                dest.create_volume(move.engine_volume, labels)
-            dest.import_volume(move.engine_volume, stored.archive)
-            with _scratch(self.app) as scratch:
-                readback = scratch / "readback.tar"
-                dest.export_volume(move.engine_volume, readback)
-                after = compare(stored.manifest.files, scan_archive(readback))
-            if not after.ok:
-                raise ConflictError(
-                    f"volume {move.object} on {m.destination} does not hold what was "
-                    f"snapshotted: {after.describe()}"
-                )
+            self._write_destination(m, move, stored.archive, stored.manifest.files)
             m = m.with_volume(replace(move, restored=True))
         return m
 
@@ -479,6 +517,14 @@ def _scratch(app: App) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def files_digest(files: tuple[FileEntry, ...]) -> str:
+    """One digest of a file list (paths, sizes, SHA-256s, link targets)."""
+    text = "\n".join(
+        f"{f.path}\0{f.size}\0{f.sha256}\0{f.link}" for f in sorted(files, key=lambda f: f.path)
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def run(

@@ -36,6 +36,7 @@ class Step(StrEnum):
     """The step last completed, in order."""
 
     PLANNED = "planned"
+    PRECOPIED = "precopied"
     QUIESCED = "quiesced"
     SNAPSHOTTED = "snapshotted"
     TRANSFERRED = "transferred"
@@ -64,6 +65,11 @@ class VolumeMove:
     bytes: int = 0
     consistency: str = ""
     restored: bool = False
+    #: digest of the file list the destination got while the source still
+    #: served (pre-copy); when the final snapshot's list is the same, the
+    #: restore has nothing left to write
+    precopy: str = ""
+    from_precopy: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +81,8 @@ class VolumeMove:
             "bytes": self.bytes,
             "consistency": self.consistency,
             "restored": self.restored,
+            "precopy": self.precopy,
+            "fromPrecopy": self.from_precopy,
         }
 
     @classmethod
@@ -88,6 +96,8 @@ class VolumeMove:
             bytes=int(raw.get("bytes", 0)),
             consistency=str(raw.get("consistency", "")),
             restored=bool(raw.get("restored", False)),
+            precopy=str(raw.get("precopy", "")),
+            from_precopy=bool(raw.get("fromPrecopy", False)),
         )
 
 
@@ -147,6 +157,7 @@ class StepActions(Protocol):
     """What each step does; each returns the migration with its products and
     must be idempotent (it may run again after a crash, wholly or in part)."""
 
+    def precopy(self, migration: Migration) -> Migration: ...
     def quiesce(self, migration: Migration) -> Migration: ...
     def snapshot(self, migration: Migration) -> Migration: ...
     def transfer(self, migration: Migration) -> Migration: ...
@@ -159,6 +170,7 @@ class StepActions(Protocol):
 def action_of(actions: StepActions, step: Step) -> Callable[[Migration], Migration]:
     """The action that completes ``step`` (PLANNED is made by planning)."""
     table: dict[Step, Callable[[Migration], Migration]] = {
+        Step.PRECOPIED: actions.precopy,
         Step.QUIESCED: actions.quiesce,
         Step.SNAPSHOTTED: actions.snapshot,
         Step.TRANSFERRED: actions.transfer,
