@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,12 @@ from portway.service.migration_steps import (
     check_abortable,
     crash_if_asked,
 )
-from portway.service.snapshots import snapshot_store, take_snapshot
+from portway.service.snapshots import snapshot_store
 from portway.service.workloads import WaitResult, wait_for
 from portway.snapshots.manifest import (
+    Consistency,
     FileEntry,
+    Manifest,
     compare,
     file_digest,
     scan_archive,
@@ -360,14 +363,7 @@ class Steps(StepActions):
             name = f"{move.object}-mig-{m.id}"
             manifest = kept.get(name)
             if manifest is None:  # the manifest is written last: kept means complete
-                manifest = take_snapshot(
-                    self.app, m.namespace, move.object, name, target=m.source
-                ).manifest
-            if manifest.consistency.value == "paused":
-                raise ConflictError(
-                    f"volume {move.object} had running writers during the snapshot; "
-                    "the quiesce did not hold"
-                )
+                manifest = self._take_stopped(m, move, name)
             m = m.with_volume(
                 replace(
                     move,
@@ -379,6 +375,39 @@ class Steps(StepActions):
                 )
             )
         return m
+
+    def _take_stopped(self, m: Migration, move: VolumeMove, name: str) -> Manifest:
+        """A snapshot of a volume nothing runs on (the quiesce made sure),
+        asked of the source engine alone (``volume snapshot`` would look for
+        the volume on every target first), kept in the snapshot store."""
+        view = self.app.targets.view(m.source)
+        source = self._driver(m.source)
+        users = source.volume_users(move.engine_volume)
+        running = [u.handle.name for u in users if u.running]
+        if running:
+            raise ConflictError(
+                f"volume {move.object} on {m.source} is mounted by running containers "
+                f"({', '.join(running)}) after the quiesce; run `portway migrate --resume`"
+            )
+        with _scratch(self.app) as scratch:
+            archive = scratch / "volume.tar"
+            source.export_volume(move.engine_volume, archive)
+            manifest = Manifest(
+                name=name,
+                namespace=m.namespace,
+                volume=move.object,
+                engine_volume=move.engine_volume,
+                target=m.source,
+                driver=view.driver if view is not None else "",
+                created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                consistency=Consistency.STOPPED if users else Consistency.NONE,
+                files=scan_archive(archive),
+                archive_sha256=file_digest(archive),
+                archive_size=archive.stat().st_size,
+                quiesced=tuple(u.handle.name for u in users),
+            )
+            snapshot_store(self.app).put(manifest, archive)
+        return manifest
 
     def transfer(self, m: Migration) -> Migration:
         """Every target here shares this host, so the snapshot store is where
