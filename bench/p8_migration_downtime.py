@@ -15,9 +15,10 @@ Each run, in alternating order:
 
 Downtime is measured the same way on both sides: this process polls the
 published port every 20 ms; it is the time from the last answer before the
-gap to the first answer after it. portway's path also verifies every file's
-SHA-256 before and after the restore and waits for readiness; both move the
-same tar.
+gap to the first answer after it. portway copies the volume to Podman
+while the old copy still serves (pre-copy), then stops it, snapshots it
+(every file's SHA-256) and, if nothing changed, has nothing left to restore;
+the manual path verifies nothing.
 
 RESULT is the median ratio portway ÷ manual (target <= 1.0); the absolute
 downtimes are printed above it.
@@ -171,7 +172,7 @@ def one_manual(namespace: str, run: int, megabytes: int, work: Path) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs per side (default 3)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per side (default 5)")
     parser.add_argument("--megabytes", type=int, default=100, help="volume data (default 100)")
     opts = parser.parse_args()
     if opts.runs < 1 or opts.megabytes < 1:

@@ -151,6 +151,13 @@ def test_hops_docker_podman_containerd_docker_with_checksums(env: Env) -> None:
         assert not engine_names(namespace) & volumes_on(source, namespace), "old copy left"
         source = target
 
+    # the file still placing it where it no longer has its data is refused
+    stale = env.cli.apply(
+        workload("keeper", namespace, "local-podman", 1, VOLUMES, STATEFUL), check=False
+    )
+    assert stale.returncode != 0, stale.stdout
+    assert "was migrated to local-docker with its volumes" in stale.stderr, stale.stderr
+
     # apply is refused while a migration is in progress; --abort gives the
     # workload back to its old target, intact, and removes the new copy
     code, text = migrate(env, namespace, "--to", "local-podman", crash="restored")
