@@ -53,7 +53,7 @@ spec:
   probes:
     readiness: {{http: {{port: 8080}}, periodSeconds: 0.2}}
   volumes:
-    - {{name: data, type: named, mountPath: /data}}
+    - {{name: data, type: named, mountPath: /data, retention: delete}}
 """
 
 
@@ -206,6 +206,20 @@ def main() -> int:
         finally:
             c.remove_containers([c.namespace_label(namespace)])
             c.remove_containers([c.namespace_label(namespace)], engine=c.PODMAN)
+            for engine in ("docker", "podman"):  # a run cut short leaves its volume
+                names = c.run(
+                    [
+                        engine,
+                        "volume",
+                        "ls",
+                        "-q",
+                        "--filter",
+                        f"label={c.namespace_label(namespace)}",
+                    ],
+                    check=False,
+                ).stdout.split()
+                if names:
+                    c.run([engine, "volume", "rm", "-f", *names], check=False)
     print(f"P8 migration downtime, {opts.megabytes} MB volume, Docker -> Podman, {opts.runs} runs")
     c.print_table(
         [c.Series("portway_migrate", ours), c.Series("manual", manual),
