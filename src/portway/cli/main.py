@@ -19,6 +19,7 @@ import typer
 
 from portway.cli import access as access_cli
 from portway.cli import contexts as contexts_cli
+from portway.cli import migrate as migrate_cli
 from portway.cli import output
 from portway.cli import policy as policy_cli
 from portway.cli import remote as remote_cli
@@ -51,6 +52,7 @@ app.add_typer(volume_app, name="volume")
 access_cli.register(app)  # token, rolebinding, audit-log
 app.add_typer(contexts_cli.context_app, name="context")
 server_cli.register(app)  # portway server
+migrate_cli.register(app)  # portway migrate
 
 T = TypeVar("T")
 
@@ -81,7 +83,7 @@ def _guard(fn: Callable[[], T]) -> T:
 
 #: commands that drive this machine's engines or files; with a context in
 #: use they refuse before starting (others refuse in ``_app``)
-_LOCAL_ONLY = frozenset({"server", "controller", "conformance", "audit", "artifact"})
+_LOCAL_ONLY = frozenset({"server", "controller", "conformance", "audit", "artifact", "migrate"})
 
 
 @app.callback()

@@ -67,12 +67,20 @@ def refresh_homes(
     drivers: Mapping[str, Driver],
 ) -> dict[int, str]:
     """Where the volumes of ``indices`` live: what the engines that answer
-    say, else what was remembered (their target may be down)."""
+    say, else what was remembered (their target may be down).
+
+    A volume may exist on two targets for a while: a migration restores it
+    on the destination before it switches ``placement.targets`` there (and
+    ``--keep-source`` keeps the old copy after). Then the home is the copy
+    the placement allows, the remembered one first, so the switch alone
+    moves the index and an aborted migration leaves it where it was."""
     wanted = {obj: i for i in indices for obj in pinned_objects(workload, i)}
     homes = dict(remembered)
     if not wanted:
         return homes
     selector = {LABEL_CLUSTER: cluster, LABEL_NAMESPACE: workload.metadata.namespace}
+    holders: dict[int, list[str]] = {}
+    answered: set[str] = set()
     for target, driver in sorted(drivers.items()):
         if not isinstance(driver, VolumeManager):
             continue
@@ -80,11 +88,23 @@ def refresh_homes(
             found = {info.labels.get(LABEL_VOLUME_OBJECT) for info in driver.list_volumes(selector)}
         except PortwayError:
             continue  # unreachable: what we remembered about it stands
+        answered.add(target)
         for obj, index in wanted.items():
             if obj in found:
-                homes[index] = target
-            elif homes.get(index) == target:
-                del homes[index]  # it answered and the volume is gone
+                holders.setdefault(index, []).append(target)
+    allowed = set(workload.spec.placement.targets)
+    for index in set(wanted.values()):
+        home = homes.get(index)
+        if home is not None and home not in answered:
+            continue  # its target did not answer: stay pinned to it
+        held = holders.get(index, [])
+        preferred = [t for t in held if not allowed or t in allowed] or held
+        if home in preferred:
+            continue
+        if preferred:
+            homes[index] = preferred[0]
+        else:
+            homes.pop(index, None)  # it answered and the volume is gone
     return homes
 
 

@@ -39,6 +39,7 @@ from portway.service import namespaces as ns_policy
 from portway.service import preflight
 from portway.service import secrets as secret_service
 from portway.service.app import App
+from portway.service.migration_steps import KIND_MIGRATION
 from portway.service.planning import degradations, extension_issues, gate, profile_of
 from portway.spec.model import Workload
 from portway.store import Record
@@ -268,6 +269,7 @@ def _write(
     excluded: Mapping[str, str],
 ) -> Applied:
     namespace, name = workload.metadata.namespace, workload.metadata.name
+    _refuse_during_migration(app, workload)
     template_hash = secret_service.template_hash(app, workload)
     for _ in range(5):
         existing = app.store.get(KIND_WORKLOAD, namespace, name)
@@ -294,6 +296,36 @@ def _write(
         except (ConflictError, AlreadyExistsError):
             continue  # the controller wrote status meanwhile: read again
     raise ConflictError(f"workload {namespace}/{name} keeps changing under us; try again")
+
+
+def _refuse_during_migration(app: App, workload: Workload) -> None:
+    """An apply during a migration would give the quiesced old copy its
+    replicas back (or undo the switch): both copies could serve; ``portway
+    migrate`` owns the workload's replicas and placement until it is done or
+    aborted. After one, a file still placing the workload only where it was
+    would start it there without its data (the volumes moved): refused too."""
+    namespace, name = workload.metadata.namespace, workload.metadata.name
+    record = app.store.get(KIND_MIGRATION, namespace, name)
+    if record is None:
+        return
+    step, destination = record.spec.get("step"), str(record.spec.get("destination"))
+    if step != "done":
+        raise ConflictError(
+            f"workload {namespace}/{name} is being migrated to {destination} (step {step}); "
+            f"finish with `portway migrate {name} -n {namespace} --resume` or `--abort`, "
+            "then apply"
+        )
+    current = app.store.get(KIND_WORKLOAD, namespace, name)
+    if current is None or current.created_at > record.updated_at:
+        return  # a new workload of that name: the migration was of another
+    targets = workload.spec.placement.targets
+    if targets and destination not in targets:
+        raise ConflictError(
+            f"workload {namespace}/{name} was migrated to {destination} with its volumes; "
+            f"spec.placement.targets {targets} would start it without its data. Put "
+            f"{destination} in spec.placement.targets, or move it with its data: "
+            f"`portway migrate {name} -n {namespace} --to {targets[0]}`"
+        )
 
 
 def delete(app: App, namespace: str, name: str) -> Record:
