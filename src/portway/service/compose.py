@@ -90,7 +90,7 @@ def refusals(app: App, loaded: ComposeLoad) -> list[Issue]:
             if key.rule.verdict is Verdict.REJECTED:
                 issues.append(Issue(key.rule.reason, file=item.file, path=key.path, line=key.line))
         for violation in judge(app, sourced.workload).violations:
-            key = next(
+            owner = next(
                 (k for k in item.keys if k.rule.field and _under(violation.path, k.rule.field)),
                 None,
             )
@@ -98,8 +98,8 @@ def refusals(app: App, loaded: ComposeLoad) -> list[Issue]:
                 Issue(
                     f"{violation.message} [{violation.rule}] ({violation.path})",
                     file=item.file,
-                    path=key.path if key else f"services.{item.service}",
-                    line=key.line if key else None,
+                    path=owner.path if owner else f"services.{item.service}",
+                    line=owner.line if owner else None,
                 )
             )
     return issues
