@@ -176,8 +176,12 @@ class _Service:
             return
         self.spec["image"] = target.image
         has_process = "command" in self.data or "entrypoint" in self.data
-        if not has_process and target.command is not None:
+        if target.command is not None and (target.replace or not has_process):
             self.spec["command"] = list(target.command)
+            self.spec.pop("args", None)
+        readiness = self.spec.get("probes", {}).get("readiness")
+        if target.healthcheck is not None and readiness is not None:
+            readiness["exec"] = {"command": _test_command(list(target.healthcheck))}
 
     def command(self, value: Any) -> None:
         self.spec["args"] = as_command(value)
@@ -295,18 +299,9 @@ class _Service:
         if not isinstance(value, dict) or value.get("disable") is True:
             return
         test = value.get("test")
-        if test is None:
+        if test is None or (isinstance(test, list) and test[:1] == ["NONE"]):
             return
-        if isinstance(test, str):
-            command = ["sh", "-c", test]
-        elif isinstance(test, list) and test and test[0] == "NONE":
-            return
-        elif isinstance(test, list) and len(test) >= 2 and test[0] == "CMD":
-            command = [str(t) for t in test[1:]]
-        elif isinstance(test, list) and len(test) == 2 and test[0] == "CMD-SHELL":
-            command = ["sh", "-c", str(test[1])]
-        else:
-            raise ValueError("test must be a string, [CMD, ...], [CMD-SHELL, cmd] or [NONE]")
+        command = _test_command(test)
         self.spec.setdefault("probes", {})["readiness"] = {
             "exec": {"command": command},
             "periodSeconds": parse_duration(value.get("interval", "30s")),
@@ -533,6 +528,17 @@ class _Service:
                     join("networks", str(name)), f"network {name!r} is not declared at top level"
                 )
         self.out.networks = [str(n) for n in names]
+
+
+def _test_command(test: Any) -> list[str]:
+    """A healthcheck test as the command of an exec probe."""
+    if isinstance(test, str):
+        return ["sh", "-c", test]
+    if isinstance(test, list) and len(test) >= 2 and test[0] == "CMD":
+        return [str(t) for t in test[1:]]
+    if isinstance(test, list) and len(test) == 2 and test[0] == "CMD-SHELL":
+        return ["sh", "-c", str(test[1])]
+    raise ValueError("test must be a string, [CMD, ...], [CMD-SHELL, cmd] or [NONE]")
 
 
 _HANDLERS: dict[str, Callable[[_Service, Any], None]] = {
