@@ -8,7 +8,7 @@ from pathlib import Path
 
 __all__ = ["EnvFileError", "parse_env_file", "parse_env_text"]
 
-_LINE_RE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*(=)?\s*(.*)$")
+_LINE_RE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*(?:(=)\s*(.*))?$")
 
 
 class EnvFileError(ValueError):
@@ -27,7 +27,7 @@ def parse_env_text(text: str, name: str) -> dict[str, str | None]:
         if match is None:
             raise EnvFileError(f"{name}, line {number}: expected KEY=VALUE, got {raw!r}")
         key, eq, value = match.groups()
-        found[key] = _value(value) if eq else None
+        found[key] = _value(value or "") if eq else None
     return found
 
 

@@ -256,8 +256,9 @@ def _extended(
         return body
     base_file = spec.get("file") if isinstance(spec, dict) else None
     key = f"{base_file}:{base_name}" if base_file else base_name
-    if key in chain:
-        cycle = " -> ".join([*chain[chain.index(key) :], key])
+    seen = [*chain, name]
+    if key in seen:
+        cycle = " -> ".join([*seen[seen.index(key) :], key])
         issues.append(service.file.issue(f"extends cycle: {cycle}", where))
         return body
     if base_file:
