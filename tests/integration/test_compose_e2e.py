@@ -55,7 +55,7 @@ class Compose:
         self.pw.env["PORTWAY_ALLOW_BIND"] = str(tmp_path)
         self.pw.env.pop("PORTWAY_SECRET_KEY_FILE", None)
         self.target = "local-docker"
-        self.namespaces: set[str] = set()
+        self.namespaces: dict[str, Path] = {}  # namespace -> file, while up
         if ENGINES[engine] is not None:
             self.target = f"compose-{engine}"
             self.pw.run("target", "add", self.target, "--address", str(ENGINES[engine]))
@@ -74,7 +74,7 @@ class Compose:
     def up(
         self, file: Path, namespace: str, *extra: str, images: dict[str, Any] | None = None
     ) -> str:
-        self.namespaces.add(namespace)
+        self.namespaces[namespace] = file
         mapping = self.image_map(CONFORMANCE_IMAGES if images is None else images)
         args = ["apply", "-f", str(file), "--image-map", mapping, "--timeout", "60", *extra]
         return self.pw.run(*args).stdout
@@ -86,20 +86,18 @@ class Compose:
     def exec(self, namespace: str, workload: str, *command: str) -> str:
         return self.pw.run("exec", workload, "-n", namespace, "--", *command).stdout
 
-    def down(self, namespace: str) -> None:
-        names = [
-            i["metadata"]["name"]
-            for i in self.pw.json("get", "workloads", "-n", namespace)["items"]
-        ]
-        if names:
-            self.pw.run("delete", *names, "-n", namespace, "--timeout", "60", check=False)
+    def down(self, namespace: str, *names: str) -> None:
+        """Delete the project's workloads (by name, or all the file defines)."""
+        file = self.namespaces.pop(namespace)
+        which = [*names, "-n", namespace] if names else ["-f", str(file)]
+        self.pw.run("delete", *which, "--timeout", "60", check=False)
 
 
 @pytest.fixture
 def compose(tmp_path: Path, engine: str) -> Iterator[Compose]:
     env = Compose(tmp_path, engine)
     yield env
-    for namespace in env.namespaces:
+    for namespace in list(env.namespaces):
         env.down(namespace)
 
 
@@ -254,7 +252,7 @@ def test_web_stack_plans_and_runs_in_depends_on_order(compose: Compose, engine: 
     compose.up(file, "golden", "--profile", "frontend", images=WEB_STACK_IMAGES)
     marker = compose.exec("golden", "db", "cat", "/var/lib/postgresql/data/marker")
     assert marker == "kept\n"
-    compose.down("golden")
+    compose.down("golden", "web", "db", "cache")
     cli = "docker" if engine == "docker" else "podman"
     subprocess.run([cli, "volume", "rm", "-f", "golden_db-data", "golden_data"], check=False,
                    capture_output=True)  # fmt: skip

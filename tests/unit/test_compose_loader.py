@@ -285,7 +285,6 @@ def test_mapping_of_runtime_keys(tmp_path: Path) -> None:
         "periodSeconds": 90.0,
         "timeoutSeconds": 2.0,
         "failureThreshold": 5,
-        "initialDelaySeconds": 3.0,
     }
     volumes = spec["volumes"]
     assert volumes[0] == {

@@ -134,6 +134,7 @@ RULES: dict[str, Rule] = {
     "restart": _h("spec.restart"),
     "healthcheck": _h("spec.probes.readiness", "becomes an exec readiness probe"),
     "healthcheck.start_interval": _d(_NO_FIELD),
+    "healthcheck.start_period": _e("readiness is probed from the start; failures only delay it"),
     "volumes": _h("spec.volumes"),
     "volumes.volume.nocopy": _d("portway does not copy image content into new volumes"),
     "volumes.bind.propagation": _d(_NO_FIELD),

@@ -302,12 +302,15 @@ class _Service:
         if test is None or (isinstance(test, list) and test[:1] == ["NONE"]):
             return
         command = _test_command(test)
+        # start_period is not an initial delay: Compose probes during it and a
+        # pass makes the service healthy at once; only failures are forgiven,
+        # and a failing readiness probe only delays readiness anyway
+        parse_duration(value.get("start_period", 0))  # still checked
         self.spec.setdefault("probes", {})["readiness"] = {
             "exec": {"command": command},
             "periodSeconds": parse_duration(value.get("interval", "30s")),
             "timeoutSeconds": parse_duration(value.get("timeout", "30s")),
             "failureThreshold": int(value.get("retries", 3)),
-            "initialDelaySeconds": parse_duration(value.get("start_period", 0)),
         }
 
     def volumes(self, value: Any) -> None:
