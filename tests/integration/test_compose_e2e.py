@@ -35,10 +35,11 @@ ENGINES = {"docker": None, "podman": "podman:///run/podman/podman.sock"}
 
 
 @pytest.fixture(
+    scope="module",
     params=[
         pytest.param("docker", marks=pytest.mark.docker),
         pytest.param("podman", marks=pytest.mark.podman),
-    ]
+    ],
 )
 def engine(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -47,12 +48,11 @@ def engine(request: pytest.FixtureRequest) -> str:
 class Compose:
     """One portway home whose only schedulable target is ``engine``."""
 
-    def __init__(self, tmp_path: Path, engine: str) -> None:
-        self.tmp = tmp_path
-        self.pw = Portway(tmp_path / "home")
-        self.pw.home.mkdir()
+    def __init__(self, home: Path, engine: str, allow_bind: Path) -> None:
+        self.tmp = home  # each test points this at its own directory
+        self.pw = Portway(home)
         self.pw.env["PORTWAY_LOCAL_WASM"] = "0"
-        self.pw.env["PORTWAY_ALLOW_BIND"] = str(tmp_path)
+        self.pw.env["PORTWAY_ALLOW_BIND"] = str(allow_bind)
         self.pw.env.pop("PORTWAY_SECRET_KEY_FILE", None)
         self.target = "local-docker"
         self.namespaces: dict[str, Path] = {}  # namespace -> file, while up
@@ -93,12 +93,21 @@ class Compose:
         self.pw.run("delete", *which, "--timeout", "60", check=False)
 
 
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Compose:
+    """One portway home per engine (target set-up costs two CLI runs);
+    each test uses its own projects and removes them."""
+    return Compose(
+        tmp_path_factory.mktemp(f"compose-{engine}"), engine, tmp_path_factory.getbasetemp()
+    )
+
+
 @pytest.fixture
-def compose(tmp_path: Path, engine: str) -> Iterator[Compose]:
-    env = Compose(tmp_path, engine)
-    yield env
-    for namespace in list(env.namespaces):
-        env.down(namespace)
+def compose(home: Compose, tmp_path: Path) -> Iterator[Compose]:
+    home.tmp = tmp_path
+    yield home
+    for namespace in list(home.namespaces):
+        home.down(namespace)
 
 
 def running_on(compose: Compose, namespace: str) -> dict[str, int]:
@@ -279,6 +288,11 @@ def test_runtime_flags_plan_lists_every_key_and_apply_refuses_with_every_reason(
     rows = [key for item in plan["items"] for key in item["compose"]["keys"]]
     assert expected <= {row["key"] for row in rows}
     assert all(compose.target in row["targets"] for row in rows)
+    # the project's namespace under baseline (web-stack's test made it privileged)
+    compose.pw.apply(
+        "apiVersion: portway.dev/v1\nkind: Namespace\nmetadata: {name: golden}\n"
+        "spec: {podSecurity: baseline}\n"
+    )
     refused = compose.pw.run("apply", "-f", str(file), check=False)
     assert refused.returncode != 0
     for reason in (
