@@ -267,6 +267,36 @@ def test_web_stack_plans_and_runs_in_depends_on_order(compose: Compose, engine: 
                    capture_output=True)  # fmt: skip
 
 
+ONE_SHOT = """\
+services:
+  migrate:
+    image: portway/busybox:latest
+    command: [sh, -c, "sleep 1; echo migrated > /shared/done"]
+    volumes: [shared:/shared]
+  app:
+    image: portway/busybox:latest
+    command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]
+    volumes: [shared:/shared]
+    depends_on:
+      migrate: {condition: service_completed_successfully}
+volumes: {shared: {}}
+"""
+
+
+def test_service_completed_successfully_starts_dependents_after_exit_0(
+    compose: Compose, engine: str
+) -> None:
+    file = compose.tmp / "one-shot" / "compose.yaml"
+    file.parent.mkdir()
+    file.write_text(ONE_SHOT)
+    lines = compose.up(file, "one-shot", images={}).splitlines()
+    assert lines.index("workload/app created") > lines.index("workload/migrate completed")
+    assert compose.exec("one-shot", "app", "cat", "/shared/done") == "migrated\n"
+    compose.down("one-shot")
+    cli = "docker" if engine == "docker" else "podman"
+    subprocess.run([cli, "volume", "rm", "-f", "one-shot_shared"], check=False, capture_output=True)
+
+
 def test_runtime_flags_plan_lists_every_key_and_apply_refuses_with_every_reason(
     compose: Compose,
 ) -> None:

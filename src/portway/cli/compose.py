@@ -101,17 +101,67 @@ def apply_compose(
                 output.out.print(f"workload/{name} {result.outcome.value}", markup=False)
             if no_wait:
                 continue
+            must_finish = _must_complete(loaded)
             keys = [
                 (r.workload.metadata.namespace, r.workload.metadata.name, r.generation)
                 for r in applied
+                if r.workload.metadata.name not in must_finish
             ]
-            report(service, wait(service, keys, timeout))
+            if keys:
+                report(service, wait(service, keys, timeout))
+            for result in applied:
+                if result.workload.metadata.name in must_finish:
+                    _wait_completed(service, result.workload, timeout, link.notify)
     if no_wait:
         output.err.print(
             "note: --no-wait records every service at once; depends_on order is kept "
             "only when apply waits",
             markup=False,
         )
+
+
+def _must_complete(loaded: Any) -> set[str]:
+    """Workloads some service waits for with service_completed_successfully."""
+    from portway.spec.compose import normalise_name
+
+    return {
+        normalise_name(dep)
+        for workload in loaded.mapped.workloads
+        for dep, condition in workload.depends_on.items()
+        if condition == "service_completed_successfully"
+    }
+
+
+def _wait_completed(
+    service: Any, workload: Any, timeout: float, notify: Callable[[list[str]], None]
+) -> None:
+    """Wait until every replica of the workload has exited 0 (a one-shot
+    service others wait for with service_completed_successfully). The
+    controller is nudged each second: an exit is otherwise seen only at its
+    next resync."""
+    import time
+
+    from portway.errors import PortwayError
+    from portway.service import workloads as svc
+
+    namespace, name = workload.metadata.namespace, workload.metadata.name
+    desired = workload.spec.replicas
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replicas = svc.replicas_of(service, namespace, name)
+        failed = [r for r in replicas if r.state == "exited" and r.last_exit_code not in (None, 0)]
+        if failed:
+            raise PortwayError(
+                f"workload/{name} exited {failed[0].last_exit_code}: the services that "
+                "depend on it with service_completed_successfully are not started"
+            )
+        done = [r for r in replicas if r.state == "exited" and r.last_exit_code == 0]
+        if replicas and len(done) >= desired:
+            output.out.print(f"workload/{name} completed", markup=False)
+            return
+        notify([workload.key])
+        time.sleep(1.0)
+    raise PortwayError(f"workload/{name} did not complete within {timeout:g} s")
 
 
 def plan_items(
