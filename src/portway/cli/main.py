@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from portway.cli import access as access_cli
+from portway.cli import compose as compose_cli
 from portway.cli import contexts as contexts_cli
 from portway.cli import migrate as migrate_cli
 from portway.cli import output
@@ -143,6 +144,8 @@ def _load_all(file: Path) -> tuple[list[Any], list[Any]]:
     from portway.spec.loader import load_objects
     from portway.spec.model import Workload
 
+    if compose_cli.is_compose(file):
+        return list(compose_cli.load(file, compose_cli.ComposeArgs()).workloads), []
     workloads: list[Any] = []
     namespaces: list[Any] = []
     for item in load_objects(file):
@@ -163,15 +166,31 @@ def apply(
         bool, typer.Option("--no-wait", help="Return once the desired state is recorded.")
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 300.0,
+    env_file: compose_cli.EnvFileOpt = None,
+    profile: compose_cli.ProfileOpt = None,
+    image_map: compose_cli.ImageMapOpt = None,
+    strict: compose_cli.StrictOpt = False,
 ) -> None:
-    """Create or update the workloads in FILE and wait until they are ready."""
-    _guard(lambda: _apply(file, no_wait, timeout))
+    """Create or update the workloads in FILE (a workload file or a Compose
+    file) and wait until they are ready."""
+    args = compose_cli.ComposeArgs(env_file or [], profile or [], image_map, strict)
+    _guard(lambda: _apply(file, no_wait, timeout, args))
 
 
-def _apply(file: Path, no_wait: bool, timeout: float) -> None:
+def _apply(file: Path, no_wait: bool, timeout: float, args: compose_cli.ComposeArgs) -> None:
     from portway.service import workloads as svc
 
     client = _remote()
+    if compose_cli.is_compose(file):
+        if client is not None:
+            raise PortwayError(
+                f"{file}: Compose files are applied on the embedded store only for now; "
+                "use `portway context use local`"
+            )
+        compose_cli.apply_compose(
+            _app(), file, args, no_wait, timeout, _wait_with_progress, _report_wait
+        )
+        return
     if client is not None:
         raise typer.Exit(remote_cli.apply(client, file, no_wait, timeout))
     items, namespaces = _load_all(file)
@@ -278,10 +297,16 @@ def plan(
         list[str] | None, typer.Option("--target", "-t", help="Only these targets.")
     ] = None,
     output_format: OutputOpt = None,
+    env_file: compose_cli.EnvFileOpt = None,
+    profile: compose_cli.ProfileOpt = None,
+    image_map: compose_cli.ImageMapOpt = None,
+    strict: compose_cli.StrictOpt = False,
 ) -> None:
     """Show, per field and target, what each backend will do with the spec:
-    honored, emulated (how), dropped (why) or rejected (why)."""
-    _guard(lambda: _plan(file, target or [], output_format))
+    honored, emulated (how), dropped (why) or rejected (why). For a Compose
+    file, also every Compose key with a verdict per target."""
+    args = compose_cli.ComposeArgs(env_file or [], profile or [], image_map, strict)
+    _guard(lambda: _plan(file, target or [], output_format, args))
 
 
 _VERDICT_STYLE = {
@@ -292,27 +317,38 @@ _VERDICT_STYLE = {
 }
 
 
-def _plan(file: Path, targets: list[str], fmt_text: str | None) -> None:
+def _plan(
+    file: Path, targets: list[str], fmt_text: str | None, args: compose_cli.ComposeArgs
+) -> None:
     fmt = parse_format(fmt_text)
     client = _remote()
-    items = (
-        _plan_items(file, targets)
-        if client is None
-        else remote_cli.plan_items(client, file, targets)
-    )
+    if compose_cli.is_compose(file):
+        items = compose_cli.plan_items(
+            file, args, lambda sourced, ns: _plan_sourced(sourced, ns, targets)
+        )
+    elif client is None:
+        items = _plan_items(file, targets)
+    else:
+        items = remote_cli.plan_items(client, file, targets)
     if fmt in (Format.JSON, Format.YAML):
         dump({"items": items}, fmt)
         return
     for item in items:
         _print_plan(item)
+        compose_cli.print_keys(item)
 
 
 def _plan_items(file: Path, targets: list[str]) -> list[dict[str, Any]]:
     """The plan of FILE's workloads on the embedded store, as ``plan -o json``
     prints it (and the server answers ``POST /v1/plan``)."""
-    from portway.service.planning import plan_workloads
 
     sourced, namespaces = _load_all(file)
+    return _plan_sourced(sourced, namespaces, targets)
+
+
+def _plan_sourced(sourced: list[Any], namespaces: list[Any], targets: list[str]) -> list[Any]:
+    from portway.service.planning import plan_workloads
+
     items = [(s.workload, s.file, s.document) for s in sourced]
     plans = plan_workloads(_app(), items, targets, namespaces)
     return [

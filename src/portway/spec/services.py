@@ -16,9 +16,15 @@ from portway.spec.model import WorkloadSpec
 ServicePort = tuple[str | None, int]
 
 
+#: the extension block the Compose loader writes into every service it maps
+COMPOSE_EXTENSION = "compose"
+
+
 def is_service(spec: WorkloadSpec) -> bool:
-    """A workload is a service when at least one of its ports has a name."""
-    return any(port.name is not None for port in spec.ports)
+    """A workload is a service when at least one of its ports has a name, or
+    when it comes from a Compose file: there every service answers to its
+    name on the project network, ports or not."""
+    return COMPOSE_EXTENSION in spec.extensions or any(port.name is not None for port in spec.ports)
 
 
 def service_ports(spec: WorkloadSpec) -> tuple[ServicePort, ...]:
@@ -76,6 +82,7 @@ def service_env(services: Mapping[str, Sequence[ServicePort]], namespace: str) -
 
 
 __all__ = [
+    "COMPOSE_EXTENSION",
     "ServicePort",
     "env_prefix",
     "is_service",
