@@ -33,7 +33,8 @@ step engines-postgres bash scripts/engines-postgres.sh
 step lint scripts/lint.sh
 
 say "pytest${*:+ $*}"
-.venv/bin/pytest "$@"
+# --durations: the slowest tests in the CI log, to keep the suite under its time budget
+.venv/bin/pytest --durations=30 "$@"
 rc=$?
 case $rc in
   0) ;;
