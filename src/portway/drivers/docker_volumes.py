@@ -14,32 +14,29 @@ import uuid
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
-from typing import Any
 
 import docker
 from docker.types import Mount
 
 from portway.drivers.base import Handle
-from portway.drivers.engine_common import obj, parse_engine_time, text
+from portway.drivers.engine_common import obj, text
+from portway.drivers.helper_volumes import HelperCopy, matching, volume_info, volume_users
 from portway.drivers.volumes import (
-    HELPER_EXPORT_COMMAND,
     HELPER_IMAGE,
-    HELPER_IMPORT_COMMAND,
     HELPER_IO_PATH,
     HELPER_TIMEOUT_SECONDS,
     HELPER_VOLUME_PATH,
     LABEL_HELPER,
     VolumeInfo,
     VolumeUser,
-    directory_size,
-    stage_archive,
-    staging_dir,
-    take_archive,
 )
 from portway.errors import PermanentDriverError, ReplicaGoneError
 
+#: container states in which a volume's user may be writing
+_RUNNING = frozenset(("running", "paused", "restarting"))
 
-class DockerVolumes:
+
+class DockerVolumes(HelperCopy):
     """The volume half of the Docker driver; the driver supplies the plumbing."""
 
     target: str
@@ -56,38 +53,26 @@ class DockerVolumes:
 
     # --- VolumeManager ----------------------------------------------------------
 
-    def _info(self, raw: Mapping[str, Any], size: bool) -> VolumeInfo:
-        location = text(raw.get("Mountpoint"))
-        labels = obj(raw.get("Labels"))
-        return VolumeInfo(
-            name=text(raw.get("Name")),
-            labels={str(k): str(v) for k, v in labels.items()},
-            created_at=parse_engine_time(text(raw.get("CreatedAt"))),
-            location=location,
-            size=directory_size(Path(location)) if size and location else None,
-        )
-
     def get_volume(self, name: str, *, size: bool = False) -> VolumeInfo | None:
         try:
             with self._engine(f"inspect volume {name}"):
                 raw = obj(self._client().inspect_volume(name))
         except ReplicaGoneError:
             return None
-        return self._info(raw, size)
+        return volume_info(raw, size)
 
     def list_volumes(self, selector: Mapping[str, str]) -> list[VolumeInfo]:
         filters = {"label": [f"{k}={v}" for k, v in selector.items()]}
         with self._engine("list volumes"):
             found = obj(self._client().volumes(filters=filters)).get("Volumes") or []
-        infos = [self._info(obj(raw), False) for raw in found]
-        # Podman 4.3 ORs several label filters of a volume listing: check them all
-        return [i for i in infos if all(i.labels.get(k) == v for k, v in selector.items())]
+        infos = [volume_info(obj(raw), False) for raw in found]
+        return matching(infos, selector)
 
     def create_volume(self, name: str, labels: Mapping[str, str]) -> VolumeInfo:
         with self._engine(f"create volume {name}"):
             # Docker answers an existing name with that volume (labels unchanged)
             raw = obj(self._client().create_volume(name, driver="local", labels=dict(labels)))
-        return self._info(raw, False)
+        return volume_info(raw, False)
 
     def remove_volume(self, name: str) -> None:
         with suppress(ReplicaGoneError), self._engine(f"remove volume {name}"):
@@ -96,30 +81,7 @@ class DockerVolumes:
     def volume_users(self, name: str) -> list[VolumeUser]:
         with self._engine(f"list containers using volume {name}"):
             rows = self._client().containers(all=True, filters={"volume": name})
-        users = []
-        for row in rows or []:
-            row = obj(row)
-            names = row.get("Names")
-            shown = text(names[0]).lstrip("/") if isinstance(names, list) and names else ""
-            labels = obj(row.get("Labels"))
-            users.append(
-                VolumeUser(
-                    handle=self._handle(text(row.get("Id")), shown),
-                    running=text(row.get("State")) in ("running", "paused", "restarting"),
-                    labels={str(k): str(v) for k, v in labels.items()},
-                )
-            )
-        return users
-
-    def export_volume(self, name: str, dest: Path) -> None:
-        with staging_dir(dest) as staging:
-            self._run_helper(name, HELPER_EXPORT_COMMAND, staging, read_only=True)
-            take_archive(staging, dest)
-
-    def import_volume(self, name: str, source: Path) -> None:
-        with staging_dir(source) as staging:
-            stage_archive(source, staging)
-            self._run_helper(name, HELPER_IMPORT_COMMAND, staging, read_only=False)
+        return volume_users(rows or [], self._handle, _RUNNING)
 
     def _run_helper(self, volume: str, command: list[str], io: Path, *, read_only: bool) -> None:
         """Run ``command`` in a helper container with ``volume`` at /volume and
