@@ -22,7 +22,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ from portway.service.migration_steps import (
     check_abortable,
     crash_if_asked,
 )
-from portway.service.snapshots import snapshot_store
+from portway.service.snapshots import manifest_of, snapshot_store
 from portway.service.workloads import WaitResult, wait_for
 from portway.snapshots.manifest import (
     Consistency,
@@ -392,18 +391,15 @@ class Steps(StepActions):
         with _scratch(self.app) as scratch:
             archive = scratch / "volume.tar"
             source.export_volume(move.engine_volume, archive)
-            manifest = Manifest(
+            manifest = manifest_of(
+                archive,
                 name=name,
                 namespace=m.namespace,
                 volume=move.object,
                 engine_volume=move.engine_volume,
                 target=m.source,
                 driver=view.driver if view is not None else "",
-                created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 consistency=Consistency.STOPPED if users else Consistency.NONE,
-                files=scan_archive(archive),
-                archive_sha256=file_digest(archive),
-                archive_size=archive.stat().st_size,
                 quiesced=tuple(u.handle.name for u in users),
             )
             snapshot_store(self.app).put(manifest, archive)

@@ -135,21 +135,48 @@ def _take(app: App, volume: VolumeView, name: str, workdir: Path) -> tuple[Manif
     archive = workdir / "volume.tar"
     with _quiesced(driver, volume) as (consistency, containers):
         driver.export_volume(volume.engine_volume, archive)
-    manifest = Manifest(
+    manifest = manifest_of(
+        archive,
         name=name,
         namespace=volume.namespace,
         volume=volume.name,
         engine_volume=volume.engine_volume,
         target=volume.target,
         driver=volume.driver,
+        consistency=consistency,
+        quiesced=tuple(containers),
+    )
+    return manifest, archive
+
+
+def manifest_of(
+    archive: Path,
+    *,
+    name: str,
+    namespace: str,
+    volume: str,
+    engine_volume: str,
+    target: str,
+    driver: str,
+    consistency: Consistency,
+    quiesced: tuple[str, ...],
+) -> Manifest:
+    """The manifest of a freshly exported ``archive``: every file's size and
+    SHA-256, the archive's own digest and size, and how it was made."""
+    return Manifest(
+        name=name,
+        namespace=namespace,
+        volume=volume,
+        engine_volume=engine_volume,
+        target=target,
+        driver=driver,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         consistency=consistency,
         files=scan_archive(archive),
         archive_sha256=file_digest(archive),
         archive_size=archive.stat().st_size,
-        quiesced=tuple(containers),
+        quiesced=quiesced,
     )
-    return manifest, archive
 
 
 def take_snapshot(
