@@ -129,20 +129,19 @@ def token_create(
     """Create a token for USER, first binding USER to each --role/--namespace pair.
     The token is shown once; only its hash is stored."""
     create = routed(_local_token_create, remote_access.token_create)
-    _guard(lambda: print_token_created(*create(user, role, namespace, ttl, name), out))
+    _guard(
+        lambda: print_token_created(
+            *create(user, _pairs(role or [], namespace or []), ttl, name), out
+        )
+    )
 
 
 def _local_token_create(
-    user: str,
-    roles: Sequence[str] | None,
-    namespaces: Sequence[str] | None,
-    ttl: str,
-    name: str | None,
+    user: str, pairs: Sequence[tuple[str, str]], ttl: str, name: str | None
 ) -> tuple[str, JSON]:
     from portway.access.tokens import parse_ttl
     from portway.service import access
 
-    pairs = _pairs(roles or [], namespaces or [])
     ttl_seconds = parse_ttl(ttl)
     service = _app()
     token, info = access.create_token(service, user, name, ttl_seconds, pairs)

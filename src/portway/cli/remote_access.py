@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from portway.errors import InputError, NotFoundError
+from portway.errors import NotFoundError
 
 if TYPE_CHECKING:  # httpx loads only when a context is in use
     from portway.client.http import JSON, PortwayClient
@@ -44,24 +44,17 @@ def _find_token(client: PortwayClient, token_id: str) -> JSON:
 def token_create(
     client: PortwayClient,
     user: str,
-    roles: Sequence[str] | None,
-    namespaces: Sequence[str] | None,
+    pairs: Sequence[tuple[str, str]],
     ttl: str,
     name: str | None,
 ) -> tuple[str, JSON]:
     from portway.access.tokens import parse_ttl
 
-    roles, namespaces = list(roles or []), list(namespaces or [])
-    if len(roles) != len(namespaces):
-        raise InputError(
-            f"--role given {len(roles)} time(s) and --namespace {len(namespaces)} time(s): "
-            "give one --namespace for each --role (e.g. --role deployer --namespace team-a)"
-        )
     body: JSON = {
         "user": user,
         "name": name,
         "ttlSeconds": parse_ttl(ttl),
-        "bindings": [{"role": r, "namespace": n} for r, n in zip(roles, namespaces, strict=True)],
+        "bindings": [{"role": r, "namespace": n} for r, n in pairs],
     }
     answer = client.create_token(body)
     info = answer.get("info")
