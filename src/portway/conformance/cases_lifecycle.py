@@ -13,6 +13,7 @@ from portway.drivers.base import (
     LABEL_CLUSTER,
     LABEL_NAMESPACE,
     LABEL_WORKLOAD,
+    Handle,
     ReplicaState,
 )
 from portway.errors import DriverError, ImageNotFoundError, ReplicaGoneError
@@ -200,6 +201,7 @@ def restart_in_place(ctx: Context) -> None:
     script = "[ -f /portway-mark ] && exit 7; touch /portway-mark; exec sleep 600"
     handle = ctx.run({"command": ["sh", "-c", script]})
     first = ctx.wait_running(handle)
+    _wait_for_mark(ctx, handle)
     ctx.driver.stop(handle, ctx.stop_timeout)
     ctx.wait_exited(handle)
     ctx.driver.start(handle)
@@ -217,6 +219,24 @@ def restart_in_place(ctx: Context) -> None:
             second.started_at > first.started_at,
             f"start time did not move on restart ({first.started_at} -> {second.started_at})",
         )
+
+
+def _wait_for_mark(ctx: Context, handle: Handle) -> None:
+    """Wait until the first run has written its mark. "running" only says the
+    engine started the process, not that the script got past its first line:
+    on gVisor a stop right after start can kill the shell before ``touch``, and
+    the second run then writes the mark itself and sleeps instead of exiting 7."""
+    if Feature.EXEC in ctx.declared:
+        executor = ctx.executor()
+        ctx.wait_for(
+            lambda: executor.exec(handle, ["sh", "-c", "[ -f /portway-mark ]"], 10).exit_code == 0,
+            10,
+            f"{handle.name} has written /portway-mark",
+            interval=0.1,
+        )
+    else:
+        # no way to look inside: give the script a generous moment
+        time.sleep(1.0)
 
 
 @case(
