@@ -20,10 +20,11 @@ fi
 # containernetworking-plugins, iptables, tini: the containerd driver's networking
 # and init; podman: the Podman driver; runsc: gVisor, the sandboxed isolation tier;
 # haproxy: the ingress data plane; wrk: the ingress benchmark's load generator;
-# postgresql: the shared store of several servers (scripts/engines-postgres.sh).
+# postgresql: the shared store of several servers (scripts/engines-postgres.sh);
+# chromium: the web dashboard's browser tests (driven headless by Playwright).
 packages=(docker.io containerd runc busybox-static docker-compose iproute2 curl python3-venv
   containernetworking-plugins iptables tini podman catatonit netavark aardvark-dns runsc
-  haproxy wrk postgresql)
+  haproxy wrk postgresql chromium)
 missing=()
 for pkg in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
