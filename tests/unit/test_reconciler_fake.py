@@ -480,6 +480,28 @@ def test_scale_down_removes_the_highest_indices(env: Env) -> None:
     assert env.status()["replicas"]["desired"] == 1
 
 
+def test_a_new_workload_with_zero_replicas_is_ready_at_once(env: Env) -> None:
+    env.apply(replicas=0)
+    assert env.reconcile() is None
+    assert env.fake.containers() == []
+    status = env.status()
+    assert status["phase"] == "Ready"
+    assert status["observedGeneration"] == env.workload().generation  # type: ignore[union-attr]
+    assert status["replicas"]["desired"] == 0
+    env.apply(replicas=2)  # and it scales up from there
+    env.converge(env.running_ready(2))
+    assert env.phase() == "Ready"
+
+
+def test_scale_to_zero_removes_every_replica_and_is_ready(env: Env) -> None:
+    env.apply(replicas=2)
+    env.converge(env.running_ready(2))
+    env.apply(replicas=0)
+    env.converge(lambda: not env.fake.containers() and env.phase() == "Ready")
+    assert env.replicas() == {}
+    assert env.status()["replicas"]["desired"] == 0
+
+
 def test_scale_up_after_scale_down_reuses_indices(env: Env) -> None:
     env.apply(replicas=2)
     env.converge(env.running_ready(2))

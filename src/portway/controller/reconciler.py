@@ -152,8 +152,10 @@ class Reconciler:
         wake_place: float | None = None
         if not record.deleting:
             record, placements, wake_place = self._place(record, workload, views)
-            if not placements.targets():
+            if not placements.targets() and workload.spec.replicas:
                 return UNHEALTHY_RETRY_SECONDS * 2
+            # replicas: 0 with nothing placed goes on: it is Ready, with nothing
+            # to list, and its status must say so (apply waits for it)
 
         drivers: dict[str, Driver] = {}
         statuses: list[ReplicaStatus] = []
