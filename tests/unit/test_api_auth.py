@@ -197,5 +197,10 @@ def test_the_hot_path_asks_the_service_once_and_reads_the_store_once(
     for _ in range(10):
         assert api.get(f"{A}/workloads/web", "viewer-a").status_code == 200
     assert len(asked) <= 2  # the first lookup, maybe one refresh: not one per request
-    assert [r for r in reads if r[0] == "Workload"] == [("Workload", "team-a", "web")] * 10
+    # at most one store read per request, all of the workload asked for: the
+    # read cache (api/readcache.py) may serve some once the write has settled
+    # (SETTLE_SECONDS after it), which on a slow machine happens within the ten
+    workload_reads = [r for r in reads if r[0] == "Workload"]
+    assert 1 <= len(workload_reads) <= 10
+    assert set(workload_reads) == {("Workload", "team-a", "web")}
     assert len([r for r in reads if r[0] == "Token"]) <= 2
