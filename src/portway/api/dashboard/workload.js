@@ -26,7 +26,8 @@ export function renderWorkload(view, life, namespace, name) {
     h("section", { id: "drift" }, h("h2", null, "Drift"),
       h("p", { class: "hint" }, "What each target does with each field of the spec: ",
         badge("honored", "ok"), " ", badge("emulated", "info"), " ", badge("dropped", "warn"),
-        " ", badge("rejected", "bad"), ". Hover a cell for the reason."), drift),
+        " ", badge("rejected", "bad"), "; ● marks the targets it runs on. Hover a cell for the reason."),
+      drift),
     h("section", { id: "events" }, h("h2", null, "Events"), events),
     h("section", { id: "logs" }, h("h2", null, "Live logs"), logs.el),
   );
@@ -48,7 +49,8 @@ export function renderWorkload(view, life, namespace, name) {
       if (workload.generation !== plannedGeneration) {
         // the verdicts change only with the spec (or the kept conformance run)
         plannedGeneration = workload.generation;
-        refreshDrift(drift, base, life);
+        const placed = new Set(Object.values(workload.status.placements ?? {}).map((p) => p.target));
+        refreshDrift(drift, base, life, placed);
       }
     } catch (error) {
       status.failed(error);
@@ -131,10 +133,10 @@ function eventTable(items) {
 
 const VERDICTS = { honored: "ok", emulated: "info", dropped: "warn", rejected: "bad" };
 
-async function refreshDrift(into, base, life) {
+async function refreshDrift(into, base, life, placed) {
   try {
     const { items } = await getJson(`${base}/drift`, null, life.signal);
-    fill(into, driftMatrix(items[0]));
+    fill(into, driftMatrix(items[0], placed));
   } catch (error) {
     if (!isAbort(error)) {
       into.replaceChildren(h("p", { class: "error" }, `${error.code ?? ""} ${error.message}`));
@@ -142,8 +144,10 @@ async function refreshDrift(into, base, life) {
   }
 }
 
-function driftMatrix(plan) {
-  const targets = plan.targets;
+/** Fields x targets; the targets the workload runs on come first. */
+function driftMatrix(plan, placed) {
+  const targets = [...plan.targets].sort((a, b) =>
+    placed.has(b.target) - placed.has(a.target) || a.target.localeCompare(b.target));
   if (!targets.length) return h("p", { class: "empty" }, "No targets to plan on.");
   const paths = [...new Set(targets.flatMap((t) => t.fields.map((f) => f.path)))];
   const verdictOf = new Map(targets.map((t) => [t.target, new Map(t.fields.map((f) => [f.path, f]))]));
@@ -163,7 +167,9 @@ function driftMatrix(plan) {
         t.deployable[mode] ? badge("yes", "ok") : badge("no", "bad"), { class: "cell" }])],
     });
   }
-  const headers = ["Field", ...targets.map((t) => `${t.target} (${t.driver}${t.tier !== "standard" ? `@${t.tier}` : ""})`)];
+  const headers = ["Field", ...targets.map((t) => h("span", { title: placed.has(t.target) ? "runs here" : "could run here" },
+    `${t.target} (${t.driver}${t.tier !== "standard" ? `@${t.tier}` : ""})`,
+    placed.has(t.target) ? " ●" : ""))];
   const notes = targets.flatMap((t) => t.notes.map((n) => `${t.target}: ${n}`));
   return [table(headers, rows, { class: "matrix" }),
     notes.length ? h("ul", { class: "notes" }, notes.map((n) => h("li", null, n))) : null];
