@@ -133,6 +133,9 @@ def test_a_user_clicks_through_the_dashboard(tmp_path: Path, namespace: str) -> 
                 # / leads to the dashboard, which asks for a token
                 page.goto(f"{server.url}/")
                 assert page.url == f"{server.url}/ui/"
+                page.fill("#token", "pw_unknown_token")
+                page.click("text=Use token")
+                expect(page.locator("#login .error")).to_contain_text("did not accept the token")
                 page.fill("#token", server.token)
                 page.click("text=Use token")
                 expect(page.locator("#who")).to_contain_text("admin")
