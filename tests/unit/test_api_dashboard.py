@@ -32,6 +32,8 @@ def test_root_redirects_to_the_dashboard(api: Api) -> None:
     answer = api.client.get("/", follow_redirects=False)
     assert answer.status_code == 307
     assert answer.headers["location"].endswith("/ui/")
+    bare = api.client.get("/ui", follow_redirects=False)
+    assert bare.status_code == 307 and bare.headers["location"].endswith("/ui/")
 
 
 def test_only_the_dashboard_files_are_served(api: Api) -> None:
