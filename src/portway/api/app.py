@@ -4,9 +4,10 @@ Layers, outermost first: the body-size limit (before anything reads a
 body), the audit recorder (sees every mutating request's final status,
 denied ones included), the fast path of GET one workload (api.fastpath),
 then FastAPI's routing with its error handlers.
-Every router carries the authentication dependency; ``/healthz`` is the
-only route without it, and ``/openapi.json`` and ``/docs`` are served by
-routes that require a token too.
+Every router carries the authentication dependency; ``/healthz`` and the
+dashboard's static files (``/ui/``, api.ui) are the only routes without it,
+and ``/openapi.json`` and ``/docs`` are served by routes that require a
+token too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.telemetry import TelemetryConfig
 
 from portway import __version__
-from portway.api import errors
+from portway.api import errors, ui
 from portway.api.audit import AuditMiddleware
 from portway.api.config import ServerConfig
 from portway.api.context import ApiContext, Waker
@@ -27,7 +28,16 @@ from portway.api.errors import ErrorBody
 from portway.api.fastpath import WorkloadFastPath
 from portway.api.limits import BodySizeLimit
 from portway.api.models import Health
-from portway.api.routes import access, cluster, events, operations, replicas, targets, watch
+from portway.api.routes import (
+    access,
+    cluster,
+    drift,
+    events,
+    operations,
+    replicas,
+    targets,
+    watch,
+)
 from portway.api.routes import secrets as secret_routes
 from portway.api.routes import workloads as workload_routes
 from portway.api.security import authenticated
@@ -59,6 +69,7 @@ _ROUTERS = (
     workload_routes.router,
     replicas.router,
     operations.router,
+    drift.router,
     events.router,
     watch.router,
     targets.router,
@@ -108,6 +119,7 @@ def create_app(
         return get_swagger_ui_html(openapi_url="/openapi.json", title="portway API")
 
     api.include_router(documents)
+    ui.install(api)  # static files, no token: the page asks for one
     # innermost: GET one workload is answered here (same semantics, a
     # fraction of the cost), inside the body limit like every route
     api.add_middleware(WorkloadFastPath)

@@ -112,6 +112,7 @@ class ReplicaOut(ApiModel):
     last_reason: str = ""
     message: str = ""
     started_at: str | None = None
+    created_at: str | None = Field(default=None, description="When the engine created it.")
     image: str = ""
     endpoints: list[str] = Field(default_factory=list, description='"tcp 80 -> 127.0.0.1:18080"')
     memory: dict[str, Any] = Field(default_factory=dict)

@@ -693,6 +693,7 @@ class Reconciler:
                     state=status.state.value,
                     ready=item.ready and item.running,
                     started_at=status.started_at.isoformat() if status.started_at else None,
+                    created_at=status.created_at.isoformat() if status.created_at else None,
                     image=status.image,
                     endpoints=endpoints_of(status),
                     message=failures.get(index, "") or status.error,

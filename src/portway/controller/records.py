@@ -112,6 +112,9 @@ class ReplicaView:
     last_reason: str = ""
     message: str = ""
     started_at: str | None = None
+    #: when the engine created the container: list calls report it on every
+    #: engine, StartedAt only an inspect does, so this is the age users see
+    created_at: str | None = None
     image: str = ""
     endpoints: list[str] = field(default_factory=list)  # "tcp 80 -> 127.0.0.1:18080"
     memory: dict[str, Any] = field(default_factory=dict)
