@@ -402,7 +402,7 @@ def test_exit_is_reported_once_and_restarted_after_the_backoff() -> None:
     first = plan_workload(desired(spec), [crashed], {}, NOW)
     reports = of(first, Report)
     assert [r.reason for r in reports] == ["Crashed", "BackOff"]
-    assert "restarts in 1s" in reports[1].message
+    assert "back-off of 2s" in reports[1].message
     assert reports[0].warning
     assert "exit code 1" in reports[0].message
     assert "Error" in reports[0].message

@@ -286,7 +286,7 @@ def test_a_crashed_replica_restarts_after_a_growing_backoff(env: Env) -> None:
     assert exited.type == "Warning"
     assert "exit code 3" in exited.message
     assert (exited.replica, exited.target) == (0, TARGET)
-    assert backoff.reason == "BackOff" and "restarts in 1.5s" in backoff.message
+    assert backoff.reason == "BackOff" and "back-off of 2s" in backoff.message
     assert degraded.reason == "Degraded" and degraded.replica is None
 
     env.clock.advance(1.4)
@@ -317,6 +317,12 @@ def test_a_crashed_replica_restarts_after_a_growing_backoff(env: Env) -> None:
     # repeats are one event with a count (aggregated like kubectl's)
     assert env.counted("Restarted") == 2
     assert env.counted("Crashed") == 2
+    # no counters in messages: a crash loop folds into one Degraded event
+    assert env.counted("Degraded") == 2 and env.events().count("Degraded") == 1
+    assert env.event_messages("BackOff") == [
+        "replica 0 restarts after a back-off of 2s",
+        "replica 0 restarts after a back-off of 4s",
+    ]
 
 
 def test_restart_counts_survive_a_controller_restart(env: Env) -> None:

@@ -469,8 +469,8 @@ def _plan_exited(
                 Report(
                     index,
                     "BackOff",
-                    f"replica {index} restarts in {due - now:.3g}s (back-off after "
-                    f"{mem.restart_count} restart(s))",
+                    # no counter or time left in the message: repeats fold into one event
+                    f"replica {index} restarts after a back-off of {delay:g}s",
                     target=status.handle.target,
                 ),
             )

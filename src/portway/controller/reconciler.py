@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -79,6 +80,9 @@ from portway.spec.services import is_service, service_aliases, service_env, serv
 from portway.store import Record, Store
 
 log = logging.getLogger(__name__)
+
+#: the restart counter in a status message ("restarting (restarts: 3)")
+_RESTART_COUNT = re.compile(r" \(restarts: \d+\)")
 
 #: look again this soon when a target is down; its recovery also wakes us
 UNHEALTHY_RETRY_SECONDS = 2.0
@@ -861,7 +865,9 @@ class Reconciler:
         if after == before:
             return
         if after == Phase.DEGRADED.value:
-            self._event(desired, "Degraded", f"workload degraded: {message}", warning=True)
+            # restart counters would make every crash of a loop a new event
+            stable = _RESTART_COUNT.sub("", message)
+            self._event(desired, "Degraded", f"workload degraded: {stable}", warning=True)
         elif after == Phase.READY.value and before == Phase.DEGRADED.value:
             self._event(desired, "Recovered", "workload ready again: every replica is ready")
 
