@@ -108,6 +108,7 @@ def _follow(
 
     if not as_json:
         sys.stdout.write("  ".join(_headers(namespace is None)) + "\n")
+        sys.stdout.flush()
     for event in shown:
         emit(event)
     # Follow from the newest event of all (not only the shown ones), so that
