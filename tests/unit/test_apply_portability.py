@@ -142,6 +142,11 @@ def test_lenient_apply_deploys_and_records_every_degradation(app: App) -> None:
             "target": "nopids",
         }
     ]
+    [event] = app.store.events("Workload", "default", "w")
+    assert (event.reason, event.type, event.target) == ("DriftDegraded", "Warning", "nopids")
+    assert event.message == "applied in lenient mode; on nopids: spec.resources.pids dropped"
+    svc.apply(app, [item])  # unchanged: no new decision, no new event
+    assert len(app.store.events("Workload", "default", "w")) == 1
 
 
 def test_plan_for_an_unknown_target_names_the_known_ones(app: App) -> None:

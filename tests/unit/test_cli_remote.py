@@ -125,6 +125,8 @@ def test_apply_get_describe_match_local_output(
         ["get", "replicas", "-A", "-o", "json"],
         ["get", "replicas", "web", "-n", "team-a", "-o", "wide"],
         ["get", "events", "web", "-n", "team-a", "-o", "json"],
+        ["events", "-n", "team-a", "--workload", "web", "-o", "json"],
+        ["events", "-A", "--reason", "Started", "--type", "Normal", "-o", "json"],
         ["describe", "workload", "web", "-n", "team-a"],
         ["get", "targets", "-o", "json"],
         ["plan", "-f", str(spec)],

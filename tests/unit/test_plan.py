@@ -401,8 +401,8 @@ def test_exit_is_reported_once_and_restarted_after_the_backoff() -> None:
 
     first = plan_workload(desired(spec), [crashed], {}, NOW)
     reports = of(first, Report)
-    assert len(reports) == 1
-    assert reports[0].reason == "Crashed"
+    assert [r.reason for r in reports] == ["Crashed", "BackOff"]
+    assert "back-off of 2s" in reports[1].message
     assert reports[0].warning
     assert "exit code 1" in reports[0].message
     assert "Error" in reports[0].message
@@ -552,7 +552,9 @@ def test_liveness_failure_stops_the_replica_and_it_restarts_as_such() -> None:
     spec = always(initial=1.0)
     unhealthy = obs(0, live=False, ready=True)
     plan = plan_workload(desired(spec), [unhealthy], {}, NOW)
-    assert plan.actions == [Stop(unhealthy.handle, 0, "LivenessProbeFailed")]
+    unhealthy_report, stop = plan.actions
+    assert stop == Stop(unhealthy.handle, 0, "LivenessProbeFailed")
+    assert isinstance(unhealthy_report, Report) and unhealthy_report.reason == "Unhealthy"
     assert plan.memory[0].stopped_by_us == "LivenessProbeFailed"
     assert plan.requeue_after == 0.0
 

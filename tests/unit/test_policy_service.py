@@ -326,7 +326,9 @@ def test_tightening_a_namespace_warns_keeps_replicas_and_refuses_new_ones(app: A
         controller.reconciler.reconcile("ops/root")
     assert len(fake.containers()) == 1
     failed = [
-        e.message for e in app.store.events("Workload", "ops", "root") if e.reason == "Failed"
+        e.message
+        for e in app.store.events("Workload", "ops", "root")
+        if e.reason == "PolicyRefused"
     ]
     assert failed and "refused by policy: spec.security.privileged" in failed[0]
     controller.reconciler.close()

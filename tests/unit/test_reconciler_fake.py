@@ -122,6 +122,11 @@ class Env:
     def events(self) -> list[str]:
         return [e.reason for e in self.store.events(KIND_WORKLOAD, NS, NAME, limit=10_000)]
 
+    def counted(self, reason: str) -> int:
+        """How often ``reason`` happened (repeats are one event with a count)."""
+        found = self.store.events(KIND_WORKLOAD, NS, NAME, limit=10_000)
+        return sum(e.count for e in found if e.reason == reason)
+
     def event_messages(self, reason: str) -> list[str]:
         found = self.store.events(KIND_WORKLOAD, NS, NAME, limit=10_000)
         return [e.message for e in found if e.reason == reason]
@@ -222,14 +227,14 @@ def test_converges_to_the_desired_number_of_running_replicas(env: Env) -> None:
         assert (replica["state"], replica["ready"]) == ("running", True)
         assert (replica["restart_count"], replica["generation"]) == (0, 1)
         assert replica["target"] == TARGET
-    assert Counter(env.events()) == {"Placed": 3, "Scheduled": 3, "Started": 3}
+    assert Counter(env.events()) == {"Placed": 3, "Scheduled": 3, "Started": 3, "Ready": 3}
 
     # level-triggered and idempotent: more passes change nothing
     env.fake.calls.clear()
     for _ in range(3):
         env.reconcile()
     assert {op for op, _ in env.fake.calls} == {"list"}
-    assert Counter(env.events()) == {"Placed": 3, "Scheduled": 3, "Started": 3}
+    assert Counter(env.events()) == {"Placed": 3, "Scheduled": 3, "Started": 3, "Ready": 3}
 
 
 def test_published_ports_are_recorded_as_endpoints(env: Env) -> None:
@@ -276,10 +281,13 @@ def test_a_crashed_replica_restarts_after_a_growing_backoff(env: Env) -> None:
         3,
         0,
     )
-    (exited,) = env.store.events(KIND_WORKLOAD, NS, NAME, limit=1)
+    exited, backoff, degraded = env.store.events(KIND_WORKLOAD, NS, NAME, limit=3)
     assert exited.reason == "Crashed"
     assert exited.type == "Warning"
     assert "exit code 3" in exited.message
+    assert (exited.replica, exited.target) == (0, TARGET)
+    assert backoff.reason == "BackOff" and "back-off of 2s" in backoff.message
+    assert degraded.reason == "Degraded" and degraded.replica is None
 
     env.clock.advance(1.4)
     env.reconcile()
@@ -306,8 +314,15 @@ def test_a_crashed_replica_restarts_after_a_growing_backoff(env: Env) -> None:
     assert env.fake.container(0).state is ReplicaState.RUNNING
     assert env.replicas()[0]["restart_count"] == 2
     assert env.replicas()[1]["restart_count"] == 0
-    assert Counter(env.events())["Restarted"] == 2
-    assert Counter(env.events())["Crashed"] == 2
+    # repeats are one event with a count (aggregated like kubectl's)
+    assert env.counted("Restarted") == 2
+    assert env.counted("Crashed") == 2
+    # no counters in messages: a crash loop folds into one Degraded event
+    assert env.counted("Degraded") == 2 and env.events().count("Degraded") == 1
+    assert env.event_messages("BackOff") == [
+        "replica 0 restarts after a back-off of 2s",
+        "replica 0 restarts after a back-off of 4s",
+    ]
 
 
 def test_restart_counts_survive_a_controller_restart(env: Env) -> None:
@@ -342,8 +357,9 @@ def test_an_oom_kill_is_reported(env: Env) -> None:
     env.converge(env.running_ready(1))
     env.fake.oom(env.fake.container(0))
     env.reconcile()
-    (message,) = env.event_messages("Crashed")
-    assert "OOMKilled" in message
+    (message,) = env.event_messages("OOMKilled")  # the reason metrics count by
+    assert "exit code 137" in message
+    assert env.event_messages("Crashed") == []
     assert env.replicas()[0]["last_reason"] == "OOMKilled"
     assert "OOMKilled" in env.status()["message"]
     env.clock.advance(1.0)
@@ -736,3 +752,64 @@ def test_deleting_a_workload_that_was_never_placed_eventually_finishes(env: Env)
     assert env.workload() is None
     assert env.fake.containers() == []
     assert env.events() == ["Deleted"]
+
+
+# --- health for a replica's whole life ----------------------------------------------
+
+READINESS = {
+    "readiness": {"exec": {"command": ["ready"]}, "periodSeconds": 1, "failureThreshold": 2}
+}
+
+
+def test_a_replica_that_stops_being_ready_degrades_the_workload_until_it_recovers(
+    env: Env,
+) -> None:
+    env.apply(replicas=2, probes=READINESS)
+    env.converge(env.running_ready(2))
+    env.clock.advance(3600)  # an hour into its life
+    env.reconcile()
+    assert env.phase() == "Ready"
+
+    container = env.fake.container(1)
+    env.fake.exec_results[container.id] = ExecResult(1, b"")
+    failing_since = env.clock()
+    env.converge(lambda: env.phase() == "Degraded")
+    assert env.clock() - failing_since <= 1 * 2  # within period x failureThreshold
+    assert env.replicas()[1]["ready"] is False and env.replicas()[0]["ready"] is True
+    assert "replica 1: not ready (readiness: exec probe exited 1)" in env.status()["message"]
+    (lost,) = [e for e in env.store.events(KIND_WORKLOAD, NS, NAME) if e.reason == "NotReady"]
+    assert (lost.type, lost.replica, lost.target) == ("Warning", 1, TARGET)
+    assert "exec probe exited 1" in lost.message
+
+    env.fake.exec_results.pop(container.id)
+    env.converge(lambda: env.phase() == "Ready")
+    assert env.replicas()[1]["ready"] is True
+    assert env.events()[-2:] == ["Ready", "Recovered"]
+
+    # a flapping probe is counted, not repeated row after row
+    env.fake.exec_results[container.id] = ExecResult(1, b"")
+    env.converge(lambda: env.phase() == "Degraded")
+    env.fake.exec_results.pop(container.id)
+    env.converge(lambda: env.phase() == "Ready")
+    assert env.counted("NotReady") == 2 and env.events().count("NotReady") == 1
+
+
+def test_a_replica_not_ready_yet_after_start_is_progressing_not_degraded(env: Env) -> None:
+    env.fake.exec_default = ExecResult(1, b"")
+    env.apply(replicas=1, probes=READINESS)
+    for _ in range(5):
+        env.clock.advance(1.0)
+        env.reconcile()
+    assert env.phase() == "Progressing"
+    assert "replica 0: not ready yet (readiness: exec probe exited 1)" in env.status()["message"]
+    assert "NotReady" not in env.events() and "Degraded" not in env.events()
+
+
+def test_a_failed_liveness_probe_is_an_unhealthy_event_naming_the_probe(env: Env) -> None:
+    probes = {"liveness": {"exec": {"command": ["alive"]}, "periodSeconds": 1}}
+    env.apply(replicas=1, probes=probes, restart=RESTART)
+    env.converge(env.running_ready(1))
+    env.fake.exec_results[env.fake.container(0).id] = ExecResult(1, b"")
+    env.converge(lambda: "Unhealthy" in env.events())
+    (message,) = env.event_messages("Unhealthy")
+    assert "liveness: exec probe exited 1" in message

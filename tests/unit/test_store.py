@@ -540,3 +540,68 @@ def test_stress_threads_and_processes(store: Store) -> None:
     run_threads([store], threads=16, times=200)
     wait_all(processes)
     assert store.require(KIND, NS, "counter").status["counter"] == 16 * 200 + 4 * 200
+
+
+# --- event aggregation and retention ----------------------------------------------
+
+
+def test_a_repeated_event_is_one_row_with_a_count_and_a_new_id(
+    store: Store, clock: FakeClock
+) -> None:
+    store.record_event(KIND, NS, "web", "NotReady", "probe failed", warning=True, replica=0)
+    first = store.events()[-1]
+    clock.advance(5)
+    store.record_event(KIND, NS, "web", "Ready", "ready", replica=0)
+    clock.advance(5)
+    store.record_event(KIND, NS, "web", "NotReady", "probe failed", warning=True, replica=0)
+    ready, again = store.events()
+    assert ready.reason == "Ready"
+    assert again.reason == "NotReady" and again.count == 2
+    assert (again.first_ts, again.ts) == (first.ts, first.ts + 10)
+    assert again.id > ready.id > first.id  # followers after an id see the repeat
+    assert (again.replica, again.target) == (0, "")
+
+
+def test_events_that_differ_in_replica_target_or_message_are_not_folded(store: Store) -> None:
+    store.record_event(KIND, NS, "web", "Started", "m", replica=0, target="a")
+    store.record_event(KIND, NS, "web", "Started", "m", replica=1, target="a")
+    store.record_event(KIND, NS, "web", "Started", "m", replica=0, target="b")
+    store.record_event(KIND, NS, "web", "Started", "other", replica=0, target="a")
+    store.record_event(KIND, NS, "web", "Started", "m")
+    assert [e.count for e in store.events()] == [1, 1, 1, 1, 1]
+    assert store.events()[-1].replica is None
+
+
+def test_a_repeat_after_the_aggregation_window_is_a_new_event(
+    store: Store, clock: FakeClock
+) -> None:
+    store.record_event(KIND, NS, "web", "BackOff", "m")
+    clock.advance(store.events_aggregate_seconds + 1)
+    store.record_event(KIND, NS, "web", "BackOff", "m")
+    assert [e.count for e in store.events()] == [1, 1]
+
+
+def test_events_filter_by_type_reason_target_and_time(store: Store, clock: FakeClock) -> None:
+    store.record_event(KIND, NS, "web", "Started", "", target="a")
+    clock.advance(60)
+    store.record_event(KIND, NS, "web", "OOMKilled", "", warning=True, target="b")
+    store.record_event(KIND, NS, "db", "Started", "", target="b")
+
+    def reasons(**filters: object) -> list[tuple[str, str]]:
+        return [(e.name, e.reason) for e in store.events(**filters)]  # type: ignore[arg-type]
+
+    assert reasons(event_type="Warning") == [("web", "OOMKilled")]
+    assert reasons(reason="Started") == [("web", "Started"), ("db", "Started")]
+    assert reasons(target="b") == [("web", "OOMKilled"), ("db", "Started")]
+    assert reasons(since=clock.time() - 30) == [("web", "OOMKilled"), ("db", "Started")]
+    assert reasons(reason="Started", target="b") == [("db", "Started")]
+
+
+def test_prune_events_by_age_and_count(store: Store, clock: FakeClock) -> None:
+    for i in range(3):
+        store.record_event(KIND, NS, "web", f"Old{i}", "")
+    clock.advance(3600)
+    for i in range(5):
+        store.record_event(KIND, NS, "web", f"New{i}", "")
+    assert store.prune_events(keep=4, older_than=clock.time() - 1800) == 3 + 1
+    assert [e.reason for e in store.events()] == ["New1", "New2", "New3", "New4"]

@@ -162,6 +162,10 @@ class EventOut(ApiModel):
     type: str
     reason: str
     message: str
+    replica: int | None = None
+    target: str = ""
+    count: int = 1
+    first_ts: float = 0.0
 
 
 class EventList(ApiModel):

@@ -20,6 +20,7 @@ import typer
 from portway.cli import access as access_cli
 from portway.cli import compose as compose_cli
 from portway.cli import contexts as contexts_cli
+from portway.cli import events as events_cli
 from portway.cli import migrate as migrate_cli
 from portway.cli import output
 from portway.cli import policy as policy_cli
@@ -54,6 +55,7 @@ access_cli.register(app)  # token, rolebinding, audit-log
 app.add_typer(contexts_cli.context_app, name="context")
 server_cli.register(app)  # portway server
 migrate_cli.register(app)  # portway migrate
+events_cli.register(app)  # portway events [-w]
 
 T = TypeVar("T")
 

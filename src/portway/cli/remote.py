@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from portway.cli import output
+from portway.cli.backend import EventQuery
 from portway.controller.records import (
     KIND_WORKLOAD,
     ReplicaView,
@@ -148,6 +150,10 @@ def event_of(data: Mapping[str, Any]) -> Event:
         type=str(data.get("type", "")),
         reason=str(data.get("reason", "")),
         message=str(data.get("message", "")),
+        replica=None if data.get("replica") is None else int(data["replica"]),
+        target=str(data.get("target", "")),
+        count=int(data.get("count", 1) or 1),
+        first_ts=_epoch(data.get("firstTs")),
     )
 
 
@@ -183,11 +189,35 @@ class RemoteReads:
         return sorted((target_view(t) for t in self.client.targets()), key=lambda v: v.name)
 
     def events(
-        self, *, kind: str | None, namespace: str | None, name: str | None, limit: int
+        self,
+        *,
+        kind: str | None,
+        namespace: str | None,
+        name: str | None,
+        limit: int,
+        query: EventQuery | None = None,
     ) -> list[Event]:
-        found = [event_of(e) for e in self.client.events(namespace, name, limit)]
+        params = query.api_params() if query is not None else None
+        found = [event_of(e) for e in self.client.events(namespace, name, limit, params)]
         found = [e for e in found if kind is None or e.kind == kind]
         return sorted(found, key=lambda e: e.id)
+
+    def follow_events(
+        self,
+        *,
+        namespace: str | None,
+        name: str | None,
+        query: EventQuery,
+        after_id: int,
+        stop: threading.Event,
+    ) -> Iterator[Event]:
+        """The server's event watch (server-sent events), filtered there."""
+        stream = self.client.watch_events(namespace, name, after_id, query.api_params())
+        for message in stream:
+            if stop.is_set():
+                return
+            if message.event == "EVENT":
+                yield event_of(message.json())
 
 
 # --- apply / plan / delete ------------------------------------------------------

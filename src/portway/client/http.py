@@ -191,11 +191,35 @@ class PortwayClient:
         return self._items(self._get("/v1/replicas", namespace=namespace))
 
     def events(
-        self, namespace: str | None = None, workload: str | None = None, limit: int = 50
+        self,
+        namespace: str | None = None,
+        workload: str | None = None,
+        limit: int = 50,
+        filters: Mapping[str, str | float | None] | None = None,
     ) -> list[JSON]:
+        """``filters``: the events routes' ``type``, ``reason``, ``target``, ``newerThan``."""
         return self._items(
-            self._get("/v1/events", namespace=namespace, workload=workload, limit=limit)
+            self._get(
+                "/v1/events", namespace=namespace, workload=workload, limit=limit, **(filters or {})
+            )
         )
+
+    def watch_events(
+        self,
+        namespace: str | None = None,
+        workload: str | None = None,
+        since: int | None = None,
+        filters: Mapping[str, str | float | None] | None = None,
+    ) -> Iterator[ServerSentEvent]:
+        """New events as they are recorded (after event id ``since`` if given)."""
+        params: Params = {
+            "namespace": namespace,
+            "workload": workload,
+            "since": since,
+            **(filters or {}),
+        }
+        with self._stream("/v1/watch/events", params, {"Accept": "text/event-stream"}) as r:
+            yield from iter_sse(r.iter_lines())
 
     def logs(
         self,

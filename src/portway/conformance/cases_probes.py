@@ -14,10 +14,11 @@ import time
 from typing import Any
 
 from portway.capabilities.vocabulary import Feature
-from portway.drivers.base import LABEL_NAMESPACE
+from portway.drivers.base import LABEL_NAMESPACE, Executor, ReplicaState
 
 from .case import HTTP_PORT, LOOPBACK, Context, case
 from .failures import CaseFailed, expect
+from .harness import ControllerHarness
 
 #: the replica creates what its readiness probe checks this long after it starts
 GATE_SECONDS = 3.0
@@ -67,6 +68,57 @@ def _readiness_gates(ctx: Context, spec: dict[str, Any], what: str) -> None:
     )
 
 
+#: a lost readiness must show within the probe's period times its failure
+#: threshold; this much more covers an exec's round trip on a loaded engine
+LOSS_SLACK_SECONDS = 4.0
+
+
+def _exec_in_replica(ctx: Context, command: list[str]) -> None:
+    if not isinstance(ctx.driver, Executor):
+        raise CaseFailed(f"driver {ctx.driver.name} declares exec probes but cannot exec")
+    running = [
+        s
+        for s in ctx.driver.list_owned({LABEL_NAMESPACE: ctx.namespace})
+        if s.state is ReplicaState.RUNNING
+    ]
+    expect(len(running) == 1, f"expected one running replica, found {len(running)}")
+    result = ctx.driver.exec(running[0].handle, command, timeout=10)
+    expect(result.exit_code == 0, f"{' '.join(command)} in the replica exited {result.exit_code}")
+
+
+def _readiness_lost_and_regained(ctx: Context, harness: ControllerHarness) -> None:
+    """Readiness keeps being judged after the first Ready: a replica whose
+    probe starts failing is reported not ready (workload Degraded, with a
+    NotReady event saying why), and Ready again once it passes."""
+    _exec_in_replica(ctx, ["rm", READY_FILE])
+    bound = FAST["periodSeconds"] * FAST["failureThreshold"] + LOSS_SLACK_SECONDS
+    harness.converge(
+        lambda: harness.replica().get("ready") is False and harness.phase() == "Degraded",
+        timeout=bound,
+        what=f"replica 0 is not ready and the workload Degraded once {READY_FILE} is gone",
+    )
+    lost = [m for r, m in harness.events() if r == "NotReady"]
+    expect(
+        bool(lost) and "exec probe exited" in lost[-1],
+        f"no NotReady event naming the failing probe; {harness.describe()}",
+    )
+    expect(
+        "not ready" in str(harness.status().get("message", "")),
+        f"the workload's message does not say which replica is not ready; {harness.describe()}",
+    )
+    _exec_in_replica(ctx, ["touch", READY_FILE])
+    harness.converge(
+        lambda: harness.replica().get("ready") is True and harness.phase() == "Ready",
+        timeout=bound,
+        what=f"replica 0 is ready and the workload Ready again once {READY_FILE} is back",
+    )
+    reasons = [r for r, _ in harness.events()]
+    expect(
+        "Recovered" in reasons and reasons.count("Ready") >= 1,
+        f"no Ready/Recovered events after readiness came back; {harness.describe()}",
+    )
+
+
 def _liveness_restarts(ctx: Context, spec: dict[str, Any], what: str) -> None:
     harness = ctx.controller({**spec, "restart": RESTART_FAST})
     harness.converge(
@@ -106,6 +158,30 @@ def readiness_exec(ctx: Context) -> None:
         {"command": ["sh", "-c", script], "probes": {"readiness": probe}},
         READY_FILE,
     )
+
+
+@case(
+    "probes.readiness_lost",
+    "readiness is judged for a replica's whole life: a probe that starts failing after "
+    "Ready makes the replica unready and the workload Degraded (with a NotReady event), "
+    "until it passes again",
+    features=(Feature.PROBES_EXEC,),
+    # judging readiness over time is the controller's, alike in every tier; the
+    # sandboxed tier's exec probes are proven by probes.readiness_exec there
+    tiers=("standard", "microvm"),
+)
+def readiness_lost(ctx: Context) -> None:
+    probe = {"exec": {"command": ["cat", READY_FILE]}, **FAST}
+    # a shell that ends on SIGTERM at once (``wait`` is interrupted by a
+    # trapped signal): a PID 1 sleep would hold every engine's stop timeout
+    script = f"trap 'exit 0' TERM; touch {READY_FILE}; sleep 600 & wait"
+    harness = ctx.controller({"command": ["sh", "-c", script], "probes": {"readiness": probe}})
+    harness.converge(
+        lambda: harness.replica().get("ready") is True and harness.phase() == "Ready",
+        timeout=20,
+        what="replica 0 is ready",
+    )
+    _readiness_lost_and_regained(ctx, harness)
 
 
 @case(

@@ -35,7 +35,7 @@ def oom_killed(ctx: Context) -> None:
 
 @case(
     "resources.oom_reason",
-    "the controller records an OOM kill as the replica's last reason, OOMKilled",
+    "the controller records an OOM kill as the replica's last reason and an event, OOMKilled",
     features=(Feature.RESOURCES_MEMORY, Feature.OOM_REPORTED),
     requires=(Feature.RESTART_NEVER,),
 )
@@ -57,6 +57,12 @@ def oom_reason(ctx: Context) -> None:
         replica.get("last_reason") == "OOMKilled" and replica.get("last_exit_code") == 137,
         f"recorded exit: {replica.get('last_reason')!r} with code "
         f"{replica.get('last_exit_code')!r}, expected OOMKilled with 137; {harness.describe()}",
+    )
+    # the event reason is a contract: metrics and `portway events --reason` count by it
+    killed = [m for r, m in harness.events() if r == "OOMKilled"]
+    expect(
+        len(killed) == 1 and "exit code 137" in killed[0],
+        f"expected one OOMKilled event with exit code 137; {harness.describe()}",
     )
 
 

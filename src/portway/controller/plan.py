@@ -91,6 +91,11 @@ class Observed:
     status: ReplicaStatus
     ready: bool = False  # readiness: True when running and no probe says otherwise
     live: bool = True  # False once the liveness probe failed past its threshold
+    #: the last failing probe's word ("readiness: exec probe exited 1"); "" when passing
+    probe_message: str = ""
+    #: this run of the container has been ready before: not being ready now is
+    #: a loss (Degraded), not start-up (Progressing)
+    was_ready: bool = False
 
     @property
     def handle(self) -> Handle:
@@ -181,6 +186,7 @@ class Report:
     reason: str
     message: str
     warning: bool = True
+    target: str = ""
 
 
 Action = Create | Start | Stop | Remove | Drain | Report
@@ -195,6 +201,9 @@ class Summary:
     available: int  # indices with some ready replica, any generation
     phase: Phase
     reasons: tuple[str, ...] = ()
+    """Why the workload is Degraded (each makes it so)."""
+    waiting: tuple[str, ...] = ()
+    """What a Progressing workload waits for (shown in its message)."""
 
 
 @dataclass
@@ -377,6 +386,16 @@ def _plan_index(
 
     elif state is ReplicaState.RUNNING:
         if not current.live:
+            plan.add(
+                index,
+                Report(
+                    index,
+                    "Unhealthy",
+                    f"replica {index} failed its liveness probe and is stopped: "
+                    f"{current.probe_message or 'liveness probe failed'}",
+                    target=status.handle.target,
+                ),
+            )
             plan.add(index, Stop(status.handle, index, "LivenessProbeFailed"))
             mem = replace(mem, stopped_by_us="LivenessProbeFailed")
             plan.wake_in(0.0)
@@ -410,14 +429,16 @@ def _plan_exited(
         detail = f"exit code {status.exit_code}" if status.exit_code is not None else "no exit code"
         if status.error:
             detail += f": {status.error}"
-        event = "Completed" if reason == "Completed" else "Crashed"
+        # OOMKilled is its own reason: the metrics count OOM kills by it
+        event = reason if reason in ("Completed", "OOMKilled") else "Crashed"
         plan.add(
             index,
             Report(
                 index,
                 event,
                 f"replica {index} exited ({reason}, {detail})",
-                warning=event == "Crashed",
+                warning=event != "Completed",
+                target=status.handle.target,
             ),
         )
         step = 0 if _ran_for(status) >= BACKOFF_RESET_SECONDS else mem.backoff_step
@@ -429,6 +450,9 @@ def _plan_exited(
             backoff_step=step,
             exit_seen_at=now,
         )
+        report_backoff = True  # once per exit, like the exit itself
+    else:
+        report_backoff = False
     if not _should_restart(desired.spec, status, mem):
         return mem
     delay = restart_delay(
@@ -439,6 +463,17 @@ def _plan_exited(
     finished = status.finished_at.timestamp() if status.finished_at else mem.exit_seen_at
     due = finished + delay
     if now < due:
+        if report_backoff:
+            plan.add(
+                index,
+                Report(
+                    index,
+                    "BackOff",
+                    # no counter or time left in the message: repeats fold into one event
+                    f"replica {index} restarts after a back-off of {delay:g}s",
+                    target=status.handle.target,
+                ),
+            )
         plan.wake_in(due - now)
         return mem
     plan.add(index, Start(status.handle, index, restart=True, reason="Restarted"))
@@ -459,6 +494,7 @@ def _summarize(
 ) -> Summary:
     updated = running = ready = available = completed = 0
     reasons: list[str] = []
+    waiting: list[str] = []
     stale = False
     for index in range(desired.replicas):
         group = by_index.get(index, [])
@@ -482,6 +518,10 @@ def _summarize(
             running += 1
             if head.ready:
                 ready += 1
+            elif head.was_ready:
+                reasons.append(f"replica {index}: not ready ({head.probe_message or 'probe'})")
+            elif head.probe_message:
+                waiting.append(f"replica {index}: not ready yet ({head.probe_message})")
         elif head.status.state is ReplicaState.EXITED:
             mem = plan.memory.get(index) or memory.get(index) or ReplicaMemory()
             why = mem.last_reason or exit_reason(head.status)
@@ -505,4 +545,13 @@ def _summarize(
         phase = Phase.READY
     else:
         phase = Phase.PROGRESSING
-    return Summary(desired.replicas, updated, running, ready, available, phase, tuple(reasons))
+    return Summary(
+        desired.replicas,
+        updated,
+        running,
+        ready,
+        available,
+        phase,
+        tuple(reasons),
+        tuple(waiting) if phase is Phase.PROGRESSING else (),
+    )

@@ -27,6 +27,8 @@ class _ProbeState:
     next_due: float = 0.0
     passing: bool = False
     last_message: str = ""
+    #: passed its threshold at least once in this run
+    ever_passed: bool = False
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class ProbeVerdict:
     live: bool
     next_due: float | None  # when a probe should run again (clock seconds)
     message: str = ""
+    #: readiness passed before in this run (so not ready now is a loss)
+    was_ready: bool = False
 
 
 def _probe_host(host_ip: str) -> str:
@@ -141,7 +145,15 @@ class Prober:
         live, live_due, live_msg = self._judge(run_id, "liveness", probes.liveness, status, driver)
         dues = [d for d in (ready_due, live_due) if d is not None]
         message = "; ".join(m for m in (ready_msg, live_msg) if m)
-        return ProbeVerdict(ready, live, min(dues) if dues else None, message)
+        was_ready = probes.readiness is not None and self._ever_passed(
+            (run_id, "readiness", status.handle.id)
+        )
+        return ProbeVerdict(ready, live, min(dues) if dues else None, message, was_ready)
+
+    def _ever_passed(self, key: tuple[str, str, str]) -> bool:
+        with self._lock:
+            state = self._states.get(key)
+            return state is not None and state.ever_passed
 
     def _judge(
         self,
@@ -173,6 +185,7 @@ class Prober:
                 state.failures = 0
                 if state.successes >= probe.success_threshold:
                     state.passing = True
+                    state.ever_passed = True
             else:
                 state.failures += 1
                 state.successes = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ from portway.controller.plan import (
     Desired,
     Drain,
     Observed,
+    Phase,
     Plan,
     Remove,
     ReplicaMemory,
@@ -78,6 +80,9 @@ from portway.spec.services import is_service, service_aliases, service_env, serv
 from portway.store import Record, Store
 
 log = logging.getLogger(__name__)
+
+#: the restart counter in a status message ("restarting (restarts: 3)")
+_RESTART_COUNT = re.compile(r" \(restarts: \d+\)")
 
 #: look again this soon when a target is down; its recovery also wakes us
 UNHEALTHY_RETRY_SECONDS = 2.0
@@ -398,6 +403,8 @@ class Reconciler:
             kind,
             text,
             warning=kind == "FailedOver",
+            replica=index,
+            target=target,
         )
 
     def _evict(self, victim: PlacedReplica, by: str, index: int, target: str) -> None:
@@ -429,6 +436,8 @@ class Reconciler:
             f"replica {victim.index} evicted from {victim.target} to make room for "
             f"{by} replica {index} (priority {victim.priority} is lower)",
             warning=True,
+            replica=victim.index,
+            target=victim.target,
         )
         by_ns, _, by_name = by.partition("/")
         self._store.record_event(
@@ -438,6 +447,8 @@ class Reconciler:
             "Preempting",
             f"replica {index} on {target} evicts {victim.workload} replica {victim.index} "
             f"(priority {victim.priority})",
+            replica=index,
+            target=target,
         )
         self._notify(victim.workload)
 
@@ -482,7 +493,13 @@ class Reconciler:
             verdict = self._prober.evaluate(status, desired.spec.probes, driver)
             if verdict.next_due is not None:
                 dues.append(verdict.next_due)
-            return Observed(status, ready=verdict.ready, live=verdict.live)
+            return Observed(
+                status,
+                ready=verdict.ready,
+                live=verdict.live,
+                probe_message=verdict.message,
+                was_ready=verdict.was_ready,
+            )
 
         probes = desired.spec.probes
         has_probes = probes.readiness is not None or probes.liveness is not None
@@ -530,7 +547,16 @@ class Reconciler:
                         raise PolicyRefusedError(refusal)
                     self._apply(action, desired, drivers)
                 except PortwayError as exc:
-                    self._event(desired, "Failed", f"replica {index}: {exc}", warning=True)
+                    # a refusal is a decision, not an engine failure: its own reason
+                    why = "PolicyRefused" if isinstance(exc, PolicyRefusedError) else "Failed"
+                    self._event(
+                        desired,
+                        why,
+                        f"replica {index}: {exc}",
+                        warning=True,
+                        index=index,
+                        target=_target_of(action),
+                    )
                     return index, str(exc)
             return index, None
 
@@ -543,8 +569,16 @@ class Reconciler:
         return failures
 
     def _apply(self, action: Action, desired: Desired, drivers: Mapping[str, Driver]) -> None:
+        target = _target_of(action)
         if isinstance(action, Report):
-            self._event(desired, action.reason, action.message, warning=action.warning)
+            self._event(
+                desired,
+                action.reason,
+                action.message,
+                warning=action.warning,
+                index=action.index,
+                target=target,
+            )
             return
         if isinstance(action, Drain):
             self._event(
@@ -552,9 +586,10 @@ class Reconciler:
                 "Draining",
                 f"replica {action.index} ({action.reason}) leaves the load balancer's rotation; "
                 f"removed from {action.handle.target} in {action.seconds:g}s: {action.handle.name}",
+                index=action.index,
+                target=target,
             )
             return
-        target = action.target if isinstance(action, Create) else action.handle.target
         driver = drivers[target]
         if isinstance(action, Create):
             # values exist in plaintext only for this create (never in events)
@@ -580,20 +615,36 @@ class Reconciler:
                 "Scheduled",
                 f"replica {action.index} (generation {action.generation}) created on "
                 f"{target} as {handle.name}" + (" (update)" if action.reason == "Update" else ""),
+                index=action.index,
+                target=target,
             )
             if action.start:
                 driver.start(handle)
-                self._event(desired, "Started", f"replica {action.index} started ({handle.name})")
+                self._event(
+                    desired,
+                    "Started",
+                    f"replica {action.index} started ({handle.name})",
+                    index=action.index,
+                    target=target,
+                )
         elif isinstance(action, Start):
             self._prober.forget(action.handle.id)
             driver.start(action.handle)
             if action.restart:
                 self._event(
-                    desired, "Restarted", f"replica {action.index} restarted ({action.handle.name})"
+                    desired,
+                    "Restarted",
+                    f"replica {action.index} restarted ({action.handle.name})",
+                    index=action.index,
+                    target=target,
                 )
             else:
                 self._event(
-                    desired, "Started", f"replica {action.index} started ({action.handle.name})"
+                    desired,
+                    "Started",
+                    f"replica {action.index} started ({action.handle.name})",
+                    index=action.index,
+                    target=target,
                 )
         elif isinstance(action, Stop):
             driver.stop(action.handle, self._settings.stop_timeout)
@@ -602,6 +653,8 @@ class Reconciler:
                 "Stopped",
                 f"replica {action.index} stopped ({action.reason}): {action.handle.name}",
                 warning=action.reason == "LivenessProbeFailed",
+                index=action.index,
+                target=target,
             )
         elif isinstance(action, Remove):
             if action.reason in ("ScaledDown", "Superseded", "Rescheduled", "WorkloadDeleted"):
@@ -612,6 +665,8 @@ class Reconciler:
                 "Removed",
                 f"replica {action.index} removed ({action.reason}) from {target}: "
                 f"{action.handle.name}",
+                index=action.index,
+                target=target,
             )
 
     def _with_service_env(self, desired: Desired, driver: Driver) -> WorkloadSpec:
@@ -637,9 +692,25 @@ class Reconciler:
         env = {**service_env(found, desired.namespace), **desired.spec.env}
         return desired.spec.model_copy(update={"env": env})
 
-    def _event(self, desired: Desired, reason: str, message: str, *, warning: bool = False) -> None:
+    def _event(
+        self,
+        desired: Desired,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        index: int | None = None,
+        target: str = "",
+    ) -> None:
         self._store.record_event(
-            KIND_WORKLOAD, desired.namespace, desired.name, reason, message, warning=warning
+            KIND_WORKLOAD,
+            desired.namespace,
+            desired.name,
+            reason,
+            message,
+            warning=warning,
+            replica=index,
+            target=target,
         )
 
     # --- recording --------------------------------------------------------
@@ -699,6 +770,8 @@ class Reconciler:
                     message=failures.get(index, "") or status.error,
                 )
             existing = records.get(name)
+            if item is not None and desired.is_current(item):
+                self._readiness_event(desired, item, existing)
             new_status = view.to_status()
             if existing is None:
                 # a racing pass may have written it; the next pass reconciles
@@ -706,6 +779,33 @@ class Reconciler:
                     self._store.create(KIND_REPLICA, desired.namespace, name, {}, new_status)
             elif dict(existing.status) != new_status:
                 self._write(existing, new_status)
+
+    def _readiness_event(self, desired: Desired, item: Observed, before: Record | None) -> None:
+        """Say when a running replica becomes ready or stops being so.
+
+        Judged against the replica record of the previous pass (in the
+        store), so a restarted controller does not report what it reported."""
+        ready = item.ready and item.running
+        same_run = before is not None and before.status.get("container_id") == item.handle.id
+        was = bool(before and before.status.get("ready")) and same_run
+        if ready and not was:
+            self._event(
+                desired,
+                "Ready",
+                f"replica {item.index} is ready",
+                index=item.index,
+                target=item.handle.target,
+            )
+        elif was and not ready and item.running:
+            why = item.probe_message or "its readiness probe fails"
+            self._event(
+                desired,
+                "NotReady",
+                f"replica {item.index} is not ready: {why}",
+                warning=True,
+                index=item.index,
+                target=item.handle.target,
+            )
 
     def _write(self, record: Record, status: dict[str, Any] | None) -> None:
         try:
@@ -727,7 +827,7 @@ class Reconciler:
     ) -> None:
         summary = plan.summary
         assert summary is not None
-        reasons = list(summary.reasons)
+        reasons = list(summary.reasons) + list(summary.waiting)
         if record.status.get("schedulingMessage"):
             reasons.insert(0, str(record.status["schedulingMessage"]))
         message = "; ".join(reasons)
@@ -744,6 +844,7 @@ class Reconciler:
         if not desired.slots and desired.replicas:
             phase = "Pending"  # nothing placed: nothing fits anywhere
             message = str(record.status.get("schedulingMessage") or message)
+        self._phase_event(desired, str(record.status.get("phase") or ""), phase, message)
         self._set_status(
             record,
             merge=forget_clean if clean else None,
@@ -761,6 +862,17 @@ class Reconciler:
             draining=dict(sorted(plan.draining.items())),
             endpoints=endpoints_status(desired, observed, plan.draining),
         )
+
+    def _phase_event(self, desired: Desired, before: str, after: str, message: str) -> None:
+        """Say when a workload becomes Degraded, and when it is Ready again."""
+        if after == before:
+            return
+        if after == Phase.DEGRADED.value:
+            # restart counters would make every crash of a loop a new event
+            stable = _RESTART_COUNT.sub("", message)
+            self._event(desired, "Degraded", f"workload degraded: {stable}", warning=True)
+        elif after == Phase.READY.value and before == Phase.DEGRADED.value:
+            self._event(desired, "Recovered", "workload ready again: every replica is ready")
 
     def _set_status(
         self,
@@ -872,6 +984,14 @@ def endpoints_status(
                 }
             )
     return found
+
+
+def _target_of(action: Action) -> str:
+    if isinstance(action, Create):
+        return action.target
+    if isinstance(action, Report):
+        return action.target
+    return action.handle.target
 
 
 def _sooner(a: float | None, b: float | None) -> float | None:

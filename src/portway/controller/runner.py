@@ -75,6 +75,14 @@ class ControllerSettings:
     """How often owned-but-unwanted containers are looked for."""
     gc_grace_seconds: float = 30.0
     """An orphan must be at least this old before it is removed."""
+    events_ttl_seconds: float = 3600.0
+    """Events last seen longer ago than this are pruned: an hour, as Kubernetes
+    keeps them (repeats refresh an event, so an ongoing problem stays)."""
+    events_max: int = 10_000
+    """At most this many events are kept (the newest), whatever their age, so
+    that a burst cannot grow the store without bound."""
+    events_prune_seconds: float = 60.0
+    """How often old events are pruned."""
     lease_ttl: float = 15.0
     """A controller that stops renewing loses the lease after this long
     (seconds; it renews every third of it). The failover time of a crashed
@@ -336,6 +344,7 @@ class Controller:
         next_health = now + self.settings.health_seconds
         next_resync = now + self.settings.resync_seconds
         next_gc = now + min(self.settings.gc_seconds, 2.0)
+        next_prune = now + min(self.settings.events_prune_seconds, 5.0)
         while not self._stop.wait(0.25):
             now = time.monotonic()
             try:
@@ -359,6 +368,9 @@ class Controller:
                 if now >= next_gc:
                     next_gc = now + self.settings.gc_seconds
                     self.collect_garbage()
+                if now >= next_prune:
+                    next_prune = now + self.settings.events_prune_seconds
+                    self.prune_events()
             except PortwayError as exc:
                 log.warning("housekeeping: %s", exc)
             except Exception:
@@ -443,6 +455,16 @@ class Controller:
         thread = threading.Thread(target=watch, name=f"portway-events-{view.name}", daemon=True)
         thread.start()
         self._watchers[view.name] = thread
+
+    def prune_events(self) -> int:
+        """Drop events past their retention (age and count); returns how many."""
+        removed = self.store.prune_events(
+            self.settings.events_max,
+            older_than=self._clock() - self.settings.events_ttl_seconds,
+        )
+        if removed:
+            log.info("pruned %d event(s) past retention", removed)
+        return removed
 
     def collect_garbage(self, *, grace: float | None = None) -> int:
         """Remove owned containers whose workload is not in the store. Returns the count."""

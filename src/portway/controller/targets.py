@@ -154,6 +154,7 @@ class TargetPool:
             f"target {target.name} is {fingerprint.health.value}"
             + (f": {fingerprint.detail}" if fingerprint.detail else ""),
             warning=not healthy,
+            target=target.name,
         )
         log.info(
             "target %s is now %s %s", target.name, fingerprint.health.value, fingerprint.detail

@@ -515,4 +515,6 @@ def topology_of(view: TargetView | None) -> tuple[str, str]:
 
 
 def _event(app: App, name: str, reason: str, message: str, *, warning: bool = False) -> None:
-    app.store.record_event(KIND_TARGET, CLUSTER_NAMESPACE, name, reason, message, warning=warning)
+    app.store.record_event(
+        KIND_TARGET, CLUSTER_NAMESPACE, name, reason, message, warning=warning, target=name
+    )

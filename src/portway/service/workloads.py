@@ -216,7 +216,7 @@ def apply_all(
             for item in items
         ]
     written = ns_policy.apply_namespaces(app, namespaces)
-    return written, [
+    applied = [
         _write(
             app,
             item.workload,
@@ -225,6 +225,28 @@ def apply_all(
         )
         for item in items
     ]
+    for result in applied:
+        if result.outcome is not Outcome.UNCHANGED:
+            _drift_events(app, result.workload, degraded.get(result.workload.key, []))
+    return written, applied
+
+
+def _drift_events(app: App, workload: Workload, degraded: Sequence[Mapping[str, str]]) -> None:
+    """One DriftDegraded event per target on which a lenient apply let
+    fields go unhonored: the decision is the apply's, so it says so."""
+    by_target: dict[str, list[str]] = {}
+    for item in degraded:
+        by_target.setdefault(item["target"], []).append(f"{item['path']} {item['verdict']}")
+    for target, fields in sorted(by_target.items()):
+        app.store.record_event(
+            KIND_WORKLOAD,
+            workload.metadata.namespace,
+            workload.metadata.name,
+            "DriftDegraded",
+            f"applied in lenient mode; on {target}: " + ", ".join(fields),
+            warning=True,
+            target=target,
+        )
 
 
 def _predict(

@@ -61,7 +61,18 @@ events = Table(
     Column("type", String(16), nullable=False),  # Normal | Warning
     Column("reason", String(64), nullable=False),
     Column("message", Text, nullable=False),
+    # the replica index the event is about (-1: the whole object)
+    Column("replica", Integer, nullable=False, server_default=text("-1")),
+    # the target the event happened on ("" when none)
+    Column("target", String(253), nullable=False, server_default=text("''")),
+    # repeats of one event are one row: how many, and when the first was
+    # (``ts`` is the last; 0 in rows written before aggregation existed)
+    Column("count", Integer, nullable=False, server_default=text("1")),
+    Column("first_ts", Float, nullable=False, server_default=text("0")),
     Index("ix_events_object", "kind", "namespace", "name"),
+    # AUTOINCREMENT: an id is never reused, so a follower resuming after an
+    # id never misses an event (databases made before keep their table)
+    sqlite_autoincrement=True,
 )
 
 leases = Table(

@@ -121,6 +121,21 @@ class Event:
     type: str
     reason: str
     message: str
+    replica: int | None = None
+    """The replica index the event is about (None: the whole object)."""
+    target: str = ""
+    """The target it happened on ("" when none)."""
+    count: int = 1
+    """How many times it happened (repeats are aggregated into one event)."""
+    first_ts: float = 0.0
+    """When it first happened; ``ts`` is the last time."""
+
+
+#: a repeat of an event (same object, replica, target, type, reason and
+#: message) within this many seconds of its last occurrence bumps its count
+#: instead of adding a row, as Kubernetes' event aggregation does: a flapping
+#: probe cannot flood the table
+EVENT_AGGREGATE_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -177,6 +192,23 @@ def _record(row: Any) -> Record:
     )
 
 
+def _event(row: Any) -> Event:
+    return Event(
+        id=int(row.id),
+        ts=row.ts,
+        kind=row.kind,
+        namespace=row.namespace,
+        name=row.name,
+        type=row.type,
+        reason=row.reason,
+        message=row.message,
+        replica=None if row.replica < 0 else int(row.replica),
+        target=row.target,
+        count=int(row.count),
+        first_ts=row.first_ts or row.ts,
+    )
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the CLI read while the controller writes; busy_timeout makes a
     # second writer wait for the lock instead of failing at once.
@@ -215,6 +247,7 @@ class Store:
         self._postgres = url.startswith("postgresql")
         self._fence: Callable[[], Fence | None] | None = None
         self.changes_keep = CHANGES_KEEP
+        self.events_aggregate_seconds = EVENT_AGGREGATE_SECONDS
         try:
             self._engine: Engine = _open_engine(url)
             self._upgrade()
@@ -489,21 +522,47 @@ class Store:
         message: str,
         *,
         warning: bool = False,
-    ) -> None:
+        replica: int | None = None,
+        target: str = "",
+    ) -> int:
+        """Record an event; a repeat of a recent one is folded into it (its
+        count grows, its time moves on and it gets a new id, so that
+        followers see it again). Returns the event's id."""
         fence = self._fence_now()
+        now = time.time()
+        values = {
+            "kind": kind,
+            "namespace": namespace,
+            "name": name,
+            "type": "Warning" if warning else "Normal",
+            "reason": reason,
+            "message": message,
+            "replica": -1 if replica is None else replica,
+            "target": target,
+        }
         with self._tx() as conn:
-            conn.execute(
-                insert(events).values(
-                    ts=time.time(),
-                    kind=kind,
-                    namespace=namespace,
-                    name=name,
-                    type="Warning" if warning else "Normal",
-                    reason=reason,
-                    message=message,
-                )
+            same = conn.execute(
+                select(events.c.id, events.c.count, events.c.first_ts, events.c.ts)
+                .where(*(events.c[column] == value for column, value in values.items()))
+                .where(events.c.ts >= now - self.events_aggregate_seconds)
+                .order_by(events.c.id.desc())
+                .limit(1)
+            ).first()
+            count, first = 1, now
+            if same is not None:  # (a Row's ``count`` is tuple.count: index it)
+                count = int(same._mapping["count"]) + 1
+                first = float(same.first_ts or same.ts)  # 0: written before aggregation
+            # insert before deleting the repeat, so that the new id is always
+            # the highest ever given (a table without AUTOINCREMENT would
+            # otherwise hand the deleted newest id out again)
+            result = conn.execute(
+                insert(events).values(**values, ts=now, count=count, first_ts=first)
             )
+            if same is not None:
+                conn.execute(delete(events).where(events.c.id == same.id))
             self._verify_fence(conn, fence)
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])
 
     def events(
         self,
@@ -512,34 +571,50 @@ class Store:
         name: str | None = None,
         limit: int = 100,
         after_id: int | None = None,
+        *,
+        event_type: str | None = None,
+        reason: str | None = None,
+        target: str | None = None,
+        since: float | None = None,
     ) -> builtins.list[Event]:
         """Events oldest first: the newest ``limit`` ones, or with ``after_id``
-        the first ``limit`` after it, so that paging or following misses none."""
+        the first ``limit`` after it, so that paging or following misses none.
+        ``since``: only those last seen at or after that time (epoch seconds)."""
         query = select(events).where(events.c.id > (after_id or 0))
-        if kind is not None:
-            query = query.where(events.c.kind == kind)
-        if namespace is not None:
-            query = query.where(events.c.namespace == namespace)
-        if name is not None:
-            query = query.where(events.c.name == name)
+        filters = {
+            "kind": kind,
+            "namespace": namespace,
+            "name": name,
+            "type": event_type,
+            "reason": reason,
+            "target": target,
+        }
+        for column, value in filters.items():
+            if value is not None:
+                query = query.where(events.c[column] == value)
+        if since is not None:
+            query = query.where(events.c.ts >= since)
         newest_first = after_id is None
         query = query.order_by(events.c.id.desc() if newest_first else events.c.id).limit(limit)
         with self._tx() as conn:
             rows = conn.execute(query).all()
-        return [
-            Event(r.id, r.ts, r.kind, r.namespace, r.name, r.type, r.reason, r.message)
-            for r in (reversed(rows) if newest_first else rows)
-        ]
+        return [_event(r) for r in (reversed(rows) if newest_first else rows)]
 
-    def prune_events(self, keep: int) -> int:
-        """Keep the newest ``keep`` events; returns how many were removed."""
+    def prune_events(self, keep: int, *, older_than: float | None = None) -> int:
+        """Keep the newest ``keep`` events, and with ``older_than`` (epoch
+        seconds) none last seen before it; returns how many were removed."""
+        removed = 0
         with self._tx() as conn:
+            if older_than is not None:
+                removed += int(
+                    conn.execute(delete(events).where(events.c.ts < older_than)).rowcount
+                )
             newest = conn.execute(
                 select(events.c.id).order_by(events.c.id.desc()).offset(keep).limit(1)
             ).scalar()
-            if newest is None:
-                return 0
-            return int(conn.execute(delete(events).where(events.c.id <= newest)).rowcount)
+            if newest is not None:
+                removed += int(conn.execute(delete(events).where(events.c.id <= newest)).rowcount)
+        return removed
 
     # --- audit ------------------------------------------------------------
 

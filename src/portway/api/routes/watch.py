@@ -24,8 +24,8 @@ from starlette.concurrency import run_in_threadpool
 from portway.access.rbac import Resource
 from portway.api.context import context_of
 from portway.api.errors import GoneError
-from portway.api.names import NamespaceQuery
-from portway.api.routes.events import event_out
+from portway.api.names import NameQuery, NamespaceQuery
+from portway.api.routes.events import FiltersDep, event_out
 from portway.api.routes.workloads import workload_out
 from portway.api.security import AccessDep
 from portway.api.sse import MEDIA_TYPE, SseEvent, follow, resume_point
@@ -123,7 +123,9 @@ async def watch_workloads(
 async def watch_events(
     access: AccessDep,
     request: Request,
+    filters: FiltersDep,
     namespace: NamespaceQuery = None,
+    workload: NameQuery = None,
     since: SinceQuery = None,
     last_event_id: LastEventId = None,
 ) -> StreamingResponse:
@@ -148,13 +150,15 @@ async def watch_events(
     batch = ctx.config.watch_batch
 
     def fetch(after: int) -> tuple[list[SseEvent], int]:
+        # filtered here, not in the store: the cursor must move past the
+        # events the filters skip, or a quiet filter would re-read them forever
         found = store.events(namespace=namespace, limit=batch, after_id=after)
         if not found:
             return [], after
         events = [
             SseEvent(e.id, "EVENT", event_out(e).model_dump(mode="json", by_alias=True))
             for e in found
-            if _readable(readable, e.namespace)
+            if filters.matches(e, workload) and _readable(readable, e.namespace)
         ]
         return events, found[-1].id
 
