@@ -17,9 +17,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.telemetry import TelemetryConfig
+from prometheus_client import CollectorRegistry
 
 from portway import __version__
 from portway.api import errors
+from portway.api import metrics as api_metrics
 from portway.api.audit import AuditMiddleware
 from portway.api.config import ServerConfig
 from portway.api.context import ApiContext, Waker
@@ -69,8 +71,14 @@ _ROUTERS = (
 
 
 def create_app(
-    app: App, config: ServerConfig | None = None, *, controller: Waker | None = None
+    app: App,
+    config: ServerConfig | None = None,
+    *,
+    controller: Waker | None = None,
+    metrics: CollectorRegistry | None = None,
 ) -> FastAPI:
+    """``metrics``: the registry ``/metrics`` renders (the controller's, when
+    one runs in this process); None: one of the API's own."""
     config = config or ServerConfig()
     api = FastAPI(
         title="portway",
@@ -113,4 +121,7 @@ def create_app(
     api.add_middleware(WorkloadFastPath)
     api.add_middleware(AuditMiddleware, service=app)
     api.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    if config.metrics:  # outermost: it times everything inside
+        registry = metrics if metrics is not None else CollectorRegistry()
+        api_metrics.install(api, registry, require_token=config.metrics_auth)
     return api

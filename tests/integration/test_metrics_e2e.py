@@ -1,0 +1,174 @@
+"""``GET /metrics`` of a real ``portway server``: the same metric names, in
+the same units, for replicas on Docker, Podman and containerd; and a replica
+the kernel kills for memory counted in ``portway_replica_oom_kills_total``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from tests.integration.e2e import Portway, eventually, free_port_range, http_get, workload_yaml
+
+pytestmark = [pytest.mark.docker, pytest.mark.podman, pytest.mark.containerd]
+
+TARGETS = {
+    "local-docker": None,  # registered on first use
+    "local-podman": "podman:///run/podman/podman.sock",
+    "local-containerd": "containerd:///run/containerd/containerd.sock",
+}
+PER_REPLICA = (
+    "portway_replica_cpu_seconds_total",
+    "portway_replica_memory_bytes",
+    "portway_replica_processes",
+    "portway_replica_network_receive_bytes_total",
+    "portway_replica_network_transmit_bytes_total",
+    "portway_replica_restarts_total",
+    "portway_replica_oom_kills_total",
+)
+
+
+class Server:
+    def __init__(self, pw: Portway) -> None:
+        self.port = free_port_range(1, start=41000, end=50000)
+        self.log_path = pw.home / "server.log"
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "portway", "server", "--port", str(self.port)]
+                + ["--stats-interval", "1"],
+                env=pw.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        eventually(self.healthy, timeout=30, what="the server to answer")
+
+    def healthy(self) -> bool:
+        assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
+        return json.loads(http_get(self.port, "/healthz")) == {"status": "ok"}
+
+    def samples(self) -> list[Sample]:
+        text = http_get(self.port, "/metrics", timeout=10)
+        return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Portway, Server]]:
+    pw = Portway(tmp_path_factory.mktemp("metrics"))
+    for name, address in TARGETS.items():
+        if address is not None:
+            pw.run("target", "add", name, "--address", address)
+    server = Server(pw)
+    try:
+        yield pw, server
+    finally:
+        for item in pw.json("get", "workloads", "-A")["items"]:
+            meta = item["metadata"]
+            pw.run("delete", meta["name"], "-n", meta["namespace"], check=False)
+        server.stop()
+
+
+def _placed(text: str, target: str) -> str:
+    return text.replace("spec:\n", f"spec:\n  placement: {{targets: [{target}]}}\n", 1)
+
+
+def _of(samples: list[Sample], name: str, **labels: str) -> list[Sample]:
+    return [
+        s
+        for s in samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
+
+
+def test_same_metric_names_with_values_on_every_engine(served: tuple[Portway, Server]) -> None:
+    pw, server = served
+    namespace = f"met-{uuid.uuid4().hex[:6]}"
+    sleeper = ["sh", "-c", "exec sleep 3600"]
+    for target in TARGETS:
+        name = f"s-{target.removeprefix('local-')}"
+        text = workload_yaml(name, namespace, replicas=1, command=sleeper, readiness=False)
+        pw.apply(_placed(text, target))
+
+    def every_engine_sampled() -> list[Sample] | None:
+        samples = server.samples()
+        seen = {s.labels["engine"] for s in _of(samples, "portway_replica_memory_bytes")}
+        return samples if {"docker", "podman", "containerd"} <= seen else None
+
+    samples = eventually(every_engine_sampled, timeout=30, what="stats of all three engines")
+    for target in TARGETS:
+        engine = target.removeprefix("local-")
+        labels = {"namespace": namespace, "workload": f"s-{engine}", "replica": "0"}
+        for metric in PER_REPLICA:
+            [sample] = _of(samples, metric, **labels)
+            assert sample.labels["target"] == target and sample.labels["engine"] == engine
+        [memory] = _of(samples, "portway_replica_memory_bytes", **labels)
+        assert 0 < memory.value < 64 * 1024 * 1024, (engine, memory)  # a busybox sleep
+        [pids] = _of(samples, "portway_replica_processes", **labels)
+        assert pids.value >= 1
+        running = _of(samples, "portway_replicas", state="running", target=target)
+        assert running and running[0].value >= 1
+    # a GET of one workload (the API's fast path) is counted under its route template
+    token = (pw.home / "admin.token").read_text().strip()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/v1/namespaces/{namespace}/workloads/s-docker",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200
+    samples = server.samples()
+    # the controller's own series and the API's request histogram are there too
+    names = {s.name for s in samples}
+    assert {
+        "portway_reconcile_duration_seconds_count",
+        "portway_reconcile_queue_depth",
+        "portway_scheduler_latency_seconds_count",
+        "portway_api_request_duration_seconds_count",
+    } <= names
+    routes = {
+        (s.labels["route"], s.labels["status"])
+        for s in _of(samples, "portway_api_request_duration_seconds_count", method="GET")
+    }
+    assert ("/v1/namespaces/{namespace}/workloads/{name}", "200") in routes, routes
+    assert ("/metrics", "200") in routes, routes
+
+
+def test_an_oom_killed_replica_is_counted(served: tuple[Portway, Server]) -> None:
+    pw, server = served
+    namespace = f"oom-{uuid.uuid4().hex[:6]}"
+    text = workload_yaml(
+        "hog",
+        namespace,
+        replicas=1,
+        restart="never",
+        readiness=False,
+        command=["sh", "-c", "dd if=/dev/zero bs=1M count=64 | tail"],
+    ).replace("  replicas: 1\n", "  replicas: 1\n  resources: {memory: 8Mi}\n", 1)
+    pw.apply(_placed(text, "local-docker"), "--no-wait")
+
+    def killed() -> list[Sample] | None:
+        found = _of(server.samples(), "portway_replica_oom_kills_total", namespace=namespace)
+        return found if found and found[0].value >= 1 else None
+
+    [sample] = eventually(killed, timeout=30, what="the OOM kill in /metrics")
+    assert sample.value == 1 and sample.labels["engine"] == "docker"
+    exited = _of(server.samples(), "portway_replicas", state="exited", target="local-docker")
+    assert exited and exited[0].value >= 1
