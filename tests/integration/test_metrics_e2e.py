@@ -74,16 +74,30 @@ class Server:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Portway, Server]]:
     pw = Portway(tmp_path_factory.mktemp("metrics"))
-    for name, address in TARGETS.items():
-        if address is not None:
-            pw.run("target", "add", name, "--address", address)
+    pw.run("target", "add", "local-podman", "--address", TARGETS["local-podman"] or "")
+    # the rest concurrently: the server notices a new target at its next check (1 s)
+    adding = subprocess.Popen(
+        [*pw.command(), "target", "add", "local-containerd"]
+        + ["--address", TARGETS["local-containerd"] or ""],
+        env=pw.env,
+    )
     server = Server(pw)
+    assert adding.wait(timeout=120) == 0
     try:
         yield pw, server
     finally:
-        for item in pw.json("get", "workloads", "-A")["items"]:
-            meta = item["metadata"]
-            pw.run("delete", meta["name"], "-n", meta["namespace"], check=False)
+        # every file applied, deleted at once (each CLI start costs seconds here)
+        deleting = [
+            subprocess.Popen(
+                [*pw.command(), "delete", "-f", str(path)],
+                env=pw.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for path in pw.home.glob("apply-*.yaml")
+        ]
+        for proc in deleting:
+            proc.wait(timeout=180)
         server.stop()
 
 
@@ -103,10 +117,20 @@ def test_same_metric_names_with_values_on_every_engine(served: tuple[Portway, Se
     pw, server = served
     namespace = f"met-{uuid.uuid4().hex[:6]}"
     sleeper = ["sh", "-c", "exec sleep 3600"]
-    for target in TARGETS:
-        name = f"s-{target.removeprefix('local-')}"
-        text = workload_yaml(name, namespace, replicas=1, command=sleeper, readiness=False)
-        pw.apply(_placed(text, target))
+    documents = [
+        _placed(
+            workload_yaml(
+                f"s-{target.removeprefix('local-')}",
+                namespace,
+                replicas=1,
+                command=sleeper,
+                readiness=False,
+            ),
+            target,
+        )
+        for target in TARGETS
+    ]
+    pw.apply("---\n".join(documents))
 
     def every_engine_sampled() -> list[Sample] | None:
         samples = server.samples()
@@ -168,7 +192,7 @@ def test_an_oom_killed_replica_is_counted(served: tuple[Portway, Server]) -> Non
         found = _of(server.samples(), "portway_replica_oom_kills_total", namespace=namespace)
         return found if found and found[0].value >= 1 else None
 
-    [sample] = eventually(killed, timeout=30, what="the OOM kill in /metrics")
+    [sample] = eventually(killed, timeout=60, what="the OOM kill in /metrics")
     assert sample.value == 1 and sample.labels["engine"] == "docker"
     exited = _of(server.samples(), "portway_replicas", state="exited", target="local-docker")
     assert exited and exited[0].value >= 1
