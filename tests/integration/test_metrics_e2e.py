@@ -12,7 +12,6 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,11 +21,13 @@ from tests.integration.e2e import Portway, eventually, free_port_range, http_get
 
 pytestmark = [pytest.mark.docker, pytest.mark.podman, pytest.mark.containerd]
 
+CONTAINERD = "containerd:///run/containerd/containerd.sock"
 TARGETS = {
     "local-docker": None,  # registered on first use
     "local-podman": "podman:///run/podman/podman.sock",
-    "local-containerd": "containerd:///run/containerd/containerd.sock",
+    "local-containerd": CONTAINERD,
 }
+SERVER = (sys.executable, "-m", "portway", "server")
 PER_REPLICA = (
     "portway_replica_cpu_seconds_total",
     "portway_replica_memory_bytes",
@@ -44,8 +45,7 @@ class Server:
         self.log_path = pw.home / "server.log"
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "portway", "server", "--port", str(self.port)]
-                + ["--stats-interval", "1"],
+                [*SERVER, "--port", str(self.port), "--stats-interval", "1"],
                 env=pw.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -77,8 +77,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Portway, 
     pw.run("target", "add", "local-podman", "--address", TARGETS["local-podman"] or "")
     # the rest concurrently: the server notices a new target at its next check (1 s)
     adding = subprocess.Popen(
-        [*pw.command(), "target", "add", "local-containerd"]
-        + ["--address", TARGETS["local-containerd"] or ""],
+        [*pw.command(), "target", "add", "local-containerd", "--address", CONTAINERD],
         env=pw.env,
     )
     server = Server(pw)
