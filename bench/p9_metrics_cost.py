@@ -4,7 +4,7 @@ Applies N busybox sleepers with the CLI, half on Docker and half on Podman
 (``--docker-only``: all on Docker). Then, in this process, runs what
 ``portway server`` runs for ``/metrics``: the controller's ``ReplicaSampler``
 (one pass per period: read the Replica records, one-shot stats per replica
-on Docker from a pool of 8, one batched stats call on Podman) and one
+on Docker from a pool of 32, one batched stats call on Podman) and one
 Prometheus scrape (``generate_latest`` of the controller's registry) per
 period, over a window of several periods. The cost is this process's CPU
 time (utime + stime of all its threads, from getrusage) over the window, in

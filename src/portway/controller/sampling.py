@@ -34,10 +34,12 @@ class SamplerSettings:
     period_seconds: float = 15.0
     """Seconds between passes: Prometheus' default scrape interval, so each
     scrape sees a fresh sample and none is taken that nobody reads."""
-    workers: int = 8
+    workers: int = 32
     """Stats calls in flight at once per pass, for drivers that answer one
-    replica per call (Docker's one-shot stats take ~10-50 ms of engine time
-    each; eight hide that latency without crowding the engine)."""
+    replica per call. Docker answers a one-shot stats call at its collector's
+    next one-second tick (measured: 0.03 s for the first, ~1 s after), so a
+    pass over N replicas takes about N / workers seconds while each call
+    costs almost no CPU: 32 keep 200 replicas well inside a 15 s period."""
 
 
 @dataclass(frozen=True)
