@@ -149,6 +149,13 @@ def test_same_metric_names_with_values_on_every_engine(served: tuple[Portway, Se
         assert pids.value >= 1
         running = _of(samples, "portway_replicas", state="running", target=target)
         assert running and running[0].value >= 1
+    # `portway top` reads the same figures from the engines directly
+    top = pw.json("top", "-n", namespace, "--interval", "0.5")["items"]
+    assert {(i["engine"], i["target"]) for i in top} == {
+        (t.removeprefix("local-"), t) for t in TARGETS
+    }, top
+    for item in top:
+        assert item["memoryBytes"] > 0 and item["cpuPercent"] is not None, item
     # a GET of one workload (the API's fast path) is counted under its route template
     token = (pw.home / "admin.token").read_text().strip()
     request = urllib.request.Request(

@@ -26,6 +26,7 @@ from portway.cli import policy as policy_cli
 from portway.cli import remote as remote_cli
 from portway.cli import server as server_cli
 from portway.cli import targets as targets_cli
+from portway.cli import top as top_cli
 from portway.cli.artifacts import artifact_app
 from portway.cli.backend import LocalReads, Reads
 from portway.cli.output import Format, age, dump, parse_format, table
@@ -54,6 +55,7 @@ access_cli.register(app)  # token, rolebinding, audit-log
 app.add_typer(contexts_cli.context_app, name="context")
 server_cli.register(app)  # portway server
 migrate_cli.register(app)  # portway migrate
+top_cli.register(app)  # portway top
 
 T = TypeVar("T")
 

@@ -103,13 +103,14 @@ class ReplicaSampler:
                 log.exception("replica stats pass crashed; trying again next period")
             stop.wait(self.settings.period_seconds)
 
-    def sample(self) -> Snapshot:
-        """One pass over every replica record; returns (and keeps) the result."""
+    def sample(self, namespace: str | None = None, workload: str | None = None) -> Snapshot:
+        """One pass over the replica records (of ``namespace`` and ``workload``
+        when given); returns (and keeps) the result."""
         started = time.monotonic()
         views = {v.name: v for v in self._targets.views()}
-        records = [
-            (r.namespace, ReplicaView.from_status(r.status)) for r in self._store.list(KIND_REPLICA)
-        ]
+        listed = self._store.list(KIND_REPLICA, namespace)
+        every = ((r.namespace, ReplicaView.from_status(r.status)) for r in listed)
+        records = [(ns, v) for ns, v in every if workload is None or v.workload == workload]
         running: dict[str, list[Handle]] = defaultdict(list)
         for _, view in records:
             target = views.get(view.target)
