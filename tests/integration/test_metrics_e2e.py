@@ -12,6 +12,7 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -71,21 +72,50 @@ class Server:
             self.proc.wait()
 
 
+@dataclass(frozen=True)
+class Served:
+    pw: Portway
+    server: Server
+    #: namespace of a workload whose replica the kernel kills for memory,
+    #: applied (without waiting) while the server starts, so it is done early
+    oom_namespace: str
+
+
+def _hog(namespace: str) -> str:
+    text = workload_yaml(
+        "hog",
+        namespace,
+        replicas=1,
+        restart="never",
+        readiness=False,
+        command=["sh", "-c", "dd if=/dev/zero bs=1M count=64 | tail"],
+    ).replace("  replicas: 1\n", "  replicas: 1\n  resources: {memory: 8Mi}\n", 1)
+    return _placed(text, "local-docker")
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Portway, Server]]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     pw = Portway(tmp_path_factory.mktemp("metrics"))
     pw.run("target", "add", "local-podman", "--address", TARGETS["local-podman"] or "")
-    # the rest concurrently: the server notices a new target at its next check (1 s)
-    adding = subprocess.Popen(
-        [*pw.command(), "target", "add", "local-containerd", "--address", CONTAINERD],
-        env=pw.env,
-    )
+    # the rest concurrently (each CLI start costs seconds on a busy machine);
+    # the server notices a new target at its next check (1 s)
+    oom_namespace = f"oom-{uuid.uuid4().hex[:6]}"
+    hog = pw.home / "apply-hog.yaml"
+    hog.write_text(_hog(oom_namespace))
+    starting = [
+        subprocess.Popen(
+            [*pw.command(), "target", "add", "local-containerd", "--address", CONTAINERD],
+            env=pw.env,
+        ),
+        subprocess.Popen([*pw.command(), "apply", "-f", str(hog), "--no-wait"], env=pw.env),
+    ]
     server = Server(pw)
-    assert adding.wait(timeout=120) == 0
+    for proc in starting:
+        assert proc.wait(timeout=120) == 0
     try:
-        yield pw, server
+        yield Served(pw, server, oom_namespace)
     finally:
-        # every file applied, deleted at once (each CLI start costs seconds here)
+        # every file applied, deleted at once
         deleting = [
             subprocess.Popen(
                 [*pw.command(), "delete", "-f", str(path)],
@@ -112,8 +142,8 @@ def _of(samples: list[Sample], name: str, **labels: str) -> list[Sample]:
     ]
 
 
-def test_same_metric_names_with_values_on_every_engine(served: tuple[Portway, Server]) -> None:
-    pw, server = served
+def test_same_metric_names_with_values_on_every_engine(served: Served) -> None:
+    pw, server = served.pw, served.server
     namespace = f"met-{uuid.uuid4().hex[:6]}"
     sleeper = ["sh", "-c", "exec sleep 3600"]
     documents = [
@@ -181,24 +211,18 @@ def test_same_metric_names_with_values_on_every_engine(served: tuple[Portway, Se
     assert ("/metrics", "200") in routes, routes
 
 
-def test_an_oom_killed_replica_is_counted(served: tuple[Portway, Server]) -> None:
-    pw, server = served
-    namespace = f"oom-{uuid.uuid4().hex[:6]}"
-    text = workload_yaml(
-        "hog",
-        namespace,
-        replicas=1,
-        restart="never",
-        readiness=False,
-        command=["sh", "-c", "dd if=/dev/zero bs=1M count=64 | tail"],
-    ).replace("  replicas: 1\n", "  replicas: 1\n  resources: {memory: 8Mi}\n", 1)
-    pw.apply(_placed(text, "local-docker"), "--no-wait")
-
+def test_an_oom_killed_replica_is_counted(served: Served) -> None:
     def killed() -> list[Sample] | None:
-        found = _of(server.samples(), "portway_replica_oom_kills_total", namespace=namespace)
+        samples = served.server.samples()
+        found = _of(samples, "portway_replica_oom_kills_total", namespace=served.oom_namespace)
         return found if found and found[0].value >= 1 else None
 
     [sample] = eventually(killed, timeout=60, what="the OOM kill in /metrics")
     assert sample.value == 1 and sample.labels["engine"] == "docker"
-    exited = _of(server.samples(), "portway_replicas", state="exited", target="local-docker")
+    assert sample.labels["workload"] == "hog" and sample.labels["target"] == "local-docker"
+    [restarts] = _of(
+        served.server.samples(), "portway_replica_restarts_total", namespace=served.oom_namespace
+    )
+    assert restarts.value == 0  # restart policy never
+    exited = _of(served.server.samples(), "portway_replicas", state="exited", target="local-docker")
     assert exited and exited[0].value >= 1
