@@ -5,7 +5,6 @@ raw path), and the per-request cost of the timing layer."""
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 import warnings
 from typing import Any
@@ -109,21 +108,24 @@ def test_the_timing_layer_costs_a_few_microseconds() -> None:
     async def send(message: Message) -> None:
         return None
 
-    async def per_request(app: Any, n: int = 2000) -> float:
+    async def per_request(app: Any, n: int = 300) -> float:
         started = time.perf_counter()
         for _ in range(n):
             await app(scope, receive, send)
         return (time.perf_counter() - started) / n
 
     async def measure() -> float:
-        added = []
-        for _ in range(7):
-            added.append(await per_request(timed) - await per_request(bare))
-        return statistics.median(added)
+        # the fastest of several rounds of each: other load on the machine
+        # only ever adds time, so the minimum is the cost itself
+        with_layer, without = [], []
+        for _ in range(30):
+            with_layer.append(await per_request(timed))
+            without.append(await per_request(bare))
+        return min(with_layer) - min(without)
 
     cost = asyncio.run(measure())
     print(f"timing layer: {cost * 1e6:.2f} us per request")
-    assert cost < 25e-6  # a few us; generous for a loaded test machine
+    assert cost < 10e-6  # "a few us" (measured 1.5 us on an idle machine)
 
 
 def test_a_request_no_route_answered_is_unmatched() -> None:

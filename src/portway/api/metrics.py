@@ -16,13 +16,19 @@ valid token (any role), for a server reachable beyond its own host.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -139,3 +145,7 @@ def install(api: FastAPI, registry: CollectorRegistry, *, require_token: bool) -
 
     api.include_router(router)
     api.add_middleware(RequestMetrics, histogram=RequestHistogram(registry))
+    # the server process' own CPU and memory (process_cpu_seconds_total, ...),
+    # read from /proc at scrape time; a registry shared by two apps has it once
+    with contextlib.suppress(ValueError):
+        ProcessCollector(registry=registry)

@@ -1348,7 +1348,8 @@ class PodmanDriver(PodmanVolumes):
             for handle in handles:
                 with suppress(ReplicaGoneError):
                     rows += self._stats_rows([handle.id], f"stats of {handle.name}")
-        by_id = {str(row.get("ContainerID", "")): row for row in rows}
+        # a container that stopped meanwhile answers with a row of zeros
+        by_id = {str(row.get("ContainerID", "")): row for row in rows if _int(row.get("PIDs"))}
         found: dict[str, Stats] = {}
         for handle in handles:
             row = by_id.get(handle.id) or next(
@@ -1363,6 +1364,12 @@ class PodmanDriver(PodmanVolumes):
         with self._engine(action):
             answer = _obj(
                 self._get_json(client, "/containers/stats", containers=ids, stream="false")
+            )
+        if answer.get("Error") is not None:
+            # one unknown container fails the batch with 200, an empty error
+            # object and no rows (Podman 4.3)
+            raise ReplicaGoneError(
+                self.target, f"{action}: {answer['Error'] or 'no such container'}"
             )
         rows = answer.get("Stats")
         return [_obj(row) for row in rows] if isinstance(rows, list) else []
