@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from starlette.types import Message, Receive, Scope, Send
-from tests.unit.api_support import Api, api, workload_doc
+from tests.unit.api_support import Api, workload_doc
 
 from portway.api import ServerConfig, create_app
 from portway.api.metrics import UNMATCHED, RequestHistogram, RequestMetrics
@@ -21,8 +21,6 @@ from portway.api.metrics import UNMATCHED, RequestHistogram, RequestMetrics
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
-
-__all__ = ["api"]  # the fixture, imported for pytest
 
 WORKLOAD_ROUTE = "/v1/namespaces/{namespace}/workloads/{name}"
 

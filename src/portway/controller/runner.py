@@ -162,7 +162,8 @@ class Controller:
         if metrics is not None:
             self._sampler = ReplicaSampler(store, self.targets, sampler_settings)
             sampler = self._sampler
-            metrics.watch_replicas(lambda: sampler.latest)
+            # a controller that lost the lease stops sampling: show no stale replicas
+            metrics.watch_replicas(lambda: sampler.latest if self.holds_lease() else None)
             metrics.watch_queue(lambda: QueueDepth(*self.queue.depth()))
         self._new_term()
 
