@@ -21,13 +21,13 @@ from prometheus_client import CollectorRegistry
 
 from portway import __version__
 from portway.api import errors
-from portway.api import metrics as api_metrics
 from portway.api.audit import AuditMiddleware
 from portway.api.config import ServerConfig
 from portway.api.context import ApiContext, Waker
 from portway.api.errors import ErrorBody
 from portway.api.fastpath import WorkloadFastPath
 from portway.api.limits import BodySizeLimit
+from portway.api.metrics import install as install_metrics
 from portway.api.models import Health
 from portway.api.routes import access, cluster, events, operations, replicas, targets, watch
 from portway.api.routes import secrets as secret_routes
@@ -123,5 +123,5 @@ def create_app(
     api.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     if config.metrics:  # outermost: it times everything inside
         registry = metrics if metrics is not None else CollectorRegistry()
-        api_metrics.install(api, registry, require_token=config.metrics_auth)
+        install_metrics(api, registry, require_token=config.metrics_auth)
     return api

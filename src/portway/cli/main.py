@@ -48,6 +48,7 @@ app.add_typer(get_app, name="get")
 app.add_typer(describe_app, name="describe")
 app.add_typer(targets_cli.target_app, name="target")
 policy_cli.register(app, get_app, describe_app)
+top_cli.register(app)  # portway top
 app.add_typer(artifact_app, name="artifact")
 app.add_typer(secret_app, name="secret")
 app.add_typer(volume_app, name="volume")
@@ -55,7 +56,6 @@ access_cli.register(app)  # token, rolebinding, audit-log
 app.add_typer(contexts_cli.context_app, name="context")
 server_cli.register(app)  # portway server
 migrate_cli.register(app)  # portway migrate
-top_cli.register(app)  # portway top
 
 T = TypeVar("T")
 
