@@ -126,7 +126,9 @@ def test_the_timing_layer_costs_a_few_microseconds() -> None:
     assert cost < 10e-6  # "a few us" (measured 1.5 us on an idle machine)
 
 
-def test_a_request_no_route_answered_is_unmatched() -> None:
+def test_the_route_of_a_request_routing_never_saw() -> None:
     from portway.api.metrics import route_template
 
-    assert route_template({"type": "http", "path": "/v1/namespaces/a/workloads/b"}) == UNMATCHED
+    fast = {"type": "http", "path": "/v1/namespaces/a/workloads/b"}
+    assert route_template(fast) == WORKLOAD_ROUTE
+    assert route_template({"type": "http", "path": "/v1/namespaces/a/workloads/b/x"}) == UNMATCHED

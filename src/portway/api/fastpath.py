@@ -36,10 +36,6 @@ from portway.errors import PortwayError
 from portway.spec.model import NAME_MAX, NAME_RE
 
 _PATH = re.compile(r"/v1/namespaces/([^/]+)/workloads/([^/]+)")
-#: where this layer marks a request it answered, with the route's template
-#: (FastAPI's routing leaves ``scope["route"]``; the request metrics read both)
-ROUTE_KEY = "portway.route"
-ROUTE_TEMPLATE = "/v1/namespaces/{namespace}/workloads/{name}"
 
 
 def _valid(name: str) -> bool:
@@ -69,7 +65,6 @@ class WorkloadFastPath:
         if match is None or not (_valid(match[1]) and _valid(match[2])):
             await self.app(scope, receive, send)
             return
-        scope[ROUTE_KEY] = ROUTE_TEMPLATE
         response = await self._answer(scope, match[1], match[2])
         await response(scope, receive, send)
 

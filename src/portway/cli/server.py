@@ -60,9 +60,6 @@ def server(
         int, typer.Option("--max-body", help="Largest request body in bytes.", min=1024)
     ] = 1024 * 1024,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
-    loop: Annotated[
-        str, typer.Option(help="Event loop: asyncio (default, fair accepts) or uvloop.")
-    ] = "asyncio",
     metrics: Annotated[
         bool, typer.Option("--metrics/--no-metrics", help="Serve GET /metrics (Prometheus).")
     ] = True,
@@ -75,6 +72,9 @@ def server(
             "--stats-interval", help="Seconds between replica stats passes for /metrics.", min=1.0
         ),
     ] = 15.0,
+    loop: Annotated[
+        str, typer.Option(help="Event loop: asyncio (default, fair accepts) or uvloop.")
+    ] = "asyncio",
 ) -> None:
     """Serve the HTTP API (see docs/server.md) until SIGTERM or Ctrl-C."""
     from portway.cli.main import _guard
