@@ -482,6 +482,8 @@ def test_oom_stats_and_security(ns: Namespace) -> None:
     stats = ns.driver.stats(limited)
     assert stats.memory_limit_bytes == 32 * 1024 * 1024
     assert stats.pids is not None and stats.pids >= 1
+    # the replica's own CNI interface (the bridge sends it packets as it comes up)
+    assert stats.network_rx_bytes is not None and stats.network_tx_bytes is not None
     whoami = ns.driver.exec(limited, ["id", "-u"])
     assert whoami.output.strip() == b"65534"
     assert ns.driver.exec(limited, ["touch", "/rootfile"]).exit_code != 0

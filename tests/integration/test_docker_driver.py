@@ -454,6 +454,7 @@ def test_stats_report_usage_and_limits(ns: Namespace) -> None:
     assert stats.memory_limit_bytes == 64 * 1024 * 1024
     assert stats.cpu_seconds >= 0
     assert stats.pids is not None and stats.pids >= 1
+    assert stats.network_rx_bytes is not None and stats.network_tx_bytes is not None
     unlimited = ns.run(HTTP, index=1)
     assert ns.driver.stats(unlimited).memory_limit_bytes is None
 

@@ -627,8 +627,16 @@ def test_stats_report_usage_and_limits(ns: Namespace) -> None:
     assert stats.memory_limit_bytes == 64 * 1024 * 1024
     assert stats.cpu_seconds > 0
     assert stats.pids is not None and stats.pids >= 1
+    assert stats.network_rx_bytes is not None and stats.network_tx_bytes is not None
     unlimited = ns.run(HTTP, index=1)
     assert ns.driver.stats(unlimited).memory_limit_bytes is None
+    # many in one call; one that is gone fails the engine's batch, not ours
+    assert set(ns.driver.stats_many([handle, unlimited])) == {handle.id, unlimited.id}
+    ns.driver.stop(unlimited, timeout=0)
+    assert set(ns.driver.stats_many([handle, unlimited])) == {handle.id}
+    ns.driver.destroy(unlimited)
+    batch = ns.driver.stats_many([handle, unlimited])
+    assert set(batch) == {handle.id} and batch[handle.id].memory_bytes > 0
 
 
 def test_events_report_died_and_end_on_stop(ns: Namespace, engine: APIClient) -> None:

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.telemetry import TelemetryConfig
+from prometheus_client import CollectorRegistry
 
 from portway import __version__
 from portway.api import errors, ui
@@ -27,6 +28,7 @@ from portway.api.context import ApiContext, Waker
 from portway.api.errors import ErrorBody
 from portway.api.fastpath import WorkloadFastPath
 from portway.api.limits import BodySizeLimit
+from portway.api.metrics import install as install_metrics
 from portway.api.models import Health
 from portway.api.routes import (
     access,
@@ -80,8 +82,14 @@ _ROUTERS = (
 
 
 def create_app(
-    app: App, config: ServerConfig | None = None, *, controller: Waker | None = None
+    app: App,
+    config: ServerConfig | None = None,
+    *,
+    controller: Waker | None = None,
+    metrics: CollectorRegistry | None = None,
 ) -> FastAPI:
+    """``metrics``: the registry ``/metrics`` renders (the controller's, when
+    one runs in this process); None: one of the API's own."""
     config = config or ServerConfig()
     api = FastAPI(
         title="portway",
@@ -125,4 +133,7 @@ def create_app(
     api.add_middleware(WorkloadFastPath)
     api.add_middleware(AuditMiddleware, service=app)
     api.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    if config.metrics:  # outermost: it times everything inside
+        registry = metrics if metrics is not None else CollectorRegistry()
+        install_metrics(api, registry, require_token=config.metrics_auth)
     return api

@@ -29,3 +29,9 @@ class ServerConfig:
     watch_batch: int = 500
     """Most changes sent per store query of a watch; a client far behind is
     caught up in several batches rather than one huge read."""
+    metrics: bool = True
+    """Serve ``GET /metrics`` (Prometheus) and time every request for it."""
+    metrics_auth: bool = False
+    """Whether ``/metrics`` needs a token. Off by default, as Prometheus
+    targets usually are: the series name namespaces and workloads, nothing
+    more (docs/metrics.md)."""

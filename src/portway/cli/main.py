@@ -27,6 +27,7 @@ from portway.cli import policy as policy_cli
 from portway.cli import remote as remote_cli
 from portway.cli import server as server_cli
 from portway.cli import targets as targets_cli
+from portway.cli import top as top_cli
 from portway.cli.artifacts import artifact_app
 from portway.cli.backend import LocalReads, Reads
 from portway.cli.output import Format, age, dump, parse_format, table
@@ -48,6 +49,7 @@ app.add_typer(get_app, name="get")
 app.add_typer(describe_app, name="describe")
 app.add_typer(targets_cli.target_app, name="target")
 policy_cli.register(app, get_app, describe_app)
+top_cli.register(app)  # portway top
 app.add_typer(artifact_app, name="artifact")
 app.add_typer(secret_app, name="secret")
 app.add_typer(volume_app, name="volume")

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,6 +36,7 @@ SHUTDOWN_GRACE_SECONDS = 5
 LOOPS = ("asyncio", "uvloop")
 #: environment that hands settings to worker processes (--workers > 1)
 _MAX_BODY_ENV = "PORTWAY_SERVER_MAX_BODY"
+_METRICS_ENV = "PORTWAY_SERVER_METRICS"  # "off", "open" or "token"
 
 
 def register(app: typer.Typer) -> None:
@@ -58,6 +60,18 @@ def server(
         int, typer.Option("--max-body", help="Largest request body in bytes.", min=1024)
     ] = 1024 * 1024,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    metrics: Annotated[
+        bool, typer.Option("--metrics/--no-metrics", help="Serve GET /metrics (Prometheus).")
+    ] = True,
+    metrics_auth: Annotated[
+        bool, typer.Option("--metrics-auth", help="Make /metrics require a token (any role).")
+    ] = False,
+    stats_interval: Annotated[
+        float,
+        typer.Option(
+            "--stats-interval", help="Seconds between replica stats passes for /metrics.", min=1.0
+        ),
+    ] = 15.0,
     loop: Annotated[
         str, typer.Option(help="Event loop: asyncio (default, fair accepts) or uvloop.")
     ] = "asyncio",
@@ -65,11 +79,28 @@ def server(
     """Serve the HTTP API (see docs/server.md) until SIGTERM or Ctrl-C."""
     from portway.cli.main import _guard
 
+    observe = MetricsOptions(metrics, metrics_auth, stats_interval)
     _guard(
         lambda: _serve(
-            host, port, tls_cert, tls_key, no_controller, workers, max_body, log_level, loop
+            host,
+            port,
+            tls_cert,
+            tls_key,
+            no_controller,
+            workers,
+            max_body,
+            log_level,
+            loop,
+            observe,
         )
     )
+
+
+@dataclass(frozen=True)
+class MetricsOptions:
+    enabled: bool = True
+    require_token: bool = False
+    stats_interval: float = 15.0  # seconds between replica stats passes
 
 
 def _check_tls(cert: Path | None, key: Path | None) -> None:
@@ -90,11 +121,14 @@ def _serve(
     max_body: int,
     log_level: str,
     loop: str = "asyncio",
+    observe: MetricsOptions | None = None,
 ) -> None:
     import uvicorn
 
     from portway.api import ServerConfig, create_app
+    from portway.controller.metrics import ControllerMetrics
     from portway.controller.runner import Controller
+    from portway.controller.sampling import SamplerSettings
     from portway.service import access
     from portway.service.app import App
 
@@ -112,11 +146,17 @@ def _serve(
     if written is not None:
         log.info("created a cluster-admin token for user admin in %s", written)
     stop = threading.Event()
+    observe = observe or MetricsOptions()
     controller: Controller | None = None
     runner: threading.Thread | None = None
+    registry = ControllerMetrics() if observe.enabled and not no_controller else None
     if not no_controller:
         controller = Controller(
-            service.store, targets=service.targets, ingress_home=service.settings.home
+            service.store,
+            targets=service.targets,
+            ingress_home=service.settings.home,
+            metrics=registry,
+            sampler_settings=SamplerSettings(period_seconds=observe.stats_interval),
         )
         runner = threading.Thread(
             target=controller.run_forever, args=(stop,), name="portway-controller", daemon=True
@@ -127,12 +167,20 @@ def _serve(
     log.info("serving the portway API on %s://%s:%d", scheme, host, port)
     app_or_factory: Any
     if workers == 1:
+        config = ServerConfig(
+            max_body_bytes=max_body, metrics=observe.enabled, metrics_auth=observe.require_token
+        )
         app_or_factory = create_app(
-            service, ServerConfig(max_body_bytes=max_body), controller=controller
+            service,
+            config,
+            controller=controller,
+            metrics=registry.registry if registry is not None else None,
         )
     else:
         # each worker process builds its own app; the controller stays here
         os.environ[_MAX_BODY_ENV] = str(max_body)
+        mode = "token" if observe.require_token else "open"
+        os.environ[_METRICS_ENV] = mode if observe.enabled else "off"
         app_or_factory = "portway.cli.server:worker_app"
     # uvicorn handles SIGINT/SIGTERM itself (a graceful shutdown) and then
     # raises the signal again for the handler it found installed: make that
@@ -175,4 +223,9 @@ def worker_app() -> object:
     from portway.service.app import App
 
     max_body = int(os.environ.get(_MAX_BODY_ENV, str(1024 * 1024)))
-    return create_app(App(), ServerConfig(max_body_bytes=max_body))
+    mode = os.environ.get(_METRICS_ENV, "open")
+    # a worker has no controller: its /metrics shows its own API requests only
+    config = ServerConfig(
+        max_body_bytes=max_body, metrics=mode != "off", metrics_auth=mode == "token"
+    )
+    return create_app(App(), config)

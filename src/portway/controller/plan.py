@@ -130,6 +130,9 @@ class ReplicaMemory:
     #: when the controller first saw the current exit; the backoff counts from
     #: the engine's finish time, or from this when the engine gives none
     exit_seen_at: float = 0.0
+    #: exits the engine reported as out-of-memory kills, over the index's life
+    #: (the ``portway_replica_oom_kills_total`` counter)
+    oom_kills: int = 0
 
 
 # --- actions -------------------------------------------------------------
@@ -449,6 +452,7 @@ def _plan_exited(
             last_reason=reason,
             backoff_step=step,
             exit_seen_at=now,
+            oom_kills=mem.oom_kills + (1 if status.oom_killed else 0),
         )
         report_backoff = True  # once per exit, like the exit itself
     else:

@@ -136,6 +136,11 @@ class WorkQueue:
             self._shutdown = True
             self._cond.notify_all()
 
+    def depth(self) -> tuple[int, int]:
+        """Keys ready for a worker now, and keys waiting for a later time."""
+        with self._cond:
+            return len(self._ready), len(self._due)
+
     def __len__(self) -> int:
         with self._cond:
             return len(self._ready) + len(self._delayed)

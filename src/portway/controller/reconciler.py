@@ -116,8 +116,11 @@ class Reconciler:
         settings: Settings | None = None,
         clock: Callable[[], float] = time.time,
         notify: Callable[[str], None] | None = None,
+        on_scheduled: Callable[[float], None] | None = None,
     ) -> None:
         self._store = store
+        #: told how long each placement decision took (seconds, lock wait included)
+        self._on_scheduled = on_scheduled
         #: wakes another workload (a preemption victim) at once
         self._notify = notify or (lambda key: None)
         #: placement reads every workload's placements and writes one's: one at
@@ -261,6 +264,7 @@ class Reconciler:
         settled = self._settled(record, workload, views)
         if settled is not None:
             return settled
+        asked = time.perf_counter()
         with self._scheduling:
             # Re-read under the lock: another workload may have preempted ours.
             latest = self._store.get(KIND_WORKLOAD, record.namespace, record.name)
@@ -296,6 +300,8 @@ class Reconciler:
                     state, workload, wanted, excluded, homes, sorted(views)
                 )
                 volume_placement.remember(homes, workload, decision.placed)
+                if self._on_scheduled is not None:
+                    self._on_scheduled(time.perf_counter() - asked)
                 if homes != volume_placement.homes_of(record.status):
                     changes[volume_placement.STATUS_KEY] = volume_placement.to_status(homes)
                 for assignment in decision.placed:
@@ -1014,6 +1020,7 @@ def _memory_dict(memory: ReplicaMemory) -> dict[str, Any]:
         "last_reason": memory.last_reason,
         "reported_exit": memory.reported_exit,
         "stopped_by_us": memory.stopped_by_us,
+        "oom_kills": memory.oom_kills,
     }
 
 

@@ -33,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from portway.controller import services
+from portway.controller.metrics import ControllerMetrics, QueueDepth
 from portway.controller.probes import Prober
 from portway.controller.reconciler import ReconcileError, Reconciler
 from portway.controller.reconciler import Settings as ReconcileSettings
 from portway.controller.records import KIND_WORKLOAD, TargetView
+from portway.controller.sampling import ReplicaSampler, SamplerSettings
 from portway.controller.targets import TargetPool
 from portway.drivers.base import (
     LABEL_CLUSTER,
@@ -138,6 +140,8 @@ class Controller:
         targets: TargetPool | None = None,
         clock: Callable[[], float] = time.time,
         ingress_home: Path | None = None,
+        metrics: ControllerMetrics | None = None,
+        sampler_settings: SamplerSettings | None = None,
     ) -> None:
         self.store = store
         self.settings = settings or ControllerSettings.from_env()
@@ -160,6 +164,15 @@ class Controller:
         #: portway home; the managed HAProxy lives under home/ingress (None: no ingress)
         self._ingress_home = ingress_home
         self._ingress: IngressManager | None = None
+        #: Prometheus metrics (None: none are kept, e.g. a one-off ``apply``)
+        self.metrics = metrics
+        self._sampler: ReplicaSampler | None = None
+        if metrics is not None:
+            self._sampler = ReplicaSampler(store, self.targets, sampler_settings)
+            sampler = self._sampler
+            # a controller that lost the lease stops sampling: show no stale replicas
+            metrics.watch_replicas(lambda: sampler.latest if self.holds_lease() else None)
+            metrics.watch_queue(lambda: QueueDepth(*self.queue.depth()))
         self._new_term()
 
     def _new_term(self) -> None:
@@ -175,6 +188,7 @@ class Controller:
             settings=self._reconcile_settings,
             clock=self._clock,
             notify=self.queue.add,
+            on_scheduled=self.metrics.scheduled if self.metrics is not None else None,
         )
         #: set when an engine's event stream ends: check targets now, not at the next tick
         self._recheck = threading.Event()
@@ -237,6 +251,9 @@ class Controller:
         self._spawn("portway-housekeeping", self._housekeeping)
         if self._ingress_home is not None:
             self._spawn("portway-ingress", self._ingress_loop)
+        if self._sampler is not None:
+            sampler, stop = self._sampler, self._stop
+            self._spawn("portway-stats", lambda: sampler.run(stop))
 
     def stop(self) -> None:
         self._stop.set()
@@ -300,9 +317,12 @@ class Controller:
                 self.queue.done(key)
                 return
             started = time.time()
+            timer = time.perf_counter()
+            result = "retry"
             try:
                 wake = self.reconciler.reconcile(key)
             except FencedError as exc:
+                self._observe(timer, "fenced")
                 self._lose_lease(str(exc))
                 self.queue.done(key)
                 return
@@ -320,14 +340,20 @@ class Controller:
                 delay = self.queue.add_rate_limited(key)
                 log.exception("reconcile %s crashed (retry in %.1fs)", key, delay)
             else:
+                result = "ok"
                 self.queue.forget(key)
                 if wake is not None:
                     self.queue.add_after(key, wake)
                 else:
                     self.queue.add_after(key, self.settings.resync_seconds)
+            self._observe(timer, result)
             # the interval of each pass, to show that two holders never overlap
             log.debug("pass %s by %s: %.6f-%.6f", key, self.holder, started, time.time())
             self.queue.done(key)
+
+    def _observe(self, timer: float, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.reconciled(time.perf_counter() - timer, result)
 
     def _lose_lease(self, why: str) -> None:
         if not self._stop.is_set():

@@ -256,10 +256,17 @@ class LogLine:
 
 @dataclass(frozen=True)
 class Stats:
+    """One resource sample of one replica, in the same units on every engine
+    (docs/metrics.md says what each engine's figure is made of)."""
+
     cpu_seconds: float  # cumulative CPU time
-    memory_bytes: int
+    memory_bytes: int  # working set: usage less inactive page cache where the engine says
     memory_limit_bytes: int | None
     pids: int | None
+    #: bytes received / sent on the replica's own network interfaces since it
+    #: started (None: it has none of its own, e.g. host network or wasm)
+    network_rx_bytes: int | None = None
+    network_tx_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -351,6 +358,14 @@ class Executor(Protocol):
 @runtime_checkable
 class StatsSource(Protocol):
     def stats(self, handle: Handle) -> Stats: ...
+
+
+@runtime_checkable
+class BatchStatsSource(Protocol):
+    def stats_many(self, handles: list[Handle]) -> dict[str, Stats]:
+        """Stats of many replicas in one engine call, by handle id; a replica
+        that is gone is left out rather than failing the batch."""
+        ...
 
 
 @runtime_checkable

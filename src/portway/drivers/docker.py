@@ -194,6 +194,13 @@ class _CreateCall(TypedDict):
     networking_config: NetworkingConfig | None
 
 
+def _sum_of(rows: list[dict[str, Any]] | None, key: str) -> int | None:
+    """The total of ``key`` over ``rows`` (None when there are no rows)."""
+    if rows is None:
+        return None
+    return sum(_int(row.get(key)) or 0 for row in rows)
+
+
 def _int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
@@ -1178,11 +1185,15 @@ class DockerDriver(DockerVolumes):
                 self._host_memory = _int(self._client().info().get("MemTotal"))
         if not limit or (self._host_memory and limit >= self._host_memory):
             limit = None  # no limit: the engine reports the host's memory instead
+        networks = raw.get("networks")  # absent on a host-network container
+        interfaces = [_obj(n) for n in networks.values()] if isinstance(networks, dict) else None
         return Stats(
             cpu_seconds=(_int(cpu.get("total_usage")) or 0) / 1e9,
             memory_bytes=usage,
             memory_limit_bytes=limit,
             pids=_int(_obj(raw.get("pids_stats")).get("current")),
+            network_rx_bytes=_sum_of(interfaces, "rx_bytes"),
+            network_tx_bytes=_sum_of(interfaces, "tx_bytes"),
         )
 
     # --- EventSource ----------------------------------------------------------

@@ -1326,30 +1326,70 @@ class PodmanDriver(PodmanVolumes):
 
     def stats(self, handle: Handle) -> Stats:
         self._check(handle)
-        client = self._client()
         action = f"stats of {handle.name}"
-        with self._engine(action):
-            answer = _obj(
-                self._get_json(client, "/containers/stats", containers=handle.id, stream="false")
-            )
-        rows = answer.get("Stats")
-        if not isinstance(rows, list) or not rows:
+        rows = self._stats_rows([handle.id], action)
+        if not rows:
             # the service answers 200 with no rows for a container it does not know
             raise ReplicaGoneError(self.target, f"{action}: no such container")
-        raw = _obj(rows[0])
+        return self._stats_of(rows[0])
+
+    def stats_many(self, handles: list[Handle]) -> dict[str, Stats]:
+        """One call for all: the service samples every container it is asked
+        for. If one of them is gone the service refuses the whole batch, so
+        then each is asked for alone."""
+        for handle in handles:
+            self._check(handle)
+        if not handles:
+            return {}
+        try:
+            rows = self._stats_rows([h.id for h in handles], f"stats of {len(handles)} replicas")
+        except ReplicaGoneError:
+            rows = []
+            for handle in handles:
+                with suppress(ReplicaGoneError):
+                    rows += self._stats_rows([handle.id], f"stats of {handle.name}")
+        # a container that stopped meanwhile answers with a row of zeros
+        by_id = {str(row.get("ContainerID", "")): row for row in rows if _int(row.get("PIDs"))}
+        found: dict[str, Stats] = {}
+        for handle in handles:
+            row = by_id.get(handle.id) or next(
+                (r for i, r in by_id.items() if i.startswith(handle.id)), None
+            )
+            if row is not None:
+                found[handle.id] = self._stats_of(row)
+        return found
+
+    def _stats_rows(self, ids: list[str], action: str) -> list[dict[str, Any]]:
+        client = self._client()
+        with self._engine(action):
+            answer = _obj(
+                self._get_json(client, "/containers/stats", containers=ids, stream="false")
+            )
+        if answer.get("Error") is not None:
+            # one unknown container fails the batch with 200, an empty error
+            # object and no rows (Podman 4.3)
+            raise ReplicaGoneError(
+                self.target, f"{action}: {answer['Error'] or 'no such container'}"
+            )
+        rows = answer.get("Stats")
+        return [_obj(row) for row in rows] if isinstance(rows, list) else []
+
+    def _stats_of(self, raw: Mapping[str, Any]) -> Stats:
         limit = _int(raw.get("MemLimit"))
         if limit and self._host_memory is None:
+            client = self._client()
             with self._engine("engine info"):
                 host = _obj(_obj(self._get_json(client, "/info")).get("host"))
             self._host_memory = _int(host.get("memTotal"))
         if not limit or (self._host_memory and limit >= self._host_memory):
             limit = None  # no limit: the service reports the host's memory instead
-        pids = _int(raw.get("PIDs"))
         return Stats(
             cpu_seconds=(_int(raw.get("CPUNano")) or 0) / 1e9,
             memory_bytes=_int(raw.get("MemUsage")) or 0,
             memory_limit_bytes=limit,
-            pids=pids,
+            pids=_int(raw.get("PIDs")),
+            network_rx_bytes=_int(raw.get("NetInput")),
+            network_tx_bytes=_int(raw.get("NetOutput")),
         )
 
     # --- EventSource ----------------------------------------------------------

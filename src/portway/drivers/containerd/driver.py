@@ -1339,12 +1339,32 @@ class ContainerdDriver(ContainerdVolumes):
         if limit is not None and limit >= 1 << 60:
             limit = None
         cpu = _read_int(CGROUP_ROOT / "cpuacct" / relative / "cpuacct.usage") or 0
+        received, sent = self._network_counters(handle.id, relative)
         return Stats(
             cpu_seconds=cpu / 1e9,
             memory_bytes=usage,
             memory_limit_bytes=limit,
             pids=self._process_count(handle, relative),
+            network_rx_bytes=received,
+            network_tx_bytes=sent,
         )
+
+    def _network_counters(self, container_id: str, cgroup: str) -> tuple[int | None, int | None]:
+        """Bytes received and sent on the replica's own network namespace (a
+        process of the replica sees it as its /proc/PID/net/dev). None for a
+        replica on the host's network: it has no interfaces of its own."""
+        if not Path(_net.netns_path(container_id)).exists():
+            return None, None
+        try:
+            procs = (CGROUP_ROOT / "pids" / cgroup / "cgroup.procs").read_text().split()
+        except OSError:
+            return None, None
+        for pid in procs:
+            try:
+                return _interface_totals((Path("/proc") / pid / "net" / "dev").read_text())
+            except OSError:
+                continue  # that process just ended: try the next one
+        return None, None
 
     def _process_count(self, handle: Handle, cgroup: str) -> int | None:
         """The replica's processes. Under runsc the host cgroup holds the
@@ -1358,6 +1378,21 @@ class ContainerdDriver(ContainerdVolumes):
             return len(_sandbox.processes(runsc, self._namespace, handle.id)) or None
         except (OSError, subprocess.SubprocessError):
             return None
+
+
+def _interface_totals(net_dev: str) -> tuple[int, int]:
+    """Received and transmitted bytes over every interface but loopback, from
+    the text of /proc/net/dev (two header lines, then ``name: rx_bytes ...``
+    with transmitted bytes the ninth number)."""
+    received = sent = 0
+    for line in net_dev.splitlines()[2:]:
+        name, _, numbers = line.partition(":")
+        fields = numbers.split()
+        if name.strip() == "lo" or len(fields) < 9:
+            continue
+        received += int(fields[0])
+        sent += int(fields[8])
+    return received, sent
 
 
 def _host_memory() -> int:
