@@ -112,7 +112,10 @@ def translate(
                     subject=found.subject,
                 )
             )
-        elif manifest.kind not in SUPPORTED_KINDS:
+    if issues:  # the rest would only repeat what the schema said
+        raise SpecError(issues)
+    for manifest in manifests:
+        if manifest.kind not in SUPPORTED_KINDS:
             issues.append(
                 manifest.issue(
                     f"kind {manifest.kind} is not imported; portway reads "
@@ -120,8 +123,6 @@ def translate(
                     "kind",
                 )
             )
-    if issues:
-        raise SpecError(issues)
     values = _Values(manifests, issues)
     workloads = [
         _Workload(m, values, issues, strict).build() for m in manifests if m.kind in WORKLOAD_KINDS
@@ -232,6 +233,8 @@ class _Workload:
 
     def _pod(self) -> None:
         pod, path = self.pod, self.pod_path
+        self._restart(pod.get("restartPolicy"), _join(path, "restartPolicy"))
+        self._runtime_class(pod.get("runtimeClassName"), _join(path, "runtimeClassName"))
         containers = pod.get("containers") or []
         if len(containers) != 1:
             self.error(
@@ -246,8 +249,6 @@ class _Workload:
         for key, target in (("command", "command"), ("args", "args")):
             if container.get(key) is not None:
                 self.spec[target] = [str(a) for a in container[key]]
-        self._restart(pod.get("restartPolicy"), _join(path, "restartPolicy"))
-        self._runtime_class(pod.get("runtimeClassName"), _join(path, "runtimeClassName"))
         self._security(pod, container, path, cpath)
         self._env(container, cpath)
         self._ports(container, cpath)
@@ -713,7 +714,7 @@ class _Service:
                     "becomes hostPort on 127.0.0.1: replica i publishes nodePort + i",
                     "spec.ports",
                 )
-            elif service_type == "LoadBalancer":
+            if service_type == "LoadBalancer":
                 wspec.setdefault("ingress", []).append(
                     {"port": port["name"], "listen": number, "mode": "tcp"}
                 )
