@@ -251,7 +251,7 @@ def test_schema_errors_name_file_document_object_and_key(tmp_path: Path) -> None
         "in apiVersion 'apps/v1' (check the spelling of kind and apiVersion, e.g. kind "
         "Deployment in apps/v1)",
         f"{file}:26, document 4 (Pod p), spec.containers[0].imagePullPolicyy: unknown field "
-        "(not in the Kubernetes schema)",
+        "(not in the Kubernetes 1.30 schema) (did you mean 'imagePullPolicy'?)",
     ]
 
 

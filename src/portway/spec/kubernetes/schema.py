@@ -12,7 +12,7 @@ the object (``Deployment web``) and the key path, in words a user can act on
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -20,6 +20,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 from kubernetes_validate import utils as kv_utils
 
 from portway.errors import InputError, Issue
+from portway.spec.schema_errors import explain, format_path
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -33,8 +34,6 @@ __all__ = [
 #: the Kubernetes version manifests are checked against unless told otherwise
 #: (``--kubernetes-version``): a release every maintained cluster accepts
 DEFAULT_VERSION = "1.30"
-
-_TYPE_NAMES = {"object": "mapping", "array": "list"}
 
 
 @cache
@@ -61,17 +60,6 @@ def check_version(version: str) -> str:
     return short
 
 
-def format_path(parts: Sequence[str | int]) -> str:
-    """``['spec', 'containers', 0, 'ports']`` -> ``spec.containers[0].ports``."""
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text = f"{text}.{part}" if text else str(part)
-    return text
-
-
 def subject_of(document: Any) -> str:
     """``Deployment web`` (or what the document has of it) for messages."""
     if not isinstance(document, Mapping):
@@ -80,55 +68,6 @@ def subject_of(document: Any) -> str:
     metadata = document.get("metadata")
     name = metadata.get("name") if isinstance(metadata, Mapping) else None
     return " ".join(str(p) for p in (kind or "(no kind)", name) if p is not None)
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _type_name(value: Any) -> str:
-    names = {bool: "boolean", int: "integer", float: "number", str: "string",
-             dict: "mapping", list: "list", type(None): "null"}  # fmt: skip
-    return names.get(type(value), type(value).__name__)
-
-
-def _expected_types(expected: Any) -> str:
-    flat: list[str] = []
-    for item in expected if isinstance(expected, list) else [expected]:
-        for name in item if isinstance(item, list) else [item]:
-            # "or null" is how the schemas say "may be omitted": not worth a word
-            if name != "null" and _TYPE_NAMES.get(str(name), str(name)) not in flat:
-                flat.append(_TYPE_NAMES.get(str(name), str(name)))
-    return " or ".join(flat) or "null"
-
-
-def _explain(error: Any) -> tuple[list[str | int], str]:
-    """(key path, message) for one jsonschema error."""
-    path: list[str | int] = list(error.absolute_path)
-    validator, expected, instance = error.validator, error.validator_value, error.instance
-    if validator == "type":
-        got = _type_name(instance)
-        return path, f"expected {_expected_types(expected)}, got {got} {_shown(instance)}"
-    if validator == "additionalProperties" and isinstance(instance, Mapping):
-        known = set((error.schema or {}).get("properties") or {})
-        extra = sorted(str(k) for k in instance if k not in known)
-        if len(extra) == 1:
-            return [*path, extra[0]], "unknown field (not in the Kubernetes schema)"
-        return path, f"unknown fields {', '.join(extra)} (not in the Kubernetes schema)"
-    if validator == "required":
-        missing = re.match(r"^'([^']+)' is a required property", str(error.message))
-        if missing:
-            return [*path, missing.group(1)], "required field is missing"
-    if validator == "enum":
-        options = ", ".join(str(o) for o in expected)
-        return path, f"expected one of {options}, got {_shown(instance)}"
-    if validator in ("oneOf", "anyOf"):
-        types = [s.get("type") for s in expected if isinstance(s, Mapping) and "type" in s]
-        if types:
-            got = _type_name(instance)
-            return path, f"expected {_expected_types(types)}, got {got} {_shown(instance)}"
-    return path, str(error.message)
 
 
 def object_issue(
@@ -156,6 +95,8 @@ def object_issue(
             **where,
         )
     except kubernetes_validate.ValidationError as exc:
-        path, message = _explain(exc)
-        return Issue(message, path=format_path(path), **where)
+        path, message, hint = explain(exc)
+        if message.startswith("unknown field"):
+            message += f" (not in the Kubernetes {version} schema)"
+        return Issue(message, path=format_path(path), hint=hint, **where)
     return None
