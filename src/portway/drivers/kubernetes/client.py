@@ -9,8 +9,10 @@ and a watch of many Pods is not deserialized into objects twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -343,3 +345,17 @@ class KubeApi:
                 _preload_content=False,
                 _request_timeout=None if follow else REQUEST_TIMEOUT_SECONDS,
             )
+
+
+def shutdown_stream(response: Any) -> None:
+    """Shut a streamed response's socket down, safe from any thread: a reader
+    blocked on it sees end-of-stream and closes the response itself.
+    (``close()`` from another thread would wait for the reader's lock.)"""
+    sock = getattr(getattr(response, "connection", None), "sock", None)
+    if sock is None:  # urllib3 let go of the connection: reach the socket through http.client
+        raw = getattr(getattr(getattr(response, "_fp", None), "fp", None), "raw", None)
+        sock = getattr(raw, "_sock", None)
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)

@@ -56,7 +56,7 @@ from portway.drivers.engine_common import Json, obj, root_message, text
 from portway.drivers.kubernetes import manifest as pods
 from portway.drivers.kubernetes.address import KubeAddress, parse_address
 from portway.drivers.kubernetes.capabilities import capabilities_for
-from portway.drivers.kubernetes.client import KubeApi, connect
+from portway.drivers.kubernetes.client import KubeApi, connect, shutdown_stream
 from portway.drivers.kubernetes.fingerprint import (
     ClusterFacts,
     NodeImages,
@@ -464,8 +464,7 @@ class _Source:
 
 def _close_when_set(stop: threading.Event, response: Any) -> None:
     stop.wait()
-    with contextlib.suppress(Exception):  # closing a stream under its reader
-        response.close()
+    shutdown_stream(response)  # the reader sees the end and closes the response
 
 
 _ACTIONS = {

@@ -11,7 +11,6 @@ back to a direct list call (``synced`` is False).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from portway.drivers.engine_common import Json, obj, text
-from portway.drivers.kubernetes.client import GoneError
+from portway.drivers.kubernetes.client import GoneError, shutdown_stream
 from portway.errors import DriverError
 
 #: how long the server keeps one watch open before we resume it
@@ -152,8 +151,7 @@ class PodCache:
         self._stop.set()
         response = self._response
         if response is not None:
-            with contextlib.suppress(Exception):  # closing a stream under its reader
-                response.close()
+            shutdown_stream(response)  # the watch thread sees the end and closes it
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
