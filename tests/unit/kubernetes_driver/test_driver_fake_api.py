@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.unit.kubernetes_driver.fake_api import (
+    NAMESPACE,
+    TOKEN,
+    FakeCluster,
+    fake_api_server,
+    write_kubeconfig,
+)
 
 from portway.drivers.base import Health, ReplicaRequest, ReplicaState
 from portway.drivers.kubernetes.address import format_address
@@ -24,13 +31,6 @@ from portway.drivers.kubernetes.watch import PodCache
 from portway.drivers.registry import open_driver
 from portway.errors import ImageNotFoundError, PermanentDriverError, ReplicaGoneError
 from portway.spec.model import WorkloadSpec
-from tests.unit.kubernetes_driver.fake_api import (
-    NAMESPACE,
-    TOKEN,
-    FakeCluster,
-    fake_api_server,
-    write_kubeconfig,
-)
 
 
 @pytest.fixture(autouse=True)
@@ -219,7 +219,7 @@ def test_a_foreign_pod_of_that_name_is_not_adopted(
     with cluster.lock:
         pod = cluster.pods[other.name]
         cluster.pods[request.name] = {**pod, "metadata": {**pod["metadata"], "name": request.name}}
-    with pytest.raises(PermanentDriverError, match="labels differ: portway.dev/workload"):
+    with pytest.raises(PermanentDriverError, match=r"labels differ: portway\.dev/workload"):
         driver.create(request)
 
 

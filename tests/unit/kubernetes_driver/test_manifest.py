@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
 from portway.drivers.base import ReplicaRequest

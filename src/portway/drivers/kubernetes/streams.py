@@ -112,6 +112,11 @@ def run_exec(ws: Any, timeout: float) -> tuple[ExecResult, str]:
         timer.cancel()
         # don't wait the client's default 3 s for the server's close frame
         ws.close(timeout=0.2)
+        # after the server closed first, the websocket client thinks itself
+        # disconnected and close() leaves the socket open: close it ourselves
+        sock = getattr(ws, "sock", None)
+        if sock is not None:
+            sock.shutdown()
     body = b"".join(output)
     if deadline.is_set() and not status:
         return ExecResult(EXEC_TIMEOUT_EXIT_CODE, body), ""
