@@ -59,6 +59,9 @@ def _workload(replicas: int) -> str:
           replicas: {replicas}
           placement:
             targets: [kube]
+          # until a live conformance run is kept in the matrix, the driver's
+          # claims are unproven and strict portability refuses them
+          portability: lenient
         """
     )
 

@@ -210,6 +210,15 @@ def test_missing_image_is_refused_before_anything_is_made(
     assert not cluster.requests_to("PATCH", f"/pods/{request.name}")
 
 
+def test_what_is_not_claimed_is_refused_at_create(driver: KubernetesDriver) -> None:
+    named = _request(volumes=[{"name": "data", "type": "named", "mountPath": "/data"}])
+    with pytest.raises(PermanentDriverError, match="named volumes"):
+        driver.create(named)
+    bind = _request(volumes=[{"name": "h", "type": "bind", "source": "/srv", "mountPath": "/h"}])
+    with pytest.raises(PermanentDriverError, match="hostPath on whichever node"):
+        driver.create(bind)
+
+
 def test_a_foreign_pod_of_that_name_is_not_adopted(
     driver: KubernetesDriver, cluster: FakeCluster
 ) -> None:

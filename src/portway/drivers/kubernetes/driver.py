@@ -76,7 +76,7 @@ from portway.errors import (
     TargetUnavailableError,
     TemporaryDriverError,
 )
-from portway.spec.model import Isolation
+from portway.spec.model import Isolation, VolumeType
 
 __all__ = ["KubernetesDriver"]
 
@@ -238,6 +238,7 @@ class KubernetesDriver:
 
     def create(self, request: ReplicaRequest) -> Handle:
         api = self.api()
+        self._refuse_unoffered(request)
         runtime_class = self._runtime_class(request)
         try:
             existing = api.get_pod(request.name)
@@ -257,6 +258,28 @@ class KubernetesDriver:
         )
         api.apply_pod(pods.gated(manifest))
         return self._handle(request.name)
+
+    def _refuse_unoffered(self, request: ReplicaRequest) -> None:
+        """What the driver does not claim, refused here too (the planner
+        refuses it first): a Pod rendered with it would mean something else."""
+        problems = []
+        if request.secret_files:
+            problems.append("secret files (secrets.files) are not offered by this driver")
+        for volume in request.spec.volumes:
+            if volume.type is VolumeType.NAMED:
+                problems.append(
+                    f"volume {volume.name!r}: named volumes (PersistentVolumeClaims) are not "
+                    "offered by this driver"
+                )
+            elif volume.type is VolumeType.BIND:
+                problems.append(
+                    f"volume {volume.name!r}: a bind mount would be a hostPath on whichever "
+                    "node runs the Pod, not this host"
+                )
+        if problems:
+            raise PermanentDriverError(
+                self.target, f"create {request.name}: " + "; ".join(problems)
+            )
 
     def _adopt(self, request: ReplicaRequest, pod: Json) -> Handle:
         found = obj(obj(pod.get("metadata")).get("labels"))
