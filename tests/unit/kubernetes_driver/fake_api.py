@@ -70,6 +70,7 @@ class FakeCluster:
 
 
 def _pod_status_running(pod: dict[str, Any]) -> None:
+    pod["spec"]["nodeName"] = "kind-worker"  # the scheduler's binding
     pod["status"] = {
         "phase": "Running",
         "hostIP": "127.0.0.1",

@@ -26,6 +26,7 @@ The driver protocol on Pods (docs/kubernetes-driver.md has the whole story):
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import queue
 import threading
@@ -79,6 +80,8 @@ from portway.errors import (
 from portway.spec.model import Isolation, VolumeType
 
 __all__ = ["KubernetesDriver"]
+
+log = logging.getLogger(__name__)
 
 #: how old the nodes' image lists may be when ``create`` checks an image
 IMAGES_MAX_AGE_SECONDS = 30.0
@@ -140,10 +143,18 @@ class KubernetesDriver:
         api = self.api()
         with self._lock:
             if self._cache is None:
-                self._cache = PodCache(_Source(api), label_selector({LABEL_MANAGED: "true"}))
+                self._cache = PodCache(
+                    _Source(api),
+                    label_selector({LABEL_MANAGED: "true"}),
+                    on_error=self._watch_failed,
+                )
             cache = self._cache
         cache.start()
         return cache
+
+    def _watch_failed(self, exc: BaseException) -> None:
+        # the cache lists again after a pause; callers list directly meanwhile
+        log.warning("target %s: watching Pods failed, listing again: %s", self.target, exc)
 
     def _handle(self, name: str) -> Handle:
         return Handle(driver=DRIVER_NAME, target=self.target, id=name, name=name)
@@ -345,6 +356,8 @@ class KubernetesDriver:
             view = pod_view(api.get_pod(handle.id))
             if view.state in (ReplicaState.EXITED, ReplicaState.CREATED, ReplicaState.REMOVING):
                 return
+            if not view.node:
+                return  # not scheduled: nothing runs, and a deadline would wait for a start
             # 1 s after the Pod started: passed already, so the kubelet acts now
             # (the field may only shrink, and 1 is its minimum)
             api.set_deadline(handle.id, 1)
