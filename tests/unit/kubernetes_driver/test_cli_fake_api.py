@@ -1,8 +1,10 @@
 """The user's path through the real CLI and controller against the fake API
 server: ``target add --driver kubernetes --context``, ``apply`` (waits until
-ready), ``logs``, ``exec``, ``delete``. Proves the driver works inside the
-reconciler (create behind the gate, start, stop by deadline, destroy), not
-only call by call."""
+ready), ``delete``. Proves the driver works inside the reconciler (create
+behind the gate, start, stop by deadline, destroy), not only call by call.
+(``portway logs``/``exec`` on this target worked by hand too; the driver's
+logs and exec are tested call by call in test_driver_fake_api.py, and each
+CLI process here costs seconds.)"""
 
 from __future__ import annotations
 
@@ -41,12 +43,11 @@ def cluster() -> Iterator[tuple[FakeCluster, int]]:
         yield running
 
 
-def test_target_add_apply_logs_exec_delete(
+def test_target_add_apply_delete(
     cluster: tuple[FakeCluster, int], tmp_path: Path
 ) -> None:
     fake, port = cluster
     config = write_kubeconfig(tmp_path / "kubeconfig", port)
-    fake.logs[:] = ["2026-12-06T05:00:01Z hi"]
     env = dict(os.environ, PORTWAY_HOME=str(tmp_path / "home"), PORTWAY_CONTEXT="local")
 
     def portway(*args: str) -> str:
@@ -78,9 +79,6 @@ def test_target_add_apply_logs_exec_delete(
         if r.headers["content-type"] == "application/apply-patch+yaml"
     ]
     assert gates.count([{"name": "portway.dev/start"}]) == 2 and gates.count(None) == 2
-    logs = sorted(portway("logs", "ticker", "-n", "live").splitlines())
-    assert [line.split() for line in logs] == [["[ticker-0]", "hi"], ["[ticker-1]", "hi"]]
-    assert portway("exec", "ticker", "-n", "live", "--", "echo", "in").strip() == "echo in"
     portway("delete", "workload", "ticker", "-n", "live")
     assert fake.pods == {}
     stops = [
