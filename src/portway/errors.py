@@ -30,6 +30,7 @@ class Issue:
     path: str = ""  # field path, e.g. ``spec.ports[1].containerPort``
     line: int | None = None  # 1-based
     hint: str | None = None  # e.g. "did you mean 'containerPort'?"
+    subject: str | None = None  # the object in that document, e.g. "Deployment web"
 
     def location(self) -> str:
         parts: list[str] = []
@@ -38,8 +39,11 @@ class Issue:
             if self.line is not None:
                 where += f":{self.line}"
             parts.append(where)
-        if self.document is not None:
-            parts.append(f"document {self.document}")
+        document = f"document {self.document}" if self.document is not None else ""
+        if self.subject:
+            document = f"{document} ({self.subject})".strip()
+        if document:
+            parts.append(document)
         if self.path:
             parts.append(self.path)
         return ", ".join(parts)

@@ -41,7 +41,9 @@ ImageMapOpt = Annotated[
 ]
 StrictOpt = Annotated[
     bool,
-    typer.Option("--strict", help="Compose: refuse every key portway would drop."),
+    typer.Option(
+        "--strict", help="Compose and Kubernetes files: refuse every key portway would drop."
+    ),
 ]
 
 _VERDICT_STYLE = {"honored": "green", "emulated": "cyan", "dropped": "yellow", "rejected": "red"}

@@ -21,6 +21,8 @@ from portway.cli import access as access_cli
 from portway.cli import compose as compose_cli
 from portway.cli import contexts as contexts_cli
 from portway.cli import events as events_cli
+from portway.cli import export as export_cli
+from portway.cli import kubernetes as kube_cli
 from portway.cli import migrate as migrate_cli
 from portway.cli import output
 from portway.cli import policy as policy_cli
@@ -58,6 +60,7 @@ app.add_typer(contexts_cli.context_app, name="context")
 server_cli.register(app)  # portway server
 migrate_cli.register(app)  # portway migrate
 events_cli.register(app)  # portway events [-w]
+export_cli.register(app)  # portway export --to kubernetes
 
 T = TypeVar("T")
 
@@ -150,6 +153,8 @@ def _load_all(file: Path) -> tuple[list[Any], list[Any]]:
 
     if compose_cli.is_compose(file):
         return list(compose_cli.load(file, compose_cli.ComposeArgs()).workloads), []
+    if kube_cli.is_kubernetes(file):
+        return kube_cli.load_sourced(file)
     workloads: list[Any] = []
     namespaces: list[Any] = []
     for item in load_objects(file):
@@ -195,9 +200,12 @@ def _apply(file: Path, no_wait: bool, timeout: float, args: compose_cli.ComposeA
             _app(), file, args, no_wait, timeout, _wait_with_progress, _report_wait
         )
         return
-    if client is not None:
+    if kube_cli.is_kubernetes(file):
+        items, namespaces = kube_cli.prepare_apply(client, _app, file, args.strict)
+    elif client is not None:
         raise typer.Exit(remote_cli.apply(client, file, no_wait, timeout))
-    items, namespaces = _load_all(file)
+    else:
+        items, namespaces = _load_all(file)
     service = _app()
     with svc.controller_running(service, embed=not no_wait) as link:
         written, applied = svc.apply_all(service, items, namespaces)
@@ -330,6 +338,10 @@ def _plan(
         items = compose_cli.plan_items(
             file, args, lambda sourced, ns: _plan_sourced(sourced, ns, targets)
         )
+    elif kube_cli.is_kubernetes(file):
+        items = kube_cli.plan_items(
+            file, args.strict, lambda sourced, ns: _plan_sourced(sourced, ns, targets)
+        )
     elif client is None:
         items = _plan_items(file, targets)
     else:
@@ -340,6 +352,7 @@ def _plan(
     for item in items:
         _print_plan(item)
         compose_cli.print_keys(item)
+        kube_cli.print_keys(item)
 
 
 def _plan_items(file: Path, targets: list[str]) -> list[dict[str, Any]]:

@@ -84,15 +84,38 @@ def target_add(
     ] = None,
     driver: Annotated[
         str | None,
-        typer.Option(help="docker, podman, containerd or wasm (default: address scheme)."),
+        typer.Option(
+            help="docker, podman, containerd, wasm or kubernetes (default: address scheme)."
+        ),
     ] = None,
     label: LabelOpt = None,
     capacity: CapacityOpt = None,
     taint: TaintOpt = None,
+    context: Annotated[
+        str | None,
+        typer.Option(help="kubernetes: the kubeconfig context (default: its current context)."),
+    ] = None,
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(
+            help="kubernetes: the kubeconfig file (default: $KUBECONFIG, ~/.kube/config)."
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(help="kubernetes: the namespace for the Pods (default: the context's)."),
+    ] = None,
 ) -> None:
     """Register a target and check its health. Several targets may share a
     driver and an address (say, two docker targets with different labels)."""
-    _guard(lambda: _target_add(name, address, driver, label or [], capacity or [], taint or []))
+
+    def go() -> None:
+        from portway.cli.kubernetes_target import kubernetes_address
+
+        resolved = kubernetes_address(address, driver, context, kubeconfig, namespace)
+        _target_add(name, resolved, driver, label or [], capacity or [], taint or [])
+
+    _guard(go)
 
 
 def _target_add(

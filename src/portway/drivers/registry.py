@@ -22,6 +22,7 @@ _PATHS: dict[str, str] = {
     "podman": "portway.drivers.podman:PodmanDriver",
     "containerd": "portway.drivers.containerd:ContainerdDriver",
     "wasm": "portway.drivers.wasm:WasmDriver",
+    "kubernetes": "portway.drivers.kubernetes:KubernetesDriver",
 }
 _LOADED: dict[str, DriverFactory] = {}
 

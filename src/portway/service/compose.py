@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from portway.errors import Issue, SpecError
 from portway.service import secrets as secrets_svc
@@ -17,9 +17,10 @@ from portway.service.documents import from_documents
 from portway.service.namespaces import judge
 from portway.service.planning import WorkloadPlan
 from portway.service.workloads import Sourced
-from portway.spec.compose import ComposeOptions, ComposeWorkload, Mapped, load_compose
+from portway.spec.compose import ComposeOptions, Mapped, load_compose
 from portway.spec.compose.images import ImageTarget
 from portway.spec.compose.keys import Verdict
+from portway.spec.compose.mapping import KeyVerdict
 
 __all__ = [
     "ComposeLoad",
@@ -134,8 +135,15 @@ def _under(path: str, field: str) -> bool:
     return path == field or path.startswith((field + ".", field + "["))
 
 
-def key_verdicts(item: ComposeWorkload, plan_item: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each Compose key of one service with a verdict per target: a key that
+class _WithKeys(Protocol):
+    """A service of a Compose file or an object of a Kubernetes manifest."""
+
+    @property
+    def keys(self) -> Sequence[KeyVerdict]: ...
+
+
+def key_verdicts(item: _WithKeys, plan_item: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each Compose (or Kubernetes) key of one service with a verdict per target: a key that
     becomes a portway field takes that field's drift verdict (or the policy's
     refusal); the others keep the Compose table's verdict."""
     rows = []

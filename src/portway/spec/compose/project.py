@@ -16,6 +16,7 @@ from portway.errors import Issue, SpecError
 from portway.spec.compose.envfile import EnvFileError, parse_env_file
 from portway.spec.compose.interpolate import interpolate_tree
 from portway.spec.compose.keys import SERVICE_KEYS, Kind
+from portway.spec.compose.schema import schema_issues
 from portway.spec.compose.source import ComposeFile, join, read_compose_file
 
 __all__ = ["ComposeOptions", "Project", "ServiceSource", "load_project", "normalise_name"]
@@ -55,6 +56,7 @@ class Project:
     networks: dict[str, Any] = field(default_factory=dict)
     disabled: list[str] = field(default_factory=list)  # services of inactive profiles
     top_files: dict[str, ComposeFile] = field(default_factory=dict)  # top-level key -> file
+    files: list[ComposeFile] = field(default_factory=list)  # every file read, includes too
 
 
 def normalise_name(name: str) -> str:
@@ -89,6 +91,7 @@ def load_project(path: Path, options: ComposeOptions) -> Project:
     name = options.project_name or env.get("COMPOSE_PROJECT_NAME") or root.data.get("name")
     project = Project(normalise_name(str(name or directory.name)), directory, env)
     _collect(root, project, issues, chain=[])
+    issues.extend(_schema_issues(project.files, issues))
     _resolve_extends(project, issues)
     _apply_profiles(project, options, env)
     if issues:
@@ -133,6 +136,7 @@ def _collect(source: ComposeFile, project: Project, issues: list[Issue], chain: 
         cycle = " -> ".join(str(p) for p in [*chain[chain.index(here) :], here])
         issues.append(source.issue(f"include cycle: {cycle}", "include"))
         return
+    project.files.append(source)
     data = source.data
     for key in data:
         if key not in _TOP_KEYS and not str(key).startswith("x-"):
@@ -175,6 +179,17 @@ def _collect(source: ComposeFile, project: Project, issues: list[Issue], chain: 
         target_map: dict[str, Any] = getattr(project, top)
         for obj_name, obj in objects.items():
             target_map[str(obj_name)] = (obj or {}, source)
+
+
+def _schema_issues(files: Sequence[ComposeFile], found: Sequence[Issue]) -> list[Issue]:
+    """What the Compose JSON Schema finds in each file beyond what portway's
+    own checks (with their suggestions) already said about the same key."""
+
+    extra: list[Issue] = []
+    for source in files:
+        own = {i.path for i in found if i.file == str(source.path)}
+        extra += [i for i in schema_issues(source) if i.path not in own]
+    return extra
 
 
 _KIND_CHECK: dict[Kind, tuple[type, ...]] = {

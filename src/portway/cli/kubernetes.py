@@ -1,0 +1,85 @@
+"""The Kubernetes side of ``apply -f`` and ``plan -f``: a manifest file's
+workloads, its Secrets and ConfigMaps stored first, and the verdict table of
+its Kubernetes keys in ``plan``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from portway.cli import output
+from portway.cli.output import table
+
+__all__ = ["is_kubernetes", "load_sourced", "plan_items", "prepare_apply", "print_keys"]
+
+_VERDICT_STYLE = {"honored": "green", "emulated": "cyan", "dropped": "yellow", "rejected": "red"}
+
+
+def is_kubernetes(file: Path) -> bool:
+    from portway.spec.kubernetes.source import is_kubernetes_file
+
+    return is_kubernetes_file(file)
+
+
+def load_sourced(file: Path, strict: bool = False) -> tuple[list[Any], list[Any]]:
+    """The file's workloads and namespace policies (Sourced, SourcedNamespace)."""
+    from portway.service import kubernetes as kube
+
+    loaded = kube.load(file, strict=strict)
+    return list(loaded.workloads), list(loaded.namespaces)
+
+
+def prepare_apply(
+    client: Any, app: Callable[[], Any], file: Path, strict: bool
+) -> tuple[list[Any], list[Any]]:
+    """Load a manifest file for apply and store its Secrets and ConfigMaps as
+    portway secrets (the workloads refer to them); returns what to apply."""
+    from portway.errors import PortwayError
+    from portway.service import kubernetes as kube
+
+    if client is not None:
+        raise PortwayError(
+            f"{file}: Kubernetes manifests are applied on the embedded store only for now; "
+            "use `portway context use local`"
+        )
+    loaded = kube.load(file, strict=strict)
+    for name in kube.store_secrets(app(), loaded):
+        output.out.print(f"secret/{name} stored", markup=False)
+    return list(loaded.workloads), list(loaded.namespaces)
+
+
+def plan_items(
+    file: Path, strict: bool, plan: Callable[[list[Any], list[Any]], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """``plan -o json`` items of a manifest file, each with the object it came
+    from and its keys with a verdict per target."""
+    from portway.service import kubernetes as kube
+
+    loaded = kube.load(file, strict=strict)
+    items = plan(list(loaded.workloads), list(loaded.namespaces))
+    for item, source in zip(items, loaded.translated.workloads, strict=True):
+        item["kubernetes"] = kube.plan_entry(source, item)
+    return items
+
+
+def print_keys(item: dict[str, Any]) -> None:
+    """The Kubernetes-key table of one workload: every key path, a verdict per target."""
+    found = item.get("kubernetes")
+    if not found:
+        return
+    targets = [str(t["target"]) for t in item.get("targets") or []]
+    output.out.print(f"  kubernetes keys of {found['object']}:", markup=False)
+    rows = []
+    for key in found["keys"]:
+        cells = [f"  {key['key']}", str(key["line"] or "")]
+        for target in targets:
+            verdict = key["targets"][target]["verdict"]
+            cells.append(f"[{_VERDICT_STYLE[verdict]}]{verdict}[/]")
+        rows.append(cells)
+    table(["  KUBERNETES KEY", "LINE", *targets], rows)
+    for key in found["keys"]:
+        reasons = {v["verdict"] + ": " + v["reason"] for v in key["targets"].values()}
+        for reason in sorted(reasons):
+            if not reason.startswith("honored"):
+                output.out.print(f"    {key['key']} {reason}", markup=False)
