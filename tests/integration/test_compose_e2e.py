@@ -261,7 +261,15 @@ def test_web_stack_plans_and_runs_in_depends_on_order(compose: Compose, engine: 
     compose.up(file, "golden", "--profile", "frontend", images=WEB_STACK_IMAGES)
     marker = compose.exec("golden", "db", "cat", "/var/lib/postgresql/data/marker")
     assert marker == "kept\n"
-    compose.down("golden", "web", "db", "cache")
+    # delete -f with the profile removes every service the file enables with it
+    compose.namespaces.pop("golden")
+    out = compose.pw.run(
+        "delete", "-f", str(file), "--profile", "frontend", "--timeout", "60"
+    ).stdout
+    assert sorted(out.split()) == sorted(
+        ["workload/web", "workload/db", "workload/cache", *["deleted"] * 3]
+    )
+    assert running_on(compose, "golden") == {}
     cli = "docker" if engine == "docker" else "podman"
     subprocess.run([cli, "volume", "rm", "-f", "golden_db-data", "golden_data"], check=False,
                    capture_output=True)  # fmt: skip
