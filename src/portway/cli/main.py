@@ -473,8 +473,7 @@ def _delete(
     keys: list[tuple[str, str]] = [(namespace, n) for n in names]
     if file is not None:
         keys += [
-            (s.workload.metadata.namespace, s.workload.metadata.name)
-            for s in _load(file, compose)
+            (s.workload.metadata.namespace, s.workload.metadata.name) for s in _load(file, compose)
         ]
     if not keys:
         raise InputError("name a workload or pass -f FILE")
