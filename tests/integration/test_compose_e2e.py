@@ -143,7 +143,7 @@ def test_simple_network_services_reach_each_other_by_name(compose: Compose) -> N
     assert answer.strip() == hostname
 
 
-def test_different_networks_is_a_dropped_verdict_and_strict_refuses_it(compose: Compose) -> None:
+def test_different_networks_keep_their_services_apart(compose: Compose) -> None:
     file = compose.case("different_networks")
     mapping = compose.image_map(CONFORMANCE_IMAGES)
     plan = json.loads(
@@ -154,17 +154,20 @@ def test_different_networks_is_a_dropped_verdict_and_strict_refuses_it(compose: 
         for item in plan["items"]
         for key in item["compose"]["keys"]
     }
-    assert verdicts["services.entry.networks"] == "dropped"
-    assert verdicts["services.target.networks"] == "dropped"
-    refused = compose.pw.run(
-        "apply", "-f", str(file), "--image-map", mapping, "--strict", check=False
-    )
-    assert refused.returncode != 0
-    assert "services.entry.networks" in refused.stderr
-    assert compose.pw.json("get", "workloads", "-n", "different-networks")["items"] == []
-    # lenient: it runs, without the separation (said by the verdict above)
-    compose.up(file, "different-networks")
+    assert verdicts["services.entry.networks"] == "honored"
+    assert verdicts["services.target.networks"] == "honored"
+    # nothing is dropped, so strict mode takes the file too
+    compose.up(file, "different-networks", "--strict")
     assert running_on(compose, "different-networks") == {"entry": 1, "target": 1}
+    assert http_get(8080, "/etc/hostname")  # entry's published port
+    address = compose.exec("different-networks", "target", "hostname", "-i").split()[0]
+    for host in ("target", address):
+        tried = compose.pw.run(
+            "exec", "entry", "-n", "different-networks", "--",
+            "sh", "-c", f"timeout 3 wget -qO- http://{host}:8080/etc/hostname",
+            check=False,
+        )  # fmt: skip
+        assert tried.returncode != 0, f"entry reached target at {host}: {tried.stdout!r}"
 
 
 @pytest.mark.parametrize(
@@ -261,7 +264,15 @@ def test_web_stack_plans_and_runs_in_depends_on_order(compose: Compose, engine: 
     compose.up(file, "golden", "--profile", "frontend", images=WEB_STACK_IMAGES)
     marker = compose.exec("golden", "db", "cat", "/var/lib/postgresql/data/marker")
     assert marker == "kept\n"
-    compose.down("golden", "web", "db", "cache")
+    # delete -f with the profile removes every service the file enables with it
+    compose.namespaces.pop("golden")
+    out = compose.pw.run(
+        "delete", "-f", str(file), "--profile", "frontend", "--timeout", "60"
+    ).stdout
+    assert sorted(out.split()) == sorted(
+        ["workload/web", "workload/db", "workload/cache", *["deleted"] * 3]
+    )
+    assert running_on(compose, "golden") == {}
     cli = "docker" if engine == "docker" else "podman"
     subprocess.run([cli, "volume", "rm", "-f", "golden_db-data", "golden_data"], check=False,
                    capture_output=True)  # fmt: skip

@@ -364,24 +364,42 @@ def test_strict_refuses_every_dropped_key(tmp_path: Path) -> None:
     assert [i.path for i in exc.value.issues] == ["services.a.hostname", "services.a.tty"]
 
 
-def test_separate_networks_are_a_dropped_verdict(tmp_path: Path) -> None:
+def test_services_kept_apart_join_named_networks_of_the_namespace(tmp_path: Path) -> None:
     file = write(
         tmp_path / "compose.yaml",
         """\
         services:
           a: {image: x, networks: [one]}
-          b: {image: x, networks: [two]}
-        networks: {one: {}, two: {}}
+          b:
+            image: x
+            networks:
+              Two_Net: {aliases: [bee], ipv4_address: 10.1.2.3}
+          c: {image: x}
+        networks: {one: {}, Two_Net: {}}
         """,
     )
-    verdicts = {k.path: k.rule.verdict for w in load(file).workloads for k in w.keys}
-    assert verdicts["services.a.networks"] is Verdict.DROPPED
+    mapped = load(file).workloads
+    networks = {w.service: w.document["spec"]["networks"] for w in mapped}
+    # c names none: it joins the file's default network, like Compose
+    assert networks == {"a": ["one"], "b": ["two-net"], "c": ["default"]}
+    keys = {k.path: k.rule for w in mapped for k in w.keys}
+    assert keys["services.a.networks"].verdict is Verdict.HONORED
+    assert keys["services.a.networks"].field == "spec.networks"
+    assert keys["services.b.networks.Two_Net"].field == "spec.networks"
+    # a network's own settings keep their verdicts
+    assert keys["services.b.networks.Two_Net.aliases"].verdict is Verdict.DROPPED
+    assert keys["services.b.networks.Two_Net.ipv4_address"].verdict is Verdict.DROPPED
+
+
+def test_services_that_all_meet_share_the_namespace_network(tmp_path: Path) -> None:
     shared = write(
-        tmp_path / "s" / "compose.yaml",
-        "services:\n  a: {image: x, networks: [one]}\n  b: {image: x, networks: [one]}\n"
-        "networks: {one: {}}\n",
+        tmp_path / "compose.yaml",
+        "services:\n  a: {image: x, networks: [one]}\n  b: {image: x, networks: [one, two]}\n"
+        "networks: {one: {}, two: {}}\n",
     )
-    verdicts = {k.path: k.rule.verdict for w in load(shared).workloads for k in w.keys}
+    mapped = load(shared).workloads
+    assert all("networks" not in w.document["spec"] for w in mapped)
+    verdicts = {k.path: k.rule.verdict for w in mapped for k in w.keys}
     assert verdicts["services.a.networks"] is Verdict.EMULATED
 
 

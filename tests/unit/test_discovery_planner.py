@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from portway.capabilities.matrix import (
     DriverResults,
     FeatureResult,
@@ -27,9 +30,17 @@ from portway.conformance import CaseResult, Outcome, SuiteResult, render_markdow
 from portway.conformance.case import all_cases, declared_in_tier
 from portway.conformance.cases_services import resolved_addresses
 from portway.conformance.runner import gaps_of
+from portway.drivers.base import ReplicaRequest
 from portway.drivers.containerd import ContainerdDriver
 from portway.drivers.docker import DockerDriver
-from portway.drivers.engine_common import foreign_network, namespace_network, network_labels
+from portway.drivers.engine_common import (
+    EngineNetwork,
+    foreign_network,
+    namespace_network,
+    network_labels,
+    released_networks,
+    replica_networks,
+)
 from portway.drivers.podman import PodmanDriver
 from portway.spec.model import WorkloadSpec
 
@@ -240,6 +251,43 @@ def test_a_network_without_our_labels_is_foreign() -> None:
     assert "labels differ" in foreign_network("pwc1-shop", {}, "c1", "shop")
 
 
+def test_named_networks_sit_beside_the_namespace_network() -> None:
+    named = EngineNetwork("0caf4c9d1e2f", "shop", "front")
+    assert named.name == "pw0caf4c-shop.front"  # a dot: no namespace's own name can take it
+    assert named.labels()["portway.dev/network"] == "front"
+    assert named.foreign(named.labels()) == ""
+    own = EngineNetwork("0caf4c9d1e2f", "shop")
+    assert "portway.dev/network" not in own.labels()
+    assert "labels differ: portway.dev/network" in named.foreign(own.labels())
+
+
+def test_a_removed_replica_releases_each_portway_network_it_was_on() -> None:
+    info = {
+        "Config": {"Labels": {"portway.dev/namespace": "shop", "portway.dev/cluster": "c1"}},
+        "NetworkSettings": {
+            "Networks": {"pwc1-shop.front": {}, "pwc1-shop.back": {}, "bridge": {}}
+        },
+    }
+    assert released_networks(info) == [
+        EngineNetwork("c1", "shop", "back"),
+        EngineNetwork("c1", "shop", "front"),
+    ]
+    info["NetworkSettings"] = {"Networks": {"pwc1-shop": {}}}
+    assert released_networks(info) == [EngineNetwork("c1", "shop")]
+    assert released_networks({"Config": {"Labels": {}}}) == []
+
+
+def test_a_replica_joins_its_named_networks_or_its_namespace_network() -> None:
+    def request(**spec: Any) -> ReplicaRequest:
+        model = WorkloadSpec.model_validate({"image": "portway/busybox:latest", **spec})
+        return ReplicaRequest("shop", "w", 0, 1, model.template_hash(), model, cluster="c1")
+
+    assert [n.name for n in replica_networks(request())] == ["pwc1-shop"]
+    named = replica_networks(request(networks=["front", "back"]))
+    assert [n.name for n in named] == ["pwc1-shop.front", "pwc1-shop.back"]
+    assert replica_networks(request(security={"hostNetwork": True})) == []
+
+
 def test_nslookup_answers_are_read_after_the_name() -> None:
     docker_style = (
         "Server:\t\t127.0.0.11\nAddress:\t127.0.0.11:53\n\nNon-authoritative answer:\n"
@@ -252,3 +300,27 @@ def test_nslookup_answers_are_read_after_the_name() -> None:
         "Server:\t\t127.0.0.11\nAddress:\t127.0.0.11:53\n\n** server can't find web: NXDOMAIN\n"
     )
     assert resolved_addresses(failed) == set()
+
+
+def test_named_networks_are_labels_listed_once_and_not_with_host_network() -> None:
+    base = {"image": "portway/busybox:latest"}
+    assert WorkloadSpec.model_validate({**base, "networks": ["front"]}).networks == ["front"]
+    for bad, said in (
+        (["Front"], "DNS-1123 label"),
+        (["a.b"], "DNS-1123 label"),
+        (["front", "front"], "listed twice"),
+    ):
+        with pytest.raises(ValidationError, match=said):
+            WorkloadSpec.model_validate({**base, "networks": bad})
+    with pytest.raises(ValidationError, match="hostNetwork"):
+        WorkloadSpec.model_validate(
+            {**base, "networks": ["front"], "security": {"hostNetwork": True}}
+        )
+    # a field added later leaves the template hash of older specs as it was
+    plain = WorkloadSpec.model_validate(base)
+    assert (
+        plain.template_hash()
+        == WorkloadSpec.model_validate({**base, "networks": []}).template_hash()
+    )
+    named = WorkloadSpec.model_validate({**base, "networks": ["front"]})
+    assert named.template_hash() != plain.template_hash()

@@ -161,6 +161,17 @@ def test_file_image_is_refused(tmp_path: Path) -> None:
         export_file(path)
 
 
+def test_named_networks_are_a_dropped_note(tmp_path: Path) -> None:
+    path = tmp_path / "net.yaml"
+    path.write_text(
+        "apiVersion: portway.dev/v1\nkind: Workload\nmetadata: {name: api}\n"
+        "spec: {image: 'portway/busybox:latest', networks: [back]}\n"
+    )
+    exported = export_file(path)
+    assert_schema_valid(exported.documents)
+    assert ("spec.networks", "dropped") in {(n.path, n.verdict.value) for n in exported.notes}
+
+
 MANIFEST = textwrap.dedent(
     """\
     apiVersion: v1

@@ -31,6 +31,7 @@ class Feature(StrEnum):
     PORTS_HOST_PORT = "ports.host_port"
     SERVICES_DNS = "services.dns"
     SERVICES_ENV = "services.env"
+    NETWORKS_NAMED = "networks.named"
     RESOURCES_CPU = "resources.cpu"
     RESOURCES_MEMORY = "resources.memory"
     RESOURCES_PIDS = "resources.pids"
@@ -115,6 +116,13 @@ FEATURES: dict[Feature, FeatureInfo] = {
         _DROP,
         "tell replicas the services of their namespace in NAME_SERVICE_HOST/_PORT variables",
         needs=(Feature.ENV,),
+    ),
+    # Without it the replica still runs, on its namespace's network: it reaches
+    # (and is reached by) every replica there, which the verdict says.
+    Feature.NETWORKS_NAMED: FeatureInfo(
+        _D,
+        _DROP,
+        "join named networks of the namespace; no traffic between replicas sharing none",
     ),
     Feature.RESOURCES_CPU: FeatureInfo(_D, _DROP, "limit CPU"),
     Feature.RESOURCES_MEMORY: FeatureInfo(_D, _DROP, "limit memory"),
@@ -252,6 +260,8 @@ def uses(spec: WorkloadSpec) -> list[Use]:
     named = next((i for i, port in enumerate(spec.ports) if port.name is not None), None)
     if named is not None:
         add(Use(f"spec.ports[{named}].name", Feature.SERVICES_DNS))
+    if spec.networks:
+        add(Use("spec.networks", Feature.NETWORKS_NAMED))
     resources = spec.resources
     if resources.cpu is not None:
         add(Use("spec.resources.cpu", Feature.RESOURCES_CPU))

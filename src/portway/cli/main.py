@@ -140,19 +140,23 @@ def _reads() -> Reads:
     return LocalReads(_app()) if client is None else remote_cli.RemoteReads(client)
 
 
-def _load(file: Path) -> list[Any]:
-    return _load_all(file)[0]
+def _load(file: Path, compose: compose_cli.ComposeArgs | None = None) -> list[Any]:
+    return _load_all(file, compose)[0]
 
 
-def _load_all(file: Path) -> tuple[list[Any], list[Any]]:
-    """The file's workloads and namespace policies, each with where it came from."""
+def _load_all(
+    file: Path, compose: compose_cli.ComposeArgs | None = None
+) -> tuple[list[Any], list[Any]]:
+    """The file's workloads and namespace policies, each with where it came from
+    (``compose``: the options a Compose file is read with)."""
     from portway.service.namespaces import SourcedNamespace
     from portway.service.workloads import Sourced
     from portway.spec.loader import load_objects
     from portway.spec.model import Workload
 
     if compose_cli.is_compose(file):
-        return list(compose_cli.load(file, compose_cli.ComposeArgs()).workloads), []
+        loaded = compose_cli.load(file, compose or compose_cli.ComposeArgs())
+        return list(loaded.workloads), []
     if kube_cli.is_kubernetes(file):
         return kube_cli.load_sourced(file)
     workloads: list[Any] = []
@@ -463,13 +467,21 @@ def delete(
     namespace: NamespaceOpt = "default",
     no_wait: Annotated[bool, typer.Option("--no-wait")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for removal.")] = 120.0,
+    env_file: compose_cli.EnvFileOpt = None,
+    profile: compose_cli.ProfileOpt = None,
 ) -> None:
     """Delete workloads (by name or by file) and everything they run."""
-    _guard(lambda: _delete(target or [], file, namespace, no_wait, timeout))
+    args = compose_cli.ComposeArgs(env_file or [], profile or [])
+    _guard(lambda: _delete(target or [], file, namespace, no_wait, timeout, args))
 
 
 def _delete(
-    names: list[str], file: Path | None, namespace: str, no_wait: bool, timeout: float
+    names: list[str],
+    file: Path | None,
+    namespace: str,
+    no_wait: bool,
+    timeout: float,
+    compose: compose_cli.ComposeArgs,
 ) -> None:
     from portway.service import workloads as svc
 
@@ -477,7 +489,9 @@ def _delete(
         names = names[1:]
     keys: list[tuple[str, str]] = [(namespace, n) for n in names]
     if file is not None:
-        keys += [(s.workload.metadata.namespace, s.workload.metadata.name) for s in _load(file)]
+        keys += [
+            (s.workload.metadata.namespace, s.workload.metadata.name) for s in _load(file, compose)
+        ]
     if not keys:
         raise InputError("name a workload or pass -f FILE")
     client = _remote()

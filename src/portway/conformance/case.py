@@ -83,6 +83,7 @@ GROUPS: tuple[str, ...] = (
     "command",
     "ports",
     "services",
+    "networks",
     "volumes",
     "secrets",
     "probes",
@@ -98,6 +99,7 @@ _MODULES = (
     "cases_command",
     "cases_ports",
     "cases_services",  # services.dns: a service's name in its namespace
+    "cases_networks",  # networks.named: replicas sharing no network do not meet
     "cases_volumes",
     "cases_secrets",  # secrets.files: values as read-only tmpfs files
     "cases_probes",

@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 from urllib.parse import quote, urlparse
@@ -63,13 +63,13 @@ from portway.drivers.docker_volumes import DockerVolumes
 from portway.drivers.engine_common import (
     CLIENT_TIMEOUT_SECONDS,
     EXEC_TIMEOUT_EXIT_CODE,
+    LABEL_NETWORK,
     MAX_POOL_SIZE,
-    foreign_network,
-    namespace_network,
-    network_labels,
+    EngineNetwork,
     network_lock,
     parse_engine_time,
-    released_network,
+    released_networks,
+    replica_networks,
 )
 from portway.drivers.engine_common import (
     STREAMS as _STREAMS,
@@ -559,15 +559,18 @@ class DockerDriver(DockerVolumes):
             self._refuse_root(client, request)
         mounts, tmpfs = self._volumes(client, request)
         mounts += self._secret_mounts(request)
-        network = self._network_of(request)
+        networks = replica_networks(request)
         network_options: dict[str, Any] = {}
         networking_config: NetworkingConfig | None = None
-        if network is not None:
-            network_options["network_mode"] = network
+        if networks:
+            # created on the first; _create_on connects the others (this
+            # engine's API takes one network at create)
+            first = networks[0].name
+            network_options["network_mode"] = first
             endpoint = client.create_endpoint_config(aliases=list(request.aliases) or None)
             # the SDK's type stubs take one EndpointConfig; the engine wants network -> config
             networking_config = NetworkingConfig()
-            networking_config["EndpointsConfig"] = {network: endpoint}
+            networking_config["EndpointsConfig"] = {first: endpoint}
 
         exposed: list[tuple[int, str]] = []
         bindings: dict[int | str, list[_PortBinding]] = {}
@@ -610,36 +613,36 @@ class DockerDriver(DockerVolumes):
             networking_config=networking_config,
         )
         try:
-            return self._create_on(client, network, request, create)
+            return self._create_on(client, networks, request, create)
         except DriverError:
             secret_files.remove(secret_files.Scope(self.name, self.target), request.name)
-            if network is not None:  # leave no network that no replica uses
+            for network in networks:  # leave no network that no replica uses
                 with suppress(DriverError):
-                    self.remove_namespace_network(request.namespace, request.cluster)
+                    self._remove_network(network, wait=True)
             raise
 
     def _create_on(
         self,
         client: docker.APIClient,
-        network: str | None,
+        networks: list[EngineNetwork],
         request: ReplicaRequest,
         create: _CreateCall,
     ) -> Handle:
-        """Create the container (on its namespace network, made if needed), or
-        adopt the one already made for this replica."""
+        """Create the container on its networks (made if needed), or adopt the
+        one already made for this replica."""
         for _attempt in range(2):
-            with self._network_held(network):
-                if network is not None:
-                    self._ensure_network(client, network, request.cluster, request.namespace)
+            with self._networks_held(networks):
+                for network in networks:
+                    self._ensure_network(client, network)
                 try:
                     with self._engine(f"create {request.name}"):
                         created = client.create_container(
                             **create, detach=True, use_config_proxy=False
                         )
-                    return self._handle(_text(_obj(created).get("Id")), request.name)
+                    handle = self._handle(_text(_obj(created).get("Id")), request.name)
                 except _ConflictError:
                     try:
-                        return self._adopt(request)
+                        handle = self._adopt(request)
                     except ReplicaGoneError:
                         continue  # removed between our create and inspect: try again
                 except ReplicaGoneError as exc:
@@ -648,78 +651,94 @@ class DockerDriver(DockerVolumes):
                     # removed by another process between our check and the
                     # create: the next attempt makes it again
                     continue
+                self._join_networks(client, handle, networks[1:], request.aliases)
+                return handle
         raise PermanentDriverError(
             self.target, f"create {request.name}: the name keeps conflicting; try again"
         )
 
-    # --- namespace networks (services.dns) ------------------------------------
+    # --- namespace networks (services.dns, networks.named) --------------------
 
-    def _network_of(self, request: ReplicaRequest) -> str | None:
-        """The namespace network the replica joins (None: on the host's network)."""
-        if request.spec.security.host_network:
-            return None
-        return namespace_network(request.cluster, request.namespace)
+    def _networks_held(self, networks: list[EngineNetwork]) -> AbstractContextManager[object]:
+        """Hold the locks of all ``networks``, in name order (two creates
+        holding some each never wait for each other)."""
+        stack = ExitStack()
+        for name in sorted({n.name for n in networks}):
+            stack.enter_context(network_lock(self._base_url, name))
+        return stack
 
-    def _network_held(self, network: str | None) -> AbstractContextManager[object]:
-        if network is None:
-            return nullcontext()
-        return network_lock(self._base_url, network)
-
-    def _ensure_network(
-        self, client: docker.APIClient, name: str, cluster: str, namespace: str
+    def _join_networks(
+        self,
+        client: docker.APIClient,
+        handle: Handle,
+        networks: list[EngineNetwork],
+        aliases: tuple[str, ...],
     ) -> None:
-        """Make the namespace network unless it exists (idempotent); refuse a
-        network of that name that portway did not make for this namespace."""
+        """Connect a created replica to its further named networks (already
+        made, under their locks), with its aliases on each."""
+        for network in networks:
+            try:
+                with self._engine(f"connect {handle.name} to network {network.name}"):
+                    client.connect_container_to_network(
+                        handle.id, network.name, aliases=list(aliases) or None
+                    )
+            except PermanentDriverError as exc:
+                if "already exists" not in str(exc):  # an adopted replica is on it
+                    raise
+
+    def _ensure_network(self, client: docker.APIClient, network: EngineNetwork) -> None:
+        """Make the network unless it exists (idempotent); refuse a network of
+        that name that portway did not make for this namespace."""
+        name = network.name
         try:
             with self._engine(f"inspect network {name}"):
                 info = _obj(client.inspect_network(name))
         except ReplicaGoneError:  # 404: not made yet
             try:
                 try:
-                    self._create_network(client, name, cluster, namespace)
+                    self._create_network(client, network)
                 except PermanentDriverError as exc:
                     # every subnet taken: networks left empty (replicas removed
                     # behind portway's back, a killed controller) hold some
                     if _NO_POOL not in str(exc) or not self._prune_networks(client, name):
                         raise
-                    self._create_network(client, name, cluster, namespace)
+                    self._create_network(client, network)
                 return
             except _ConflictError:  # made meanwhile by another process
                 with self._engine(f"inspect network {name}"):
                     info = _obj(client.inspect_network(name))
-        problem = foreign_network(name, _labels(info.get("Labels")), cluster, namespace)
+        problem = network.foreign(_labels(info.get("Labels")))
         if problem:
             raise PermanentDriverError(self.target, problem)
 
-    def _create_network(
-        self, client: docker.APIClient, name: str, cluster: str, namespace: str
-    ) -> None:
-        with self._engine(f"create network {name}"):
+    def _create_network(self, client: docker.APIClient, network: EngineNetwork) -> None:
+        with self._engine(f"create network {network.name}"):
             client.create_network(
-                name,
+                network.name,
                 driver="bridge",
-                labels=network_labels(cluster, namespace),
+                labels=network.labels(),
                 check_duplicate=True,
             )
 
     def _prune_networks(self, client: docker.APIClient, keep: str) -> int:
-        """Remove every namespace network (of any portway installation) that no
-        container uses, except ``keep``; how many went."""
+        """Remove every portway network (of any installation) that no container
+        uses, except ``keep``; how many went."""
         with self._engine("list networks"):
             found = client.networks(filters={"label": [f"{LABEL_MANAGED}=true"]})
         removed = 0
         for item in found or []:
-            network = _obj(item)
-            labels = _labels(network.get("Labels"))
+            info = _obj(item)
+            labels = _labels(info.get("Labels"))
             namespace = labels.get(LABEL_NAMESPACE)
-            if not namespace or _text(network.get("Name")) == keep:
+            network = EngineNetwork(
+                labels.get(LABEL_CLUSTER, ""), namespace or "", labels.get(LABEL_NETWORK, "")
+            )
+            if not namespace or network.name == keep or _text(info.get("Name")) != network.name:
                 continue
             with suppress(DriverError):
                 # never wait for a network's lock here: its holder may be
                 # pruning too, waiting for ours (and it is in use anyway)
-                removed += self._remove_network(
-                    namespace, labels.get(LABEL_CLUSTER, ""), wait=False
-                )
+                removed += self._remove_network(network, wait=False)
         return removed
 
     def remove_namespace_network(self, namespace: str, cluster: str = "") -> bool:
@@ -727,10 +746,10 @@ class DockerDriver(DockerVolumes):
         (running or not) uses it; True when it is gone (or never existed).
         ``destroy`` calls it for the namespace's last replica; cleanup tools
         may call it too."""
-        return self._remove_network(namespace, cluster, wait=True)
+        return self._remove_network(EngineNetwork(cluster, namespace), wait=True)
 
-    def _remove_network(self, namespace: str, cluster: str, *, wait: bool) -> bool:
-        name = namespace_network(cluster, namespace)
+    def _remove_network(self, network: EngineNetwork, *, wait: bool) -> bool:
+        name = network.name
         client = self._client()
         lock = network_lock(self._base_url, name)
         if not lock.acquire(blocking=wait):
@@ -741,7 +760,7 @@ class DockerDriver(DockerVolumes):
                     info = _obj(client.inspect_network(name))
             except ReplicaGoneError:
                 return True
-            if foreign_network(name, _labels(info.get("Labels")), cluster, namespace):
+            if network.foreign(_labels(info.get("Labels"))):
                 return False  # not ours to remove
             # Docker removes a network that a created, never started container
             # names (its start then fails): only an empty list is proof
@@ -760,15 +779,13 @@ class DockerDriver(DockerVolumes):
         finally:
             lock.release()
 
-    def _release_network(self, info: _Json) -> None:
-        """After a replica's removal: remove its namespace network if that was
-        the last container on it. Best effort: a network left behind is empty
-        and harmless, and the namespace's next replica uses it again."""
-        released = released_network(info)
-        if released is None:
-            return  # on the host's network, or made before namespace networks
-        with suppress(DriverError):
-            self.remove_namespace_network(*released)
+    def _release_networks(self, info: _Json) -> None:
+        """After a replica's removal: remove each of its networks it was the
+        last container on. Best effort: a network left behind is empty and
+        harmless, and the namespace's next replica uses it again."""
+        for network in released_networks(info):
+            with suppress(DriverError):
+                self._remove_network(network, wait=True)
 
     def _refuse_root(self, client: docker.APIClient, request: ReplicaRequest) -> None:
         """runAsNonRoot: refuse before anything is created (as the kubelet does)."""
@@ -901,13 +918,13 @@ class DockerDriver(DockerVolumes):
         client = self._client()
         with self._engine(f"inspect {handle.name}"):
             info = _obj(client.inspect_container(handle.id))
-        labels = _labels(_obj(info.get("Config")).get("Labels"))
-        cluster, namespace = labels.get(LABEL_CLUSTER, ""), labels.get(LABEL_NAMESPACE, "")
-        name = namespace_network(cluster, namespace)
-        if not namespace or _text(_obj(info.get("HostConfig")).get("NetworkMode")) != name:
+        networks = released_networks(info)  # the portway networks it names
+        mode = _text(_obj(info.get("HostConfig")).get("NetworkMode"))
+        if mode not in {n.name for n in networks}:
             raise missing  # a network portway does not make again
-        with network_lock(self._base_url, name):
-            self._ensure_network(client, name, cluster, namespace)
+        with self._networks_held(networks):
+            for network in networks:
+                self._ensure_network(client, network)
             with self._engine(f"start {handle.name}"):
                 client.start(handle.id)
 
@@ -947,7 +964,7 @@ class DockerDriver(DockerVolumes):
             if "already in progress" not in str(exc):
                 raise
             return  # the removal under way releases the network
-        self._release_network(info)
+        self._release_networks(info)
 
     def security_facts(self, handle: Handle) -> SecurityFacts:
         self._check(handle)

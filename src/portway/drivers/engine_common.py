@@ -11,10 +11,17 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from portway.drivers.base import LABEL_CLUSTER, LABEL_MANAGED, LABEL_NAMESPACE, LABEL_PREFIX
+from portway.drivers.base import (
+    LABEL_CLUSTER,
+    LABEL_MANAGED,
+    LABEL_NAMESPACE,
+    LABEL_PREFIX,
+    ReplicaRequest,
+)
 
 CLIENT_TIMEOUT_SECONDS = 30
 MAX_POOL_SIZE = 32
@@ -145,42 +152,93 @@ def root_message(exc: BaseException) -> str:
 # --- namespace networks (services.dns) ------------------------------------
 
 
-def namespace_network(cluster: str, namespace: str) -> str:
-    """The engine network every replica of ``namespace`` joins: ``pw<cluster6>-<namespace>``,
-    prefixed like the replicas' container names so two installations sharing
-    an engine keep apart."""
+#: on a named network of a namespace: the network's name (absent on the
+#: namespace's own network)
+LABEL_NETWORK = LABEL_PREFIX + "network"
+
+
+def namespace_network(cluster: str, namespace: str, network: str = "") -> str:
+    """The engine network of ``namespace``: ``pw<cluster6>-<namespace>``, which
+    every replica of the namespace joins, or with ``network`` that named network
+    of the namespace, ``pw<cluster6>-<namespace>.<network>`` (a dot: it appears
+    in no DNS-1123 label, so no namespace's own network can take the name).
+    Prefixed like the replicas' container names so two installations sharing an
+    engine keep apart."""
     prefix = f"pw{cluster[:6]}" if cluster else "pw"
-    return f"{prefix}-{namespace}"
+    own = f"{prefix}-{namespace}"
+    return f"{own}.{network}" if network else own
 
 
-def released_network(info: Json) -> tuple[str, str] | None:
-    """(namespace, cluster) of the namespace network a removed container was
-    on, from its inspect payload (Docker's and Podman's share this shape);
-    None when it was on the host's network or predates namespace networks."""
+@dataclass(frozen=True)
+class EngineNetwork:
+    """One network portway makes on an engine: a namespace's own network
+    (``network`` "") or a named network of the namespace (``spec.networks``)."""
+
+    cluster: str
+    namespace: str
+    network: str = ""
+
+    @property
+    def name(self) -> str:
+        return namespace_network(self.cluster, self.namespace, self.network)
+
+    def labels(self) -> dict[str, str]:
+        return network_labels(self.cluster, self.namespace, self.network)
+
+    def foreign(self, found: dict[str, str]) -> str:
+        """Why the existing network of this name (labels ``found``) is not this
+        one; "" when it is."""
+        return foreign_network(self.name, found, self.cluster, self.namespace, self.network)
+
+
+def replica_networks(request: ReplicaRequest) -> list[EngineNetwork]:
+    """The networks a replica joins, the first being the one it is created on:
+    none on the host's network, else its named networks, else its namespace's."""
+    spec = request.spec
+    if spec.security.host_network:
+        return []
+    names = spec.networks or [""]
+    return [EngineNetwork(request.cluster, request.namespace, n) for n in names]
+
+
+def released_networks(info: Json) -> list[EngineNetwork]:
+    """The portway networks a removed container was on, from its inspect payload
+    (Docker's and Podman's share this shape); none when it was on the host's
+    network or predates namespace networks."""
     found = labels(obj(info.get("Config")).get("Labels"))
     namespace, cluster = found.get(LABEL_NAMESPACE), found.get(LABEL_CLUSTER, "")
     if not namespace:
-        return None
-    joined = obj(obj(info.get("NetworkSettings")).get("Networks"))
-    if namespace_network(cluster, namespace) not in joined:
-        return None
-    return namespace, cluster
+        return []
+    own = namespace_network(cluster, namespace)
+    released = []
+    for joined in sorted(obj(obj(info.get("NetworkSettings")).get("Networks"))):
+        if joined == own:
+            released.append(EngineNetwork(cluster, namespace))
+        elif joined.startswith(own + "."):
+            released.append(EngineNetwork(cluster, namespace, joined.removeprefix(own + ".")))
+    return released
 
 
-def network_labels(cluster: str, namespace: str) -> dict[str, str]:
-    """The owner labels of a namespace network."""
-    return {LABEL_MANAGED: "true", LABEL_CLUSTER: cluster, LABEL_NAMESPACE: namespace}
+def network_labels(cluster: str, namespace: str, network: str = "") -> dict[str, str]:
+    """The owner labels of a namespace network (or of a named one, ``network``)."""
+    found = {LABEL_MANAGED: "true", LABEL_CLUSTER: cluster, LABEL_NAMESPACE: namespace}
+    if network:
+        found[LABEL_NETWORK] = network
+    return found
 
 
-def foreign_network(name: str, found: dict[str, str], cluster: str, namespace: str) -> str:
+def foreign_network(
+    name: str, found: dict[str, str], cluster: str, namespace: str, network: str = ""
+) -> str:
     """Why the existing network ``name`` (with labels ``found``) is not this
-    namespace's network; "" when it is."""
-    wanted = network_labels(cluster, namespace)
+    namespace's network (or its network ``network``); "" when it is."""
+    wanted = network_labels(cluster, namespace, network)
     differ = sorted(k for k, v in wanted.items() if found.get(k) != v)
     if not differ:
         return ""
+    whose = f"network {network!r} of namespace" if network else "network of namespace"
     return (
-        f"a network named {name!r} already exists but is not portway's network of namespace "
+        f"a network named {name!r} already exists but is not portway's {whose} "
         f"{namespace!r} (labels differ: {', '.join(differ)}); remove or rename it"
     )
 

@@ -35,7 +35,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -71,12 +71,11 @@ from portway.drivers.engine_common import (
     CLIENT_TIMEOUT_SECONDS,
     EXEC_TIMEOUT_EXIT_CODE,
     MAX_POOL_SIZE,
-    foreign_network,
-    namespace_network,
-    network_labels,
+    EngineNetwork,
     network_lock,
     parse_engine_time,
-    released_network,
+    released_networks,
+    replica_networks,
 )
 from portway.drivers.engine_common import (
     STREAMS as _STREAMS,
@@ -686,34 +685,38 @@ class PodmanDriver(PodmanVolumes):
             self._refuse_root(client, request)
         body["mounts"], body["volumes"] = self._volumes(client, request)
         body["mounts"] += self._secret_mounts(request)
-        network = self._network_of(request)
-        if network is not None:
+        networks = self._networks_of(request)
+        if networks:
             body["netns"] = {"nsmode": "bridge"}
-            body["Networks"] = {network: {"aliases": list(request.aliases)}}
+            body["Networks"] = {n.name: {"aliases": list(request.aliases)} for n in networks}
         try:
-            handle = self._create_on(client, network, request, body)
+            handle = self._create_on(client, networks, request, body)
         except DriverError:
             secret_files.remove(secret_files.Scope(self.name, self.target), request.name)
-            if network is not None:  # leave no network that no replica uses
+            for network in networks:  # leave no network that no replica uses
                 with suppress(DriverError):
-                    self.remove_namespace_network(request.namespace, request.cluster)
+                    self._remove_network(network)
             raise
         if runtime is not None:
             self._check_runtime(handle, runtime)
         return handle
 
     def _create_on(
-        self, client: APIClient, network: str | None, request: ReplicaRequest, body: _Json
+        self,
+        client: APIClient,
+        networks: list[EngineNetwork],
+        request: ReplicaRequest,
+        body: _Json,
     ) -> Handle:
-        """Create the container (on its namespace network, made if needed), or
-        adopt the one already made for this replica."""
+        """Create the container on its networks (made if needed), or adopt the
+        one already made for this replica."""
         # the service whose default runtime is the tier's (see sandbox_socket)
         sandboxed = request.spec.isolation is Isolation.SANDBOXED
         creator = self._sandbox_client() if sandboxed else client
         for _attempt in range(2):
-            with self._network_held(network):
-                if network is not None:
-                    self._ensure_network(client, network, request.cluster, request.namespace)
+            with self._networks_held(networks):
+                for network in networks:
+                    self._ensure_network(client, network)
                 try:
                     with self._engine(f"create {request.name}"):
                         created = self._post_json(creator, "/containers/create", body)
@@ -727,26 +730,28 @@ class PodmanDriver(PodmanVolumes):
             self.target, f"create {request.name}: the name keeps conflicting; try again"
         )
 
-    # --- namespace networks (services.dns) ------------------------------------
+    # --- namespace networks (services.dns, networks.named) --------------------
 
-    def _network_of(self, request: ReplicaRequest) -> str | None:
-        """The namespace network the replica joins (None: on the host's
-        network, or a backend without name resolution)."""
-        if request.spec.security.host_network:
-            return None
+    def _networks_of(self, request: ReplicaRequest) -> list[EngineNetwork]:
+        """The networks the replica joins (none: on the host's network, or a
+        backend without name resolution)."""
         if self._network_backend not in ("", _DNS_BACKEND):
-            return None
-        return namespace_network(request.cluster, request.namespace)
+            return []
+        return replica_networks(request)
 
-    def _network_held(self, network: str | None) -> AbstractContextManager[object]:
-        if network is None:
-            return nullcontext()
-        return network_lock(self._base_url, network)
+    def _networks_held(self, networks: list[EngineNetwork]) -> AbstractContextManager[object]:
+        """Hold the locks of all ``networks``, in name order (two creates
+        holding some each never wait for each other)."""
+        stack = ExitStack()
+        for name in sorted({n.name for n in networks}):
+            stack.enter_context(network_lock(self._base_url, name))
+        return stack
 
-    def _ensure_network(self, client: APIClient, name: str, cluster: str, namespace: str) -> None:
-        """Make the namespace network unless it exists (idempotent: Podman
-        refuses a second network of one name); refuse a network of that name
-        that portway did not make for this namespace."""
+    def _ensure_network(self, client: APIClient, network: EngineNetwork) -> None:
+        """Make the network unless it exists (idempotent: Podman refuses a
+        second network of one name); refuse a network of that name that
+        portway did not make for this namespace."""
+        name = network.name
         path = f"/networks/{quote(name)}/json"
         try:
             with self._engine(f"inspect network {name}"):
@@ -756,7 +761,10 @@ class PodmanDriver(PodmanVolumes):
                 "name": name,
                 "driver": "bridge",
                 "dns_enabled": True,
-                "labels": network_labels(cluster, namespace),
+                "labels": network.labels(),
+                # netavark lets bridges reach each other unless told not to;
+                # Docker keeps its bridge networks apart by default
+                "options": {"isolate": "true"},
             }
             try:
                 with self._engine(f"create network {name}"):
@@ -765,7 +773,7 @@ class PodmanDriver(PodmanVolumes):
             except _ConflictError:  # made meanwhile by another process
                 with self._engine(f"inspect network {name}"):
                     info = _obj(self._get_json(client, path))
-        problem = foreign_network(name, _labels(info.get("labels")), cluster, namespace)
+        problem = network.foreign(_labels(info.get("labels")))
         if problem:
             raise PermanentDriverError(self.target, problem)
 
@@ -773,7 +781,10 @@ class PodmanDriver(PodmanVolumes):
         """Remove the namespace's network if it is portway's and no container
         uses it; True when it is gone (or never existed). ``destroy`` calls it
         for the namespace's last replica; cleanup tools may call it too."""
-        name = namespace_network(cluster, namespace)
+        return self._remove_network(EngineNetwork(cluster, namespace))
+
+    def _remove_network(self, network: EngineNetwork) -> bool:
+        name = network.name
         client = self._client()
         with network_lock(self._base_url, name):
             try:
@@ -781,7 +792,7 @@ class PodmanDriver(PodmanVolumes):
                     info = _obj(self._get_json(client, f"/networks/{quote(name)}/json"))
             except ReplicaGoneError:
                 return True
-            if foreign_network(name, _labels(info.get("labels")), cluster, namespace):
+            if network.foreign(_labels(info.get("labels"))):
                 return False  # not ours to remove
             try:
                 with self._engine(f"remove network {name}"):
@@ -794,15 +805,13 @@ class PodmanDriver(PodmanVolumes):
                 return False
         return True
 
-    def _release_network(self, info: _Json) -> None:
-        """After a replica's removal: remove its namespace network if that was
-        the last container on it. Best effort: a network left behind is empty
-        and harmless, and the namespace's next replica uses it again."""
-        released = released_network(info)
-        if released is None:
-            return  # on the host's network, or made before namespace networks
-        with suppress(DriverError):
-            self.remove_namespace_network(*released)
+    def _release_networks(self, info: _Json) -> None:
+        """After a replica's removal: remove each of its networks it was the
+        last container on. Best effort: a network left behind is empty and
+        harmless, and the namespace's next replica uses it again."""
+        for network in released_networks(info):
+            with suppress(DriverError):
+                self._remove_network(network)
 
     def _spec_generator(self, request: ReplicaRequest, extension: _Extension) -> _Json:
         """The libpod SpecGenerator for the replica (volumes are added by ``create``)."""
@@ -1088,7 +1097,7 @@ class PodmanDriver(PodmanVolumes):
             if "has already been removed" not in str(exc) and "being removed" not in str(exc):
                 raise
             return  # the removal under way releases the network
-        self._release_network(info)
+        self._release_networks(info)
 
     def security_facts(self, handle: Handle) -> SecurityFacts:
         self._check(handle)

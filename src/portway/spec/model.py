@@ -786,6 +786,13 @@ class WorkloadSpec(_Model):
         description="Secret values delivered as read-only files on tmpfs (see docs/secrets.md).",
     )
     security: Security = Field(default_factory=Security)
+    networks: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Named networks of the namespace the replicas join (DNS-1123 labels); "
+        "replicas reach each other only over a network they share. Empty: the namespace's "
+        "own network, which every replica of the namespace joins.",
+    )
     isolation: Isolation = Field(
         default=Isolation.STANDARD,
         description="Isolation tier. When not given, the namespace's default tier applies "
@@ -832,6 +839,20 @@ class WorkloadSpec(_Model):
         for key in v:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", key):
                 raise ValueError(f"environment variable name {key!r} is invalid")
+        return v
+
+    @field_validator("networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if len(name) > 40 or not NAME_RE.match(name):
+                raise ValueError(
+                    f"network {name!r}: expected a DNS-1123 label of at most 40 characters "
+                    "(lower case letters, digits and '-'), e.g. 'backend'"
+                )
+        dupes = sorted({n for n in v if v.count(n) > 1})
+        if dupes:
+            raise ValueError(f"network {dupes[0]!r} is listed twice")
         return v
 
     @model_validator(mode="after")
@@ -928,6 +949,11 @@ class WorkloadSpec(_Model):
         # On the host's network a replica listens on the host's ports itself:
         # there is nothing to publish, hostPort + index cannot be honoured, and
         # HTTP/TCP probes (which use the published port) have nothing to reach.
+        if security.host_network and self.networks:
+            raise ValueError(
+                "security.hostNetwork: the replica shares the host's network and joins no "
+                "other; remove networks or drop hostNetwork"
+            )
         if security.host_network and self.ports:
             raise ValueError(
                 "security.hostNetwork: the replica shares the host's network, so its ports "
@@ -956,6 +982,10 @@ class WorkloadSpec(_Model):
         data = self.model_dump(
             mode="json", exclude={"replicas", "placement", "ingress", "portability"}
         )
+        if not data["networks"]:
+            # a field added later: its default must not change the hash of
+            # workloads stored before it (that would roll every one of them)
+            del data["networks"]
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

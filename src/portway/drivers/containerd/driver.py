@@ -75,14 +75,19 @@ from portway.errors import (
 )
 from portway.spec.model import Isolation, Protocol, WorkloadSpec
 
-# Service discovery by name is declared missing rather than faked: containerd
-# has no DNS of its own, and the CNI chain (_net) runs no DNS server.
-_NO_DNS: Mapping[Feature, str] = {
+# What one shared CNI bridge cannot do is declared missing rather than faked:
+# containerd has no DNS of its own, the CNI chain (_net) runs no DNS server,
+# and every replica joins the same bridge.
+_BRIDGE_GAPS: Mapping[Feature, str] = {
     Feature.SERVICES_DNS: (
         "containerd has no DNS for its replicas: they share portway's CNI bridge (portway0), "
         "where no DNS server runs and no resolv.conf is written, so a service name resolves "
         "to nothing; reach a service here through its published port or the ingress"
-    )
+    ),
+    Feature.NETWORKS_NAMED: (
+        "every containerd replica joins portway's one CNI bridge (portway0): there are no "
+        "separate networks to join, so replicas of a namespace all reach each other"
+    ),
 }
 
 try:
@@ -396,7 +401,8 @@ class ContainerdDriver(ContainerdVolumes):
         unsupported = {
             Feature.ISOLATION_MICROVM,
             Feature.ISOLATION_WASM,
-            Feature.SERVICES_DNS,  # see _NO_DNS
+            Feature.SERVICES_DNS,  # see _BRIDGE_GAPS
+            Feature.NETWORKS_NAMED,  # see _BRIDGE_GAPS
             # volumes are plain directories: nothing bounds their size
             Feature.VOLUMES_SIZE_LIMIT,
         }
@@ -413,7 +419,7 @@ class ContainerdDriver(ContainerdVolumes):
             # why services.dns is not declared: the standard tier's gap holds
             # for every tier (the matrix records it in each column)
             tier_gaps={
-                "standard": _NO_DNS,
+                "standard": _BRIDGE_GAPS,
                 **({"sandboxed": dict(GVISOR_GAPS)} if sandboxed else {}),
             },
         )

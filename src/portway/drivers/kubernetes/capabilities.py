@@ -66,6 +66,10 @@ HOST_ACCESS: frozenset[Feature] = frozenset(
 NOT_CLAIMED: Mapping[Feature, str] = {
     Feature.SERVICES_DNS: "needs a Service per workload; the driver makes only Pods",
     Feature.SERVICES_ENV: "follows services.dns",
+    Feature.NETWORKS_NAMED: (
+        "Pods of a namespace share the cluster network; keeping them apart would need "
+        "NetworkPolicies the driver does not make"
+    ),
     Feature.RESOURCES_PIDS: "Kubernetes has no per-Pod PID limit (only the kubelet's podPidsLimit)",
     Feature.VOLUMES_NAMED: (
         "a named volume would be a PersistentVolumeClaim the driver does not make"

@@ -77,7 +77,7 @@ def map_project(
         _Service(project, service, images, secrets, issues, strict).build()
         for service in project.services.values()
     ]
-    _mark_network_split(workloads, project)
+    _map_networks(workloads, project)
     levels = _levels(project, workloads, issues)
     if strict:
         issues.extend(_strict_issues(project, workloads))
@@ -580,26 +580,45 @@ _HANDLERS: dict[str, Callable[[_Service, Any], None]] = {
 }
 
 
-def _mark_network_split(workloads: list[ComposeWorkload], project: Project) -> None:
-    """portway gives a project one network: if the file separates services
-    onto networks that share no member, that separation is dropped."""
+def _map_networks(workloads: list[ComposeWorkload], project: Project) -> None:
+    """Networks. A project is one namespace, and the namespace's own network
+    lets every pair of its services meet: that is what the file means unless
+    it keeps some pair of services on networks they do not share. Then every
+    service joins its networks (``default`` when it names none) as named
+    networks of the namespace, ``spec.networks``, which a target honors or
+    drops (feature networks.named); the key verdicts follow that field."""
     used = {w.service: set(w.networks or ["default"]) for w in workloads}
-    split = any(
-        not (a & b) for i, a in enumerate(used.values()) for b in list(used.values())[i + 1 :]
-    )
-    if not split:
-        return
-    reason = (
-        "portway gives the project one network: services the file keeps on separate "
-        "networks can reach each other"
-    )
+    groups = list(used.values())
+    split = any(not (a & b) for i, a in enumerate(groups) for b in groups[i + 1 :])
     for workload in workloads:
+        service_path = project.services[workload.service].path
+        if split:
+            names = sorted({normalise_name(n) for n in used[workload.service]})
+            workload.document["spec"]["networks"] = names
         workload.keys = [
-            KeyVerdict(k.path, k.line, Rule(Verdict.DROPPED, reason))
-            if k.path.endswith(".networks") or ".networks." in k.path or ".networks[" in k.path
-            else k
+            KeyVerdict(k.path, k.line, _network_rule(k, f"{service_path}.networks", split))
             for k in workload.keys
         ]
+
+
+_NETWORKS_JOINED = Rule(
+    Verdict.HONORED,
+    "the file keeps services apart: each network becomes a named network of the namespace",
+    "spec.networks",
+)
+
+
+def _network_rule(key: KeyVerdict, networks_path: str, split: bool) -> Rule:
+    """The rule of a key under a service's ``networks``: the list or mapping
+    itself and each network named in it become spec.networks when the file
+    keeps services apart; a network's own settings (``aliases``,
+    ``ipv4_address``...) keep their rule from the Compose table."""
+    if key.path != networks_path and not key.path.startswith(networks_path + "."):
+        return key.rule
+    rest = key.path.removeprefix(networks_path).lstrip(".")
+    if "." in rest:  # <network>.<setting>
+        return rule_for("networks." + rest.split(".", 1)[1])
+    return _NETWORKS_JOINED if split else key.rule
 
 
 def _levels(

@@ -54,6 +54,13 @@ def notes_for(workload: Workload) -> list[ExportNote]:
             "a file:// image is a module on this host; a cluster pulls images from a "
             "registry (publish it as an OCI artifact and name that)",
         )
+    if spec.networks:
+        note(
+            "spec.networks",
+            Verdict.DROPPED,
+            "Pods of a namespace share the cluster network; no NetworkPolicy is rendered "
+            "to keep replicas on different named networks apart",
+        )
     if spec.resources.pids is not None:
         note(
             "spec.resources.pids",
