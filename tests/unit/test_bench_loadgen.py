@@ -261,18 +261,30 @@ def test_loadgen_process_counts_every_kind_of_error_the_server_caused(
 ) -> None:
     out = run_loadgen(
         scripted.port,
-        *("--connections", "3", "--duration", "0.6", "--warmup", "0", "--timeout", "0.1"),
+        # a timeout well above a loaded machine's answer time, so an answer
+        # the server gave is never counted as the client's timeout
+        *("--connections", "3", "--duration", "1.0", "--warmup", "0", "--timeout", "0.5"),
     )
     summary = ls.Summary.from_json(out)
     done = scripted.done
     assert done["hang"] >= 1  # the script went round at least once
-    assert summary.statuses == {"200": done["ok"] + done["chunked"], "503": done["unavailable"]}
-    assert summary.errors == {
-        "connect": 0,
-        "timeout": done["hang"],
-        "read": done["close"],
-        "status": done["unavailable"],
-    }
+    # the client counts what it saw before its duration ended; the server may
+    # have answered one more request per connection after that (a loaded
+    # machine shows it), so each count is the server's, less at most one per
+    # connection
+    connections = 3
+
+    def seen(client: int, server: int) -> bool:
+        return server - connections <= client <= server
+
+    assert set(summary.statuses) <= {"200", "503"}
+    assert seen(summary.statuses.get("200", 0), done["ok"] + done["chunked"])
+    assert seen(summary.statuses.get("503", 0), done["unavailable"])
+    assert summary.errors["connect"] == 0
+    assert seen(summary.errors["timeout"], done["hang"])
+    assert seen(summary.errors["read"], done["close"])
+    # every 503 counted is also a status error, one for one
+    assert summary.errors["status"] == summary.statuses.get("503", 0)
     assert summary.responses == done["ok"] + done["chunked"]
     assert summary.connections == 3
 
