@@ -84,6 +84,9 @@ from portway.drivers.engine_common import (
     caused_by as _caused_by,
 )
 from portway.drivers.engine_common import (
+    frame_batches as _frame_batches,
+)
+from portway.drivers.engine_common import (
     frames as _frames,
 )
 from portway.drivers.engine_common import (
@@ -1066,11 +1069,11 @@ class DockerDriver(DockerVolumes):
         watch = _StreamWatch(stop, _shutdown(response))
         pending: dict[str, bytes] = {}
         try:
-            frames = _frames(response)
+            batches = _frame_batches(response)
             while not watch.stopping:
                 try:
                     with self._engine(action):
-                        frame = next(frames, None)
+                        batch = next(batches, None)
                 except DriverError:
                     if watch.stopping:
                         return
@@ -1079,14 +1082,17 @@ class DockerDriver(DockerVolumes):
                     if watch.stopping:  # a read tripped over the socket shut under it
                         return
                     raise
-                if frame is None:
+                if batch is None:
                     break
-                stream = _STREAMS.get(frame[0], "stdout")
-                *lines, rest = (pending.pop(stream, b"") + frame[1]).split(b"\n")
-                if rest:
-                    pending[stream] = rest
-                for line in lines:
-                    yield _log_line(stream, line)
+                # a whole socket read at a time: per-line work stays minimal
+                for stream_id, payload in batch:
+                    stream = _STREAMS.get(stream_id, "stdout")
+                    head = pending.pop(stream, None)
+                    *lines, rest = (head + payload if head else payload).split(b"\n")
+                    if rest:
+                        pending[stream] = rest
+                    for line in lines:
+                        yield _log_line(stream, line)
             if not watch.stopping:
                 for stream, rest in pending.items():
                     yield _log_line(stream, rest)

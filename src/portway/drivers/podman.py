@@ -91,6 +91,9 @@ from portway.drivers.engine_common import (
     caused_by as _caused_by,
 )
 from portway.drivers.engine_common import (
+    frame_batches as _frame_batches,
+)
+from portway.drivers.engine_common import (
     frames as _frames,
 )
 from portway.drivers.engine_common import (
@@ -1221,11 +1224,11 @@ class PodmanDriver(PodmanVolumes):
         watch = _StreamWatch(stop, _shutdown(response))
         pending: dict[str, tuple[datetime | None, str]] = {}
         try:
-            frames = _frames(response)
+            batches = _frame_batches(response)
             while not watch.stopping:
                 try:
                     with self._engine(action):
-                        frame = next(frames, None)
+                        batch = next(batches, None)
                 except DriverError:
                     if watch.stopping:
                         return
@@ -1234,17 +1237,18 @@ class PodmanDriver(PodmanVolumes):
                     if watch.stopping:  # a read tripped over the socket shut under it
                         return
                     raise
-                if frame is None:
+                if batch is None:
                     break
-                stream = _STREAMS.get(frame[0], "stdout")
-                stamp, text = _split_stamp(frame[1].decode("utf-8", errors="replace"))
-                first_stamp, head = pending.pop(stream, (stamp, ""))
-                *lines, rest = (head + text).split("\n")
-                for line in lines:
-                    yield LogLine(first_stamp, stream, line.removesuffix("\r"))
-                    first_stamp = stamp
-                if rest:
-                    pending[stream] = (first_stamp, rest)
+                for stream_id, payload in batch:
+                    stream = _STREAMS.get(stream_id, "stdout")
+                    stamp, text = _split_stamp(payload.decode("utf-8", errors="replace"))
+                    first_stamp, head = pending.pop(stream, (stamp, ""))
+                    *lines, rest = (head + text).split("\n")
+                    for line in lines:
+                        yield LogLine(first_stamp, stream, line.removesuffix("\r"))
+                        first_stamp = stamp
+                    if rest:
+                        pending[stream] = (first_stamp, rest)
             if not watch.stopping:
                 for stream, (stamp, rest) in pending.items():
                     yield LogLine(stamp, stream, rest.removesuffix("\r"))
