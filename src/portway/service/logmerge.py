@@ -105,7 +105,9 @@ class Merger:
     others back forever; a line that arrives later than that with an older
     time is printed late rather than lost). Lines with the same time keep
     arrival order within a source and go by ``Source.order`` across sources.
-    A line without a time takes its source's newest time.
+    A line without a time takes its source's newest time. Sources are
+    ``open``ed before their lines come: while only one source is known its
+    lines pass straight through (the fast path of a one-replica follow).
     """
 
     window: float
