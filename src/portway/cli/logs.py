@@ -9,6 +9,7 @@ and a quiet one still shows each line as soon as it arrives.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -71,6 +72,14 @@ class LogPrinter:
             err.append("")
             self._err.write("\n".join(err))
             self._err.flush()
+
+
+def silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's
+    final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def entries_from_json(items: Iterable[Mapping[str, Any]], workload: str) -> Iterable[Entry]:

@@ -859,6 +859,10 @@ def _logs_local(
     except KeyboardInterrupt:
         view.close()
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        view.close()
+        logs_cli.silence_stdout()
+        return 0
     for problem in view.errors:
         source = problem.source
         output.err.print(

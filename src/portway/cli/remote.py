@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from portway.cli import output
-from portway.cli.logs import LogPrinter, LogStyle, decorated, entries_from_json
+from portway.cli.logs import (
+    LogPrinter,
+    LogStyle,
+    decorated,
+    entries_from_json,
+    silence_stdout,
+)
 from portway.controller.records import (
     KIND_WORKLOAD,
     ReplicaView,
@@ -370,6 +376,9 @@ def logs(
             printer.write(batch)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        silence_stdout()
+        return 0
     return 1 if failed else 0
 
 
