@@ -294,9 +294,13 @@ class LogView:
     ) -> None:
         inbox, wake, source = self._inbox, self._wake, reader.source
         skip_before, skip_at = reader.last_time, reader.at_last_time
+        # kept in locals while streaming (this loop runs per line) and saved
+        # on the reader when the stream ends, for the next attach
+        last_time, at_last_time = reader.last_time, reader.at_last_time
+        append, woken, stop = inbox.append, wake.is_set, reader.stop
         try:
             lines = source_api.logs(
-                handle, follow=self._query.follow, tail=tail, since=since, stop=reader.stop
+                handle, follow=self._query.follow, tail=tail, since=since, stop=stop
             )
             for line in lines:
                 moment = line.timestamp
@@ -309,15 +313,16 @@ class LogView:
                         continue
                     skip_before = None
                 if moment is not None:
-                    if moment == reader.last_time:
-                        reader.at_last_time += 1
+                    if moment == last_time:
+                        at_last_time += 1
                     else:
-                        reader.last_time, reader.at_last_time = moment, 1
-                inbox.append((source, line))
-                if not wake.is_set():
+                        last_time, at_last_time = moment, 1
+                append((source, line))
+                if not woken():
                     wake.set()
-                while len(inbox) > _MAX_INBOX and not reader.stop.is_set():
-                    time.sleep(0.005)  # the writer is slower than the engine
+                if len(inbox) > _MAX_INBOX:
+                    while len(inbox) > _MAX_INBOX and not stop.is_set():
+                        time.sleep(0.005)  # the writer is slower than the engine
         except PortwayError as exc:
             if not reader.stop.is_set():
                 self.errors.append(SourceError(source, str(exc)))
@@ -325,6 +330,7 @@ class LogView:
             if not reader.stop.is_set():
                 self.errors.append(SourceError(source, f"{type(exc).__name__}: {exc}"))
         finally:
+            reader.last_time, reader.at_last_time = last_time, at_last_time
             reader.ended = True
             inbox.append((source, None))
             wake.set()
