@@ -64,6 +64,7 @@ from portway.drivers.engine_common import (
     CLIENT_TIMEOUT_SECONDS,
     EXEC_TIMEOUT_EXIT_CODE,
     MAX_POOL_SIZE,
+    ZERO_TIME_PREFIX,
     foreign_network,
     namespace_network,
     network_labels,
@@ -269,6 +270,11 @@ def _ports_from_list(rows: Any) -> tuple[PublishedPort, ...]:
 def _log_line(stream: str, raw_line: bytes) -> LogLine:
     text = raw_line.decode("utf-8", errors="replace").removesuffix("\r")
     stamp, _, rest = text.partition(" ")
+    if stamp.endswith("Z") and not stamp.startswith(ZERO_TIME_PREFIX):
+        try:  # Docker's usual RFC 3339 with nanoseconds; 3.11 reads it directly
+            return LogLine(datetime.fromisoformat(stamp), stream, rest)
+        except ValueError:
+            pass
     timestamp = parse_engine_time(stamp)
     if timestamp is None:
         return LogLine(None, stream, text)
