@@ -347,6 +347,22 @@ class LogSource(Protocol):
 
 
 @runtime_checkable
+class LogBatchSource(Protocol):
+    """Optional, for throughput: the same lines as ``LogSource.logs``, a list
+    per read from the engine, so a reader pays per read instead of per line."""
+
+    def log_batches(
+        self,
+        handle: Handle,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[list[LogLine]]: ...
+
+
+@runtime_checkable
 class Executor(Protocol):
     def exec(self, handle: Handle, command: list[str], timeout: float = 30.0) -> ExecResult: ...
 

@@ -85,6 +85,9 @@ from portway.drivers.engine_common import (
     caused_by as _caused_by,
 )
 from portway.drivers.engine_common import (
+    flattened as _flattened,
+)
+from portway.drivers.engine_common import (
     frame_batches as _frame_batches,
 )
 from portway.drivers.engine_common import (
@@ -1046,6 +1049,31 @@ class DockerDriver(DockerVolumes):
 
         ``follow`` ends when the container stops or ``stop`` is set.
         """
+        response, action = self._open_logs(handle, follow=follow, tail=tail, since=since)
+        return _flattened(self._log_lines(response, stop, action))
+
+    def log_batches(
+        self,
+        handle: Handle,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[list[LogLine]]:
+        """``logs``, a list per read from the engine (LogBatchSource)."""
+        response, action = self._open_logs(handle, follow=follow, tail=tail, since=since)
+        return self._log_lines(response, stop, action)
+
+    def _open_logs(
+        self,
+        handle: Handle,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+    ) -> tuple[Any, str]:
+        """The engine's log stream for ``handle`` (response, action)."""
         self._check(handle)
         client = self._client()
         params: dict[str, str] = {
@@ -1067,11 +1095,11 @@ class DockerDriver(DockerVolumes):
                 url, params=params, stream=True, timeout=None if follow else client.timeout
             )
             _raise_for_status(response)
-        return self._log_lines(response, stop, action)
+        return response, action
 
     def _log_lines(
         self, response: requests.Response, stop: threading.Event | None, action: str
-    ) -> Iterator[LogLine]:
+    ) -> Iterator[list[LogLine]]:
         watch = _StreamWatch(stop, _shutdown(response))
         pending: dict[str, bytes] = {}
         try:
@@ -1091,17 +1119,18 @@ class DockerDriver(DockerVolumes):
                 if batch is None:
                     break
                 # a whole socket read at a time: per-line work stays minimal
+                out: list[LogLine] = []
                 for stream_id, payload in batch:
                     stream = _STREAMS.get(stream_id, "stdout")
                     head = pending.pop(stream, None)
                     *lines, rest = (head + payload if head else payload).split(b"\n")
                     if rest:
                         pending[stream] = rest
-                    for line in lines:
-                        yield _log_line(stream, line)
-            if not watch.stopping:
-                for stream, rest in pending.items():
-                    yield _log_line(stream, rest)
+                    out.extend([_log_line(stream, line) for line in lines])
+                if out:
+                    yield out
+            if not watch.stopping and pending:
+                yield [_log_line(stream, rest) for stream, rest in pending.items()]
         finally:
             watch.finish()
             response.close()

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from portway.drivers.base import LABEL_CLUSTER, LABEL_MANAGED, LABEL_NAMESPACE, LABEL_PREFIX
 from portway.drivers.stream_body import body_pieces, split_frames
@@ -30,6 +30,7 @@ ZERO_TIME_PREFIX = "0001-01-01"
 TIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$")
 STREAMS = {0: "stdout", 1: "stdout", 2: "stderr"}
 Json = dict[str, Any]
+T = TypeVar("T")
 
 
 def obj(value: Any) -> Json:
@@ -77,6 +78,18 @@ def read_exact(raw: Any, size: int) -> bytes:
         chunks.append(chunk)
         missing -= len(chunk)
     return b"".join(chunks)
+
+
+def flattened(batches: Iterator[list[T]]) -> Iterator[T]:
+    """The items of ``batches`` one by one; closing this closes ``batches``
+    (which closes the engine's stream)."""
+    try:
+        for batch in batches:
+            yield from batch
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def frames(response: Any) -> Iterator[tuple[int, bytes]]:

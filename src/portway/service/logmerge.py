@@ -140,9 +140,10 @@ class Merger:
         if len(self._lanes) == 1 and not self._held:
             # one source: its own order is the order, nothing to hold back
             # (the common case of a follow, and the fast one)
-            for line in lines:
-                if line.timestamp is not None and line.timestamp > lane.last_time:
-                    lane.last_time = line.timestamp
+            for line in reversed(lines):  # the newest time is the last one given
+                if line.timestamp is not None:
+                    lane.last_time = max(lane.last_time, line.timestamp)
+                    break
             self._ready.extend([(source, line) for line in lines])
             return
         order = source.order

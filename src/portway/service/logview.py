@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from portway.controller.records import KIND_WORKLOAD, ReplicaView
-from portway.drivers.base import Handle, LogLine, LogSource
+from portway.drivers.base import Handle, LogBatchSource, LogLine, LogSource
 from portway.errors import InputError, NotFoundError, PortwayError
 from portway.service.app import App
 from portway.service.logmerge import Entry, Merger, Source
@@ -41,8 +41,8 @@ REORDER_WINDOW = 0.2
 STORE_POLL = 0.5
 #: seconds a container that left the store may still deliver its last lines
 DRAIN_GRACE = 5.0
-#: lines a reader thread hands over at most before it lets the merger catch up
-_MAX_INBOX = 200_000
+#: batches (one per engine read) waiting for the merger before readers pause
+_MAX_INBOX = 2_000
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class LogView:
         # without follow every stream ends: wait for all, order exactly
         self._merger = Merger(window if query.follow else math.inf)
         self._readers: dict[Source, _Reader] = {}
-        self._inbox: deque[tuple[Source, LogLine | None]] = deque()
+        self._inbox: deque[tuple[Source, list[LogLine] | None]] = deque()
         self._wake = threading.Event()
         self._closed = threading.Event()
         self.errors: list[SourceError] = []
@@ -184,15 +184,15 @@ class LogView:
         groups: dict[Source, list[LogLine]] = {}
         ended: list[Source] = []
         for _ in range(len(inbox)):
-            source, line = inbox.popleft()
-            if line is None:
+            source, batch = inbox.popleft()
+            if batch is None:
                 ended.append(source)
                 continue
             lines = groups.get(source)
             if lines is None:
-                groups[source] = [line]
+                groups[source] = batch
             else:
-                lines.append(line)
+                lines.extend(batch)
         for source, lines in groups.items():
             merger.add(source, lines, now)
         for source in ended:
@@ -292,37 +292,24 @@ class LogView:
         tail: int | None,
         since: datetime | None,
     ) -> None:
-        inbox, wake, source = self._inbox, self._wake, reader.source
+        inbox, wake, source, stop = self._inbox, self._wake, reader.source, reader.stop
         skip_before, skip_at = reader.last_time, reader.at_last_time
-        # kept in locals while streaming (this loop runs per line) and saved
-        # on the reader when the stream ends, for the next attach
+        # kept in locals while streaming and saved on the reader when the
+        # stream ends, for the next attach
         last_time, at_last_time = reader.last_time, reader.at_last_time
-        append, woken, stop = inbox.append, wake.is_set, reader.stop
         try:
-            lines = source_api.logs(
-                handle, follow=self._query.follow, tail=tail, since=since, stop=stop
-            )
-            for line in lines:
-                moment = line.timestamp
-                if skip_before is not None and moment is not None:
+            for batch in _batches(source_api, handle, self._query.follow, tail, since, stop):
+                if skip_before is not None:
                     # a re-attach starts at the last time seen: skip what was shown
-                    if moment < skip_before:
+                    batch, skip_before, skip_at = _skip_seen(batch, skip_before, skip_at)
+                    if not batch:
                         continue
-                    if moment == skip_before and skip_at > 0:
-                        skip_at -= 1
-                        continue
-                    skip_before = None
-                if moment is not None:
-                    if moment == last_time:
-                        at_last_time += 1
-                    else:
-                        last_time, at_last_time = moment, 1
-                append((source, line))
-                if not woken():
+                last_time, at_last_time = _advance(last_time, at_last_time, batch)
+                inbox.append((source, batch))
+                if not wake.is_set():
                     wake.set()
-                if len(inbox) > _MAX_INBOX:
-                    while len(inbox) > _MAX_INBOX and not stop.is_set():
-                        time.sleep(0.005)  # the writer is slower than the engine
+                while len(inbox) > _MAX_INBOX and not stop.is_set():
+                    time.sleep(0.005)  # the writer is slower than the engine
         except PortwayError as exc:
             if not reader.stop.is_set():
                 self.errors.append(SourceError(source, str(exc)))
@@ -334,3 +321,52 @@ class LogView:
             reader.ended = True
             inbox.append((source, None))
             wake.set()
+
+
+def _batches(
+    source_api: LogSource,
+    handle: Handle,
+    follow: bool,
+    tail: int | None,
+    since: datetime | None,
+    stop: threading.Event,
+) -> Iterator[list[LogLine]]:
+    """The engine's lines a read at a time when the driver can (LogBatchSource),
+    else one by one."""
+    if isinstance(source_api, LogBatchSource):
+        return source_api.log_batches(handle, follow=follow, tail=tail, since=since, stop=stop)
+    lines = source_api.logs(handle, follow=follow, tail=tail, since=since, stop=stop)
+    return ([line] for line in lines)
+
+
+def _skip_seen(
+    batch: list[LogLine], before: datetime, at: int
+) -> tuple[list[LogLine], datetime | None, int]:
+    """Drops the lines a re-attach (``since`` = ``before``) sees again: older
+    ones, and the first ``at`` with time ``before``. Returns the rest and the
+    skip state (None once the first new line came)."""
+    for position, line in enumerate(batch):
+        moment = line.timestamp
+        if moment is None or moment > before:
+            return batch[position:], None, 0
+        if moment == before:
+            if at > 0:
+                at -= 1
+                continue
+            return batch[position:], None, 0
+    return [], before, at
+
+
+def _advance(
+    last_time: datetime | None, at_last_time: int, batch: list[LogLine]
+) -> tuple[datetime | None, int]:
+    """The newest time delivered and how many lines carried it, after ``batch``."""
+    for line in batch:
+        moment = line.timestamp
+        if moment is None:
+            continue
+        if moment == last_time:
+            at_last_time += 1
+        else:
+            last_time, at_last_time = moment, 1
+    return last_time, at_last_time
