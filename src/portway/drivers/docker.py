@@ -271,9 +271,11 @@ def _ports_from_list(rows: Any) -> tuple[PublishedPort, ...]:
 
 
 def _log_line(stream: str, raw_line: bytes) -> LogLine:
-    text = raw_line.decode("utf-8", errors="replace").removesuffix("\r")
+    text = raw_line.decode("utf-8", errors="replace")
+    if text[-1:] == "\r":
+        text = text[:-1]
     stamp, _, rest = text.partition(" ")
-    if stamp.endswith("Z") and not stamp.startswith(ZERO_TIME_PREFIX):
+    if stamp[-1:] == "Z" and stamp[:10] != ZERO_TIME_PREFIX:
         try:  # Docker's usual RFC 3339 with nanoseconds; 3.11 reads it directly
             return LogLine(datetime.fromisoformat(stamp), stream, rest)
         except ValueError:
@@ -1122,6 +1124,10 @@ class DockerDriver(DockerVolumes):
                 out: list[LogLine] = []
                 for stream_id, payload in batch:
                     stream = _STREAMS.get(stream_id, "stdout")
+                    if not pending and payload.find(b"\n") == len(payload) - 1:
+                        # the usual frame: exactly one whole line
+                        out.append(_log_line(stream, payload[:-1]))
+                        continue
                     head = pending.pop(stream, None)
                     *lines, rest = (head + payload if head else payload).split(b"\n")
                     if rest:
