@@ -376,7 +376,8 @@ def test_logs_and_exec_through_the_cli(
     pw.apply(workload_yaml("talker", namespace, replicas=2, command=talker))
     both = pw.run("logs", "talker", "-n", namespace)
     assert both.stdout.count("out-") == 2
-    assert "[talker-0] out-" in both.stdout and "[talker-1] out-" in both.stdout
+    assert "[talker-0 local-docker] out-" in both.stdout
+    assert "[talker-1 local-docker] out-" in both.stdout
     assert "err-line" in both.stderr and "err-line" not in both.stdout
     one = pw.run("logs", "talker", "-n", namespace, "--replica", "1")
     assert one.stdout.count("out-") == 1 and "[talker-" not in one.stdout

@@ -189,7 +189,8 @@ def test_logs_exec_delete(
     assert one.exit_code == 0, one.output
     assert one.output.strip().splitlines()[-1] == "hello from 1"
     both = remote("logs", "web", "-n", "team-a")
-    assert "[web-0] hello from 0" in both.output and "[web-1] hello from 1" in both.output
+    assert "[web-0 fake-1] hello from 0" in both.output
+    assert "[web-1 fake-1] hello from 1" in both.output
 
     driver.exec_default = ExecResult(3, b"hi\n")
     ran = remote(

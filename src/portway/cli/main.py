@@ -821,58 +821,85 @@ def _describe(name: str, namespace: str) -> None:
 def logs(
     name: Annotated[str, typer.Argument(help="Workload name.")],
     namespace: NamespaceOpt = "default",
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep streaming, across replacements.")
+    ] = False,
     replica: Annotated[int | None, typer.Option(help="Only this replica index.")] = None,
+    target: Annotated[str | None, typer.Option(help="Only replicas on this target.")] = None,
     tail: Annotated[int | None, typer.Option(help="Last N lines per replica.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only newer lines: a duration (10m, 1h) or RFC 3339 time.")
+    ] = None,
     timestamps: Annotated[bool, typer.Option("--timestamps", "-t")] = False,
+    prefix: Annotated[bool, typer.Option(help="[workload-replica target] before lines.")] = False,
+    output_format: Annotated[str | None, typer.Option("--output", "-o", help="json.")] = None,
 ) -> None:
-    """Print the logs of a workload's replicas (prefixed when there are several)."""
-    _guard(lambda: _logs(name, namespace, follow, replica, tail, timestamps))
+    """Print the logs of all a workload's replicas on all targets, merged in time
+    order (prefixed and timestamped when several replicas speak)."""
+    from portway.cli import logs as logs_cli
+
+    def run() -> None:
+        if output_format not in (None, "", "json"):
+            raise InputError(f"-o {output_format}: expected json (or nothing for text)")
+        style = logs_cli.LogStyle(
+            json_lines=output_format == "json", timestamps=timestamps, prefix=prefix
+        )
+        client = _remote()
+        if client is not None:
+            code = remote_cli.logs(
+                client, name, namespace, follow, replica, tail, style, since=since, target=target
+            )
+            raise typer.Exit(code)
+        raise typer.Exit(_logs_local(name, namespace, follow, replica, target, tail, since, style))
+
+    _guard(run)
 
 
-def _logs(
-    name: str, namespace: str, follow: bool, replica: int | None, tail: int | None, stamps: bool
-) -> None:
-    import queue
+def _logs_local(
+    name: str,
+    namespace: str,
+    follow: bool,
+    replica: int | None,
+    target: str | None,
+    tail: int | None,
+    since: str | None,
+    style: Any,
+) -> int:
+    from datetime import UTC, datetime
 
-    from portway.service import operations
+    from portway.cli import logs as logs_cli
+    from portway.service import logview
+    from portway.service.logmerge import parse_since
 
-    client = _remote()
-    if client is not None:
-        raise typer.Exit(remote_cli.logs(client, name, namespace, follow, replica, tail, stamps))
     service = _app()
-    streams = operations.log_streams(service, namespace, name, replica, follow=follow, tail=tail)
-    prefix = len(streams) > 1
-    lines: queue.Queue[tuple[int, Any] | None] = queue.Queue(maxsize=10000)
-    stop = threading.Event()
-
-    def pump(index: int, stream: Any) -> None:
-        try:
-            for line in stream(stop):
-                lines.put((index, line))
-        finally:
-            lines.put(None)
-
-    for index, stream in streams:
-        threading.Thread(target=pump, args=(index, stream), daemon=True).start()
-    remaining = len(streams)
+    query = logview.LogQuery(
+        namespace,
+        name,
+        follow=follow,
+        tail=tail,
+        since=None if since is None else parse_since(since, datetime.now(UTC)),
+        replica=replica,
+        target=target,
+    )
+    view = logview.LogView(service, query)
+    style = logs_cli.decorated(style, view.speakers(), replica)
+    printer = logs_cli.LogPrinter(style)
     try:
-        while remaining:
-            item = lines.get()
-            if item is None:
-                remaining -= 1
-                continue
-            index, line = item
-            text = line.text
-            if stamps and line.timestamp is not None:
-                text = f"{line.timestamp.isoformat()} {text}"
-            if prefix:
-                text = f"[{name}-{index}] {text}"
-            target = sys.stderr if line.stream == "stderr" else sys.stdout
-            target.write(text + "\n")
-            target.flush()
+        for batch in view:
+            printer.write(batch)
     except KeyboardInterrupt:
-        stop.set()
+        view.close()
+        return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        view.close()
+        logs_cli.silence_stdout()
+        return 0
+    for problem in view.errors:
+        source = problem.source
+        output.err.print(
+            f"error: replica {source.replica} on {source.target}: {problem.message}", markup=False
+        )
+    return 1 if view.errors else 0
 
 
 @app.command(

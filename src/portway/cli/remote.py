@@ -19,6 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from portway.cli import output
 from portway.cli.backend import EventQuery
+from portway.cli.logs import (
+    LogPrinter,
+    LogStyle,
+    decorated,
+    entries_from_json,
+    silence_stdout,
+)
 from portway.controller.records import (
     KIND_WORKLOAD,
     ReplicaView,
@@ -367,40 +374,42 @@ def logs(
     follow: bool,
     replica: int | None,
     tail: int | None,
-    stamps: bool,
+    style: LogStyle,
+    *,
+    since: str | None = None,
+    target: str | None = None,
 ) -> int:
-    """Prints the lines as local mode does; the exit code."""
+    """Prints the lines as local mode does (the server merges); the exit code."""
     running = [v for v in RemoteReads(client).replicas_of(namespace, name) if v.container_id]
-    # as locally: lines carry the replica's name when more than one replica speaks
-    prefix = replica is None and len(running) > 1
+    printer = LogPrinter(decorated(style, len({v.index for v in running}), replica))
     failed = False
+    items = client.logs(
+        namespace, name, follow=follow, tail=tail, replica=replica, since=since, target=target
+    )
     try:
-        for line in client.logs(namespace, name, follow=follow, tail=tail, replica=replica):
-            if "error" in line:  # that replica's stream ended with an engine failure
+        batch: list[Any] = []
+        for item in items:
+            if "error" in item:  # that replica's stream ended with an engine failure
                 failed = True
                 output.err.print(
-                    f"error: replica {line.get('replica')}: {line['error']}", markup=False
+                    f"error: replica {item.get('replica')} on {item.get('target')}: "
+                    f"{item['error']}",
+                    markup=False,
                 )
                 continue
-            text = str(line.get("line", ""))
-            if stamps and line.get("ts"):
-                text = f"{_iso(line['ts'])} {text}"
-            if prefix:
-                text = f"[{name}-{line.get('replica')}] {text}"
-            target = sys.stderr if line.get("stream") == "stderr" else sys.stdout
-            target.write(text + "\n")
-            target.flush()
+            batch.extend(entries_from_json([item], name))
+            # a follow shows each line as it comes; a plain read writes in blocks
+            if follow or len(batch) >= 512:
+                printer.write(batch)
+                batch = []
+        if batch:
+            printer.write(batch)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        silence_stdout()
+        return 0
     return 1 if failed else 0
-
-
-def _iso(value: Any) -> str:
-    if isinstance(value, int | float):
-        from datetime import UTC
-
-        return datetime.fromtimestamp(value, UTC).isoformat()
-    return str(value)
 
 
 def exec_in(

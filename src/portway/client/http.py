@@ -229,10 +229,19 @@ class PortwayClient:
         follow: bool = False,
         tail: int | None = None,
         replica: int | None = None,
+        since: str | None = None,
+        target: str | None = None,
     ) -> Iterator[JSON]:
-        """Log lines ``{replica, target, ts, stream, line}`` as the server sends them."""
+        """Log lines ``{time, workload, replica, target, stream, line}`` merged
+        in time order by the server; ``since`` a duration (10m) or RFC 3339 time."""
         path = f"/v1/namespaces/{_segment(namespace)}/workloads/{_segment(name)}/logs"
-        params: Params = {"follow": follow, "tail": tail, "replica": replica}
+        params: Params = {
+            "follow": follow,
+            "tail": tail,
+            "replica": replica,
+            "since": since,
+            "target": target,
+        }
         with self._stream(path, params, {"Accept": "application/x-ndjson"}) as response:
             try:
                 yield from iter_ndjson(response.iter_lines())

@@ -65,6 +65,7 @@ from portway.drivers.engine_common import (
     EXEC_TIMEOUT_EXIT_CODE,
     LABEL_NETWORK,
     MAX_POOL_SIZE,
+    ZERO_TIME_PREFIX,
     EngineNetwork,
     network_lock,
     parse_engine_time,
@@ -82,6 +83,12 @@ from portway.drivers.engine_common import (
 )
 from portway.drivers.engine_common import (
     caused_by as _caused_by,
+)
+from portway.drivers.engine_common import (
+    flattened as _flattened,
+)
+from portway.drivers.engine_common import (
+    frame_batches as _frame_batches,
 )
 from portway.drivers.engine_common import (
     frames as _frames,
@@ -271,8 +278,15 @@ def _ports_from_list(rows: Any) -> tuple[PublishedPort, ...]:
 
 
 def _log_line(stream: str, raw_line: bytes) -> LogLine:
-    text = raw_line.decode("utf-8", errors="replace").removesuffix("\r")
+    text = raw_line.decode("utf-8", errors="replace")
+    if text[-1:] == "\r":
+        text = text[:-1]
     stamp, _, rest = text.partition(" ")
+    if stamp[-1:] == "Z" and stamp[:10] != ZERO_TIME_PREFIX:
+        try:  # Docker's usual RFC 3339 with nanoseconds; 3.11 reads it directly
+            return LogLine(datetime.fromisoformat(stamp), stream, rest)
+        except ValueError:
+            pass
     timestamp = parse_engine_time(stamp)
     if timestamp is None:
         return LogLine(None, stream, text)
@@ -1061,6 +1075,31 @@ class DockerDriver(DockerVolumes):
 
         ``follow`` ends when the container stops or ``stop`` is set.
         """
+        response, action = self._open_logs(handle, follow=follow, tail=tail, since=since)
+        return _flattened(self._log_lines(response, stop, action))
+
+    def log_batches(
+        self,
+        handle: Handle,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[list[LogLine]]:
+        """``logs``, a list per read from the engine (LogBatchSource)."""
+        response, action = self._open_logs(handle, follow=follow, tail=tail, since=since)
+        return self._log_lines(response, stop, action)
+
+    def _open_logs(
+        self,
+        handle: Handle,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+    ) -> tuple[Any, str]:
+        """The engine's log stream for ``handle`` (response, action)."""
         self._check(handle)
         client = self._client()
         params: dict[str, str] = {
@@ -1082,19 +1121,19 @@ class DockerDriver(DockerVolumes):
                 url, params=params, stream=True, timeout=None if follow else client.timeout
             )
             _raise_for_status(response)
-        return self._log_lines(response, stop, action)
+        return response, action
 
     def _log_lines(
         self, response: requests.Response, stop: threading.Event | None, action: str
-    ) -> Iterator[LogLine]:
+    ) -> Iterator[list[LogLine]]:
         watch = _StreamWatch(stop, _shutdown(response))
         pending: dict[str, bytes] = {}
         try:
-            frames = _frames(response)
+            batches = _frame_batches(response)
             while not watch.stopping:
                 try:
                     with self._engine(action):
-                        frame = next(frames, None)
+                        batch = next(batches, None)
                 except DriverError:
                     if watch.stopping:
                         return
@@ -1103,17 +1142,25 @@ class DockerDriver(DockerVolumes):
                     if watch.stopping:  # a read tripped over the socket shut under it
                         return
                     raise
-                if frame is None:
+                if batch is None:
                     break
-                stream = _STREAMS.get(frame[0], "stdout")
-                *lines, rest = (pending.pop(stream, b"") + frame[1]).split(b"\n")
-                if rest:
-                    pending[stream] = rest
-                for line in lines:
-                    yield _log_line(stream, line)
-            if not watch.stopping:
-                for stream, rest in pending.items():
-                    yield _log_line(stream, rest)
+                # a whole socket read at a time: per-line work stays minimal
+                out: list[LogLine] = []
+                for stream_id, payload in batch:
+                    stream = _STREAMS.get(stream_id, "stdout")
+                    if not pending and payload.find(b"\n") == len(payload) - 1:
+                        # the usual frame: exactly one whole line
+                        out.append(_log_line(stream, payload[:-1]))
+                        continue
+                    head = pending.pop(stream, None)
+                    *lines, rest = (head + payload if head else payload).split(b"\n")
+                    if rest:
+                        pending[stream] = rest
+                    out.extend([_log_line(stream, line) for line in lines])
+                if out:
+                    yield out
+            if not watch.stopping and pending:
+                yield [_log_line(stream, rest) for stream, rest in pending.items()]
         finally:
             watch.finish()
             response.close()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from portway.drivers.base import (
     LABEL_CLUSTER,
@@ -22,6 +22,7 @@ from portway.drivers.base import (
     LABEL_PREFIX,
     ReplicaRequest,
 )
+from portway.drivers.stream_body import body_pieces, split_frames
 
 CLIENT_TIMEOUT_SECONDS = 30
 MAX_POOL_SIZE = 32
@@ -36,6 +37,7 @@ ZERO_TIME_PREFIX = "0001-01-01"
 TIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$")
 STREAMS = {0: "stdout", 1: "stdout", 2: "stderr"}
 Json = dict[str, Any]
+T = TypeVar("T")
 
 
 def obj(value: Any) -> Json:
@@ -54,6 +56,11 @@ def parse_engine_time(text: str) -> datetime | None:
     """RFC 3339 with nanoseconds -> aware datetime; the engines' zero time -> None."""
     if not text or text.startswith(ZERO_TIME_PREFIX):
         return None
+    if len(text) >= 20 and text[-1] == "Z" and text[10] == "T":
+        try:  # the engines' usual form; 3.11 reads nanoseconds and Z (10x the regex)
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass
     match = TIME_RE.match(text.strip())
     if not match:
         return None
@@ -80,8 +87,36 @@ def read_exact(raw: Any, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def flattened(batches: Iterator[list[T]]) -> Iterator[T]:
+    """The items of ``batches`` one by one; closing this closes ``batches``
+    (which closes the engine's stream)."""
+    try:
+        for batch in batches:
+            yield from batch
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
 def frames(response: Any) -> Iterator[tuple[int, bytes]]:
     """The multiplexed stream Docker and Podman send: 8-byte header (stream id, size), payload."""
+    for batch in frame_batches(response):
+        yield from batch
+
+
+def frame_batches(response: Any) -> Iterator[list[tuple[int, bytes]]]:
+    """``frames`` grouped as they arrive (one list per socket read), read
+    straight from the socket when possible (see stream_body)."""
+    pieces = body_pieces(response)
+    if pieces is not None:
+        yield from split_frames(pieces)
+        return
+    for frame in _frames_by_urllib3(response):
+        yield [frame]
+
+
+def _frames_by_urllib3(response: Any) -> Iterator[tuple[int, bytes]]:
     raw = response.raw
     while True:
         header = read_exact(raw, 8)

@@ -90,6 +90,12 @@ from portway.drivers.engine_common import (
     caused_by as _caused_by,
 )
 from portway.drivers.engine_common import (
+    flattened as _flattened,
+)
+from portway.drivers.engine_common import (
+    frame_batches as _frame_batches,
+)
+from portway.drivers.engine_common import (
     frames as _frames,
 )
 from portway.drivers.engine_common import (
@@ -1193,6 +1199,31 @@ class PodmanDriver(PodmanVolumes):
 
         ``follow`` ends when the container stops or ``stop`` is set.
         """
+        response, action = self._open_logs(handle, follow=follow, tail=tail, since=since)
+        return _flattened(self._log_lines(response, stop, action))
+
+    def log_batches(
+        self,
+        handle: Handle,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[list[LogLine]]:
+        """``logs``, a list per read from the engine (LogBatchSource)."""
+        response, action = self._open_logs(handle, follow=follow, tail=tail, since=since)
+        return self._log_lines(response, stop, action)
+
+    def _open_logs(
+        self,
+        handle: Handle,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+    ) -> tuple[Any, str]:
+        """The engine's log stream for ``handle`` (response, action)."""
         self._check(handle)
         client = self._client()
         params: dict[str, str] = {
@@ -1220,21 +1251,21 @@ class PodmanDriver(PodmanVolumes):
             except BaseException:
                 response.close()
                 raise
-        return self._log_lines(response, stop, action)
+        return response, action
 
     def _log_lines(
         self, response: Any, stop: threading.Event | None, action: str
-    ) -> Iterator[LogLine]:
+    ) -> Iterator[list[LogLine]]:
         """One frame is one log line with its timestamp; a frame without a
         trailing newline is part of a long line that the next frames finish."""
         watch = _StreamWatch(stop, _shutdown(response))
         pending: dict[str, tuple[datetime | None, str]] = {}
         try:
-            frames = _frames(response)
+            batches = _frame_batches(response)
             while not watch.stopping:
                 try:
                     with self._engine(action):
-                        frame = next(frames, None)
+                        batch = next(batches, None)
                 except DriverError:
                     if watch.stopping:
                         return
@@ -1243,20 +1274,26 @@ class PodmanDriver(PodmanVolumes):
                     if watch.stopping:  # a read tripped over the socket shut under it
                         return
                     raise
-                if frame is None:
+                if batch is None:
                     break
-                stream = _STREAMS.get(frame[0], "stdout")
-                stamp, text = _split_stamp(frame[1].decode("utf-8", errors="replace"))
-                first_stamp, head = pending.pop(stream, (stamp, ""))
-                *lines, rest = (head + text).split("\n")
-                for line in lines:
-                    yield LogLine(first_stamp, stream, line.removesuffix("\r"))
-                    first_stamp = stamp
-                if rest:
-                    pending[stream] = (first_stamp, rest)
-            if not watch.stopping:
-                for stream, (stamp, rest) in pending.items():
-                    yield LogLine(stamp, stream, rest.removesuffix("\r"))
+                out: list[LogLine] = []
+                for stream_id, payload in batch:
+                    stream = _STREAMS.get(stream_id, "stdout")
+                    stamp, text = _split_stamp(payload.decode("utf-8", errors="replace"))
+                    first_stamp, head = pending.pop(stream, (stamp, ""))
+                    *lines, rest = (head + text).split("\n")
+                    for line in lines:
+                        out.append(LogLine(first_stamp, stream, line.removesuffix("\r")))
+                        first_stamp = stamp
+                    if rest:
+                        pending[stream] = (first_stamp, rest)
+                if out:
+                    yield out
+            if not watch.stopping and pending:
+                yield [
+                    LogLine(stamp, stream, rest.removesuffix("\r"))
+                    for stream, (stamp, rest) in pending.items()
+                ]
         finally:
             watch.finish()
             response.close()

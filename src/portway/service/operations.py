@@ -1,17 +1,12 @@
-"""Operations on running replicas: logs and exec."""
+"""Operations on running replicas: exec (logs: service.logview)."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-
 from portway.controller.records import ReplicaView
-from portway.drivers.base import ExecResult, Executor, Handle, LogLine, LogSource
+from portway.drivers.base import ExecResult, Executor, Handle
 from portway.errors import InputError, NotFoundError, PortwayError
 from portway.service.app import App
 from portway.service.workloads import replicas_of, resolve_workload
-
-LogStream = Callable[[threading.Event], Iterator[LogLine]]
 
 
 def _handle(app: App, view: ReplicaView) -> tuple[Handle, object]:
@@ -32,31 +27,6 @@ def _replicas(app: App, namespace: str, name: str, index: int | None) -> list[Re
     if not views:
         raise NotFoundError(f"workload {namespace}/{name} has no replicas yet")
     return views
-
-
-def log_streams(
-    app: App,
-    namespace: str,
-    name: str,
-    index: int | None,
-    *,
-    follow: bool,
-    tail: int | None,
-) -> list[tuple[int, LogStream]]:
-    streams: list[tuple[int, LogStream]] = []
-    for view in _replicas(app, namespace, name, index):
-        handle, driver = _handle(app, view)
-        if not isinstance(driver, LogSource):
-            raise PortwayError(f"target {view.target} ({handle.driver}) cannot show logs")
-        source: LogSource = driver
-
-        def stream(
-            stop: threading.Event, source: LogSource = source, handle: Handle = handle
-        ) -> Iterator[LogLine]:
-            return source.logs(handle, follow=follow, tail=tail, stop=stop)
-
-        streams.append((view.index, stream))
-    return streams
 
 
 def exec_in(

@@ -8,7 +8,7 @@ import json
 import queue
 import threading
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -20,88 +20,80 @@ from portway.api.context import context_of
 from portway.api.models import ExecRequest, ExecResponse, PlanRequest, PlanResponse
 from portway.api.names import NamePath, NamespacePath
 from portway.api.security import AccessDep
-from portway.drivers.base import LogLine
 from portway.service import documents, operations
+from portway.service.logmerge import Entry, entry_json, parse_since
+from portway.service.logview import LogQuery, LogView, SourceError
 from portway.service.planning import WorkloadPlan, plan_workloads
-from portway.service.workloads import replicas_of
 
 router = APIRouter(tags=["operations"])
 
-#: lines buffered per log request between the engine threads and the client;
+#: batches buffered per log request between the view's thread and the client;
 #: a slow client makes the engine readers wait rather than grow memory
-_LOG_BUFFER = 1000
-_END = None
+_LOG_BUFFER = 64
 
 
-def _line_json(index: int, target: str, line: LogLine) -> bytes:
-    return (
-        json.dumps(
-            {
-                "replica": index,
-                "target": target,
-                "ts": line.timestamp.isoformat() if line.timestamp else None,
-                "stream": line.stream,
-                "line": line.text,
-            }
-        )
-        + "\n"
-    ).encode()
+def _batch_bytes(batch: list[Entry]) -> bytes:
+    return "".join(json.dumps(entry_json(entry)) + "\n" for entry in batch).encode()
 
 
-def _pump(
-    index: int,
-    target: str,
-    stream: operations.LogStream,
-    lines: queue.Queue[bytes | None],
-    stop: threading.Event,
-) -> None:
-    """Copy one replica's lines into the shared queue until done or stopped."""
-    try:
-        for line in stream(stop):
-            item = _line_json(index, target, line)
-            while not stop.is_set():
-                try:
-                    lines.put(item, timeout=0.5)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set():
-                return
-    except Exception as exc:  # an engine failure mid-stream ends this replica's stream
-        message = {"replica": index, "target": target, "error": str(exc)}
-        lines.put((json.dumps(message) + "\n").encode())
-    finally:
-        lines.put(_END)
+def _error_bytes(problem: SourceError) -> bytes:
+    source = problem.source
+    message = {"replica": source.replica, "target": source.target, "error": problem.message}
+    return (json.dumps(message) + "\n").encode()
 
 
-async def _merged(
-    streams: list[tuple[int, str, operations.LogStream]], request: Request
-) -> AsyncIterator[bytes]:
-    lines: queue.Queue[bytes | None] = queue.Queue(maxsize=_LOG_BUFFER)
-    stop = threading.Event()
-    for index, target, stream in streams:
-        threading.Thread(
-            target=_pump,
-            args=(index, target, stream, lines, stop),
-            daemon=True,
-            name=f"portway-logs-{index}",
-        ).start()
-    remaining = len(streams)
-    try:
-        while remaining:
+async def _streamed(view: LogView, request: Request) -> AsyncIterator[bytes]:
+    """The view's batches as ndjson; the view runs in its own thread."""
+    chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=_LOG_BUFFER)
+
+    def put(item: bytes | None) -> bool:
+        while True:
             try:
-                item = lines.get_nowait()
+                chunks.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                if item is not None and request_gone.is_set():
+                    return False
+
+    def pump() -> None:
+        try:
+            for batch in view:
+                if not put(_batch_bytes(batch)):
+                    return
+            for problem in view.errors:
+                put(_error_bytes(problem))
+        except Exception as exc:  # reported in the stream, not lost
+            put((json.dumps({"error": str(exc)}) + "\n").encode())
+        finally:
+            view.close()
+            put(None)
+
+    request_gone = threading.Event()
+    threading.Thread(target=pump, name="portway-logs-view", daemon=True).start()
+    try:
+        while True:
+            try:
+                item = chunks.get_nowait()
             except queue.Empty:
                 if await request.is_disconnected():
                     return
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.02)
                 continue
-            if item is _END:
-                remaining -= 1
-                continue
+            if item is None:
+                return
             yield item
     finally:
-        stop.set()  # the engine readers end at their next line or check
+        request_gone.set()
+        view.close()  # the engine readers end at their next line or check
+
+
+def _since_of(since: str | None) -> datetime | None:
+    if since is None or since == "":
+        return None
+    try:  # an epoch second, as earlier clients sent
+        return datetime.fromtimestamp(float(since), UTC)
+    except ValueError:
+        return parse_since(since, datetime.now(UTC), flag="since")
 
 
 @router.get(
@@ -114,34 +106,46 @@ async def logs(
     name: NamePath,
     access: AccessDep,
     request: Request,
-    follow: Annotated[bool, Query(description="Keep streaming new lines.")] = False,
-    tail: Annotated[int | None, Query(ge=0, le=1_000_000, description="Last N lines.")] = None,
+    follow: Annotated[bool, Query(description="Keep streaming, across replacements.")] = False,
+    tail: Annotated[
+        int | None, Query(ge=0, le=1_000_000, description="Last N lines per replica.")
+    ] = None,
     since: Annotated[
-        float | None, Query(ge=0, description="Only lines at or after this epoch second.")
+        str | None,
+        Query(
+            max_length=64,
+            description="Only newer lines: a duration (10m, 1h), an RFC 3339 time or an "
+            "epoch second.",
+        ),
     ] = None,
     replica: Annotated[int | None, Query(ge=0, le=10_000, description="One replica.")] = None,
+    target: Annotated[
+        str | None, Query(max_length=253, description="Only replicas on this target.")
+    ] = None,
 ) -> StreamingResponse:
-    """``{replica, target, ts, stream, line}`` per line, as ``application/x-ndjson``."""
+    """All replicas on all targets merged in time order:
+    ``{time, workload, replica, target, stream, line}`` per line
+    (``application/x-ndjson``); an engine failure of one replica is a line
+    ``{replica, target, error}``."""
     access.check(Verb.LOGS, Resource.WORKLOADS, namespace, name)
     app = context_of(request).app
+    query = LogQuery(
+        namespace,
+        name,
+        follow=follow,
+        tail=tail,
+        since=_since_of(since),
+        replica=replica,
+        target=target,
+    )
 
-    def open_streams() -> list[tuple[int, str, operations.LogStream]]:
-        views = {v.index: v.target for v in replicas_of(app, namespace, name)}
-        found = operations.log_streams(app, namespace, name, replica, follow=follow, tail=tail)
-        return [(index, views.get(index, ""), stream) for index, stream in found]
+    def open_view() -> LogView:
+        view = LogView(app, query)
+        view.start()
+        return view
 
-    streams = await run_in_threadpool(open_streams)
-    body = _merged(streams, request)
-    if since is not None:
-        body = _since(body, since)
-    return StreamingResponse(body, media_type="application/x-ndjson")
-
-
-async def _since(body: AsyncIterator[bytes], since: float) -> AsyncIterator[bytes]:
-    async for chunk in body:
-        ts = json.loads(chunk).get("ts")
-        if ts is None or datetime.fromisoformat(ts).timestamp() >= since:
-            yield chunk
+    view = await run_in_threadpool(open_view)
+    return StreamingResponse(_streamed(view, request), media_type="application/x-ndjson")
 
 
 @router.post("/v1/namespaces/{namespace}/workloads/{name}/exec", response_model=ExecResponse)
