@@ -61,15 +61,32 @@ def server(
     loop: Annotated[
         str, typer.Option(help="Event loop: asyncio (default, fair accepts) or uvloop.")
     ] = "asyncio",
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp-endpoint",
+            help="Send traces to this OTLP/HTTP receiver, e.g. http://127.0.0.1:4318 "
+            "(default: OTEL_EXPORTER_OTLP_ENDPOINT; see docs/tracing.md).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (see docs/server.md) until SIGTERM or Ctrl-C."""
     from portway.cli.main import _guard
 
-    _guard(
-        lambda: _serve(
-            host, port, tls_cert, tls_key, no_controller, workers, max_body, log_level, loop
-        )
-    )
+    def go() -> None:
+        _configure_tracing(otlp_endpoint, workers)
+        _serve(host, port, tls_cert, tls_key, no_controller, workers, max_body, log_level, loop)
+
+    _guard(go)
+
+
+def _configure_tracing(endpoint: str | None, workers: int) -> None:
+    from portway import tracing
+    from portway.tracing.config import traces_url
+
+    if tracing.configure(endpoint=endpoint) and endpoint is not None and workers > 1:
+        # worker processes read the environment (worker_app), not our flags
+        os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = traces_url(endpoint, "--otlp-endpoint")
 
 
 def _check_tls(cert: Path | None, key: Path | None) -> None:
@@ -171,8 +188,10 @@ def _serve(
 
 def worker_app() -> object:
     """The ASGI app of one worker process (``--workers`` > 1)."""
+    from portway import tracing
     from portway.api import ServerConfig, create_app
     from portway.service.app import App
 
+    tracing.configure()
     max_body = int(os.environ.get(_MAX_BODY_ENV, str(1024 * 1024)))
     return create_app(App(), ServerConfig(max_body_bytes=max_body))
