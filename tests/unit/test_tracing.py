@@ -132,9 +132,12 @@ def test_a_traced_driver_keeps_its_class_and_optional_protocols(
     assert wrapped is driver and isinstance(wrapped, FakeDriver)
     assert isinstance(wrapped, Executor)
     assert traced(wrapped) is wrapped  # wrapping twice adds no second span
-    assert driver.image_present("portway/app:1")
-    [span] = spans.get_finished_spans()
-    assert span.name == "portway.driver.image_present"
+    assert driver.image_present("portway/app:1")  # alone (a health check): no trace
+    assert spans.get_finished_spans() == ()
+    with tracing.span("portway.test"):
+        assert driver.image_present("portway/app:1")
+    [call, _] = spans.get_finished_spans()
+    assert call.name == "portway.driver.image_present"
     assert {"create", "start", "stop", "destroy", "inspect", "exec"} <= set(TRACED_CALLS)
     assert not {"logs", "events", "capabilities"} & set(TRACED_CALLS)
 

@@ -1,4 +1,5 @@
-"""A driver whose engine calls are spans (``portway.driver.<call>``).
+"""A driver whose engine calls are spans (``portway.driver.<call>``), when
+made within a traced operation (an apply, a reconcile pass, an API request).
 
 Wrapped at one place, the target pool's opener, instead of in every
 driver. The wrappers are set on the driver *instance*: the object keeps its
@@ -73,7 +74,7 @@ def _spanned(driver: Driver, call: str, method: Callable[..., Any]) -> Callable[
     # a pass-through on purpose: it stands in for any of the driver's calls
     @functools.wraps(method)
     def in_span(*args: Any, **kwargs: Any) -> Any:
-        with tracing.span(name, {**base, **_about(args)}):
+        with tracing.span(name, {**base, **_about(args)}, child_only=True):
             return method(*args, **kwargs)
 
     return in_span

@@ -109,13 +109,24 @@ def shutdown() -> None:
 
 
 def span(
-    name: str, attributes: Attributes | None = None, *, caused_by: str | None = None
+    name: str,
+    attributes: Attributes | None = None,
+    *,
+    caused_by: str | None = None,
+    child_only: bool = False,
 ) -> contextlib.AbstractContextManager[Span | None]:
     """A span around the block, child of the current one; with
     ``caused_by`` (a workload key) a child of the apply that last changed
-    that workload, if this process remembers one (``remember``)."""
+    that workload, if this process remembers one (``remember``). With
+    ``child_only`` no span at all outside another one: a health check's
+    engine call every few seconds is not a trace worth keeping."""
     if _tracer is None:
         return _NOOP
+    if child_only:
+        from opentelemetry import trace
+
+        if not trace.get_current_span().get_span_context().is_valid:
+            return _NOOP
     parent = _adopted(caused_by) if caused_by is not None else None
     return _tracer.start_as_current_span(name, context=parent, attributes=attributes)
 
