@@ -183,7 +183,7 @@ def apply_all(
     }
     with tracing.span("portway.apply", attributes):
         with tracing.span("portway.validate", {"portway.workloads": len(items)}):
-            degraded, excluded = _check_all(app, items, namespaces)
+            items, degraded, excluded = _check_all(app, items, namespaces)
         if dry_run:
             return [_predict_namespace(app, n) for n in namespaces], [
                 _predict(
@@ -215,9 +215,10 @@ def _check_all(
     app: App,
     items: Sequence[Sourced],
     namespaces: Sequence[ns_policy.SourcedNamespace],
-) -> tuple[dict[str, list[dict[str, str]]], dict[str, dict[str, str]]]:
+) -> tuple[list[Sourced], dict[str, list[dict[str, str]]], dict[str, dict[str, str]]]:
     """Every check of ``apply_all``; raises with every issue found. Returns
-    each workload's degradations and the targets excluded for it."""
+    the workloads with their namespace's tier written in (``judge_policy``),
+    each one's degradations and the targets excluded for it."""
     issues: list[Issue] = []
     items, policy_issues = judge_policy(app, items, namespaces)
     matrix = load_packaged()
@@ -250,7 +251,7 @@ def _check_all(
         raise PolicyError(policy_issues + issues)
     if issues:
         raise InputError(issues)
-    return degraded, excluded
+    return items, degraded, excluded
 
 
 def _predict(
