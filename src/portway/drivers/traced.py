@@ -10,6 +10,7 @@ as before. Only called when tracing is on.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -59,11 +60,19 @@ def traced(driver: Driver) -> Driver:
     """``driver`` with a span around each engine call it offers."""
     if getattr(driver, _MARK, False):
         return driver
-    for name in TRACED_CALLS:
-        method = getattr(driver, name, None)
-        if callable(method):
-            setattr(driver, name, _spanned(driver, name, method))
-    setattr(driver, _MARK, True)
+    wrapped = {
+        name: _spanned(driver, name, method)
+        for name in TRACED_CALLS
+        if callable(method := getattr(driver, name, None))
+    }
+    try:
+        for name, method in wrapped.items():
+            setattr(driver, name, method)
+        setattr(driver, _MARK, True)
+    except AttributeError:  # __slots__: such a driver is used untraced
+        for name in wrapped:
+            with contextlib.suppress(AttributeError):
+                delattr(driver, name)
     return driver
 
 
