@@ -116,13 +116,12 @@ def remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Move]:
 
 
 def _until_restored(move: Move, write_after_precopy: bool = False) -> Migration:
+    """pre-copy, (a write,) snapshot, transfer: what the restore starts from."""
     steps = move.steps
     m = steps.precopy(move.migration())
     if write_after_precopy:
         (move.source / "sub" / "list").write_text("two\n")  # same size as before
-    m = steps.snapshot(m)
-    m = steps.transfer(m)
-    return m
+    return steps.transfer(steps.snapshot(m))
 
 
 def test_a_volume_nothing_wrote_to_is_not_snapshotted(move: Move) -> None:
