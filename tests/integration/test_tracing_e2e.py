@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -16,7 +17,6 @@ from typing import Any
 
 import docker
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.integration.e2e import Portway, remove_namespace, workload_yaml
 
@@ -42,7 +42,7 @@ class Receiver:
     paths: list[str] = field(default_factory=list)
 
     def keep(self, path: str, body: bytes) -> None:
-        request = ExportTraceServiceRequest.FromString(body)
+        request = _decode(body)
         self.paths.append(path)
         for resource_spans in request.resource_spans:
             resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
@@ -59,6 +59,18 @@ class Receiver:
                             resource.get("service.name", ""),
                         )
                     )
+
+
+def _decode(body: bytes) -> Any:
+    # imported here, with protobuf's pure-Python implementation chosen first:
+    # a test process that imported protobuf otherwise could no longer load
+    # the containerd driver's stubs (drivers/containerd/__init__.py)
+    os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    return ExportTraceServiceRequest.FromString(body)
 
 
 def _value(value: Any) -> Any:

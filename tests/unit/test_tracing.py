@@ -171,6 +171,27 @@ def test_off_by_default_loads_no_sdk(tmp_path: Path) -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_on_the_containerd_driver_still_loads(tmp_path: Path) -> None:
+    """The exporter imports protobuf; the containerd stubs need its
+    pure-Python implementation chosen before that first import."""
+    script = (
+        "from portway import tracing\n"
+        "assert tracing.configure({'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://127.0.0.1:9'})\n"
+        "from portway.drivers import registry\n"
+        "registry._factory('containerd')\n"
+        "tracing.uninstall()\n"
+        "print('loaded')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(Path(tracing.__file__).parents[2])},
+    )
+    assert result.stdout.strip() == "loaded", result.stderr
+
+
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [

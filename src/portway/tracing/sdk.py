@@ -1,7 +1,19 @@
 """Build the OpenTelemetry SDK pieces. Imported only when tracing is on, so
-a portway without tracing never loads the SDK or the exporter."""
+a portway without tracing never loads the SDK or the exporter.
+
+The OTLP exporter imports protobuf. The containerd driver's stubs load only
+with protobuf's pure-Python implementation, which must be chosen before
+protobuf's first import in the process (drivers/containerd/__init__.py); a
+CLI or server that traces opens its drivers after this import, so it makes
+the same choice here (span batches are small: the slower encoding costs
+the exporter's thread milliseconds, not the traced calls).
+"""
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
