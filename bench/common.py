@@ -270,8 +270,14 @@ def temp_dir(prefix: str) -> Iterator[Path]:
 
 
 def portway_env(home: Path) -> dict[str, str]:
-    """Environment for a portway CLI process that only sees ``home``'s state."""
+    """Environment for a portway CLI process that only sees ``home``'s state
+    and runs this checkout's ``src`` (the venv may be shared with another
+    checkout whose portway is installed in it: a worktree's bench would
+    otherwise measure that one)."""
     env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p
+    )
     env["PORTWAY_HOME"] = str(home)
     env.pop("PORTWAY_STORE", None)  # would override PORTWAY_HOME
     env.pop("PORTWAY_ALLOW_BIND", None)

@@ -16,9 +16,11 @@ Each run, in alternating order:
 Downtime is measured the same way on both sides: this process polls the
 published port every 20 ms; it is the time from the last answer before the
 gap to the first answer after it. portway copies the volume to Podman
-while the old copy still serves (pre-copy), then stops it, snapshots it
-(every file's SHA-256) and, if nothing changed, has nothing left to restore;
-the manual path verifies nothing.
+while the old copy still serves (pre-copy, verified file by file), then
+stops it and lists the stopped volume's metadata: if nothing changed since
+the pre-copy, there is nothing left to snapshot or restore (else it takes
+the stopped snapshot, every file's SHA-256, and restores it); the manual
+path verifies nothing.
 
 RESULT is the median ratio portway ÷ manual (target <= 1.0); the absolute
 downtimes are printed above it.

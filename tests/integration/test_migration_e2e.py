@@ -144,6 +144,9 @@ def test_hops_docker_podman_containerd_docker_with_checksums(env: Env) -> None:
         code, text = migrate(env, namespace, "--to", target)
         assert code == 0, text
         assert "[9/9] done" in text and f"runs on {target}" in text, text
+        # nothing wrote to either volume after the pre-copy: a listing proves
+        # it, and no stopped snapshot is taken (docs/volumes.md, snapshotted)
+        assert text.count("unchanged since the pre-copy: no snapshot needed") == 2, text
         assert checksums(env, namespace) == written, f"hop {hop} to {target}"
         assert starts(env, namespace) == hop + 1  # the counter came along and counted on
         assert copies(env, namespace) == {target: 1}
@@ -211,6 +214,7 @@ def test_killed_after_each_step_then_resumed(env: Env) -> None:
         assert checksums(env, namespace) == written, f"data after a kill after {step.value}"
         if step is Step.PRECOPIED:  # /conf changed after the pre-copy, /data did not
             assert "(1 unchanged since the pre-copy)" in text, text
+            assert text.count("no snapshot needed") == 1, text  # /conf's listing differs
         elif step.position < Step.RESTORED.position:
             assert "(2 unchanged since the pre-copy)" in text, text
         assert not engine_names(namespace) & volumes_on(source, namespace), step

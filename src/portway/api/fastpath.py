@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from portway import tracing
 from portway.access import rbac
 from portway.access.rbac import Resource, Verb
 from portway.api.context import ApiContext
@@ -36,6 +37,8 @@ from portway.errors import PortwayError
 from portway.spec.model import NAME_MAX, NAME_RE
 
 _PATH = re.compile(r"/v1/namespaces/([^/]+)/workloads/([^/]+)")
+#: the FastAPI route this layer answers for, as request spans name it
+_ROUTE = "/v1/namespaces/{namespace}/workloads/{name}"
 
 
 def _valid(name: str) -> bool:
@@ -65,6 +68,7 @@ class WorkloadFastPath:
         if match is None or not (_valid(match[1]) and _valid(match[2])):
             await self.app(scope, receive, send)
             return
+        tracing.route("GET", _ROUTE)
         response = await self._answer(scope, match[1], match[2])
         await response(scope, receive, send)
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from portway import tracing
 from portway.cli import access as access_cli
 from portway.cli import compose as compose_cli
 from portway.cli import contexts as contexts_cli
@@ -108,6 +109,8 @@ def _options(
 ) -> None:
     contexts_cli.set_override(context)
     ctx.call_on_close(contexts_cli.close_clients)
+    if ctx.invoked_subcommand != "server":  # the server also reads --otlp-endpoint
+        _guard(tracing.configure)
     if ctx.invoked_subcommand in _LOCAL_ONLY:
         current = _guard(contexts_cli.active_context)
         if current is not None:

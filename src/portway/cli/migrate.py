@@ -130,10 +130,13 @@ def _detail(step: Any, m: Any) -> str:
         return f"replicas on {m.source} scaled to 0 (were {m.replicas})"
     if step is Step.SNAPSHOTTED:
         return ", ".join(
-            f"{v.object}: {v.files} files, {v.bytes} bytes ({v.consistency})" for v in m.volumes
+            f"{v.object}: {v.files} files, {v.bytes} bytes ({v.consistency}"
+            + (", unchanged since the pre-copy: no snapshot needed)" if v.unchanged else ")")
+            for v in m.volumes
         )
     if step is Step.TRANSFERRED:
-        return "archives verified by SHA-256"
+        carried = sum(1 for v in m.volumes if not v.unchanged)
+        return f"{carried} archive(s) verified by SHA-256"
     if step is Step.RESTORED:
         unchanged = sum(1 for v in m.volumes if v.from_precopy)
         return (

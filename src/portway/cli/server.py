@@ -75,13 +75,23 @@ def server(
     loop: Annotated[
         str, typer.Option(help="Event loop: asyncio (default, fair accepts) or uvloop.")
     ] = "asyncio",
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp-endpoint",
+            help="Send traces to this OTLP/HTTP receiver, e.g. http://127.0.0.1:4318 "
+            "(default: OTEL_EXPORTER_OTLP_ENDPOINT; see docs/tracing.md).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (see docs/server.md) until SIGTERM or Ctrl-C."""
     from portway.cli.main import _guard
 
     observe = MetricsOptions(metrics, metrics_auth, stats_interval)
-    _guard(
-        lambda: _serve(
+
+    def go() -> None:
+        _configure_tracing(otlp_endpoint, workers)
+        _serve(
             host,
             port,
             tls_cert,
@@ -93,7 +103,17 @@ def server(
             loop,
             observe,
         )
-    )
+
+    _guard(go)
+
+
+def _configure_tracing(endpoint: str | None, workers: int) -> None:
+    from portway import tracing
+    from portway.tracing.config import traces_url
+
+    if tracing.configure(endpoint=endpoint) and endpoint is not None and workers > 1:
+        # worker processes read the environment (worker_app), not our flags
+        os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = traces_url(endpoint, "--otlp-endpoint")
 
 
 @dataclass(frozen=True)
@@ -219,9 +239,11 @@ def _serve(
 
 def worker_app() -> object:
     """The ASGI app of one worker process (``--workers`` > 1)."""
+    from portway import tracing
     from portway.api import ServerConfig, create_app
     from portway.service.app import App
 
+    tracing.configure()
     max_body = int(os.environ.get(_MAX_BODY_ENV, str(1024 * 1024)))
     mode = os.environ.get(_METRICS_ENV, "open")
     # a worker has no controller: its /metrics shows its own API requests only

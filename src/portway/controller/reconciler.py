@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from portway import tracing
 from portway.capabilities.vocabulary import Feature
 from portway.controller import scheduling, volume_placement
 from portway.controller.namespaces import default_pod_security, policy_for
@@ -72,7 +73,7 @@ from portway.errors import (
     TemporaryDriverError,
 )
 from portway.policy import evaluate_spec
-from portway.scheduler.model import PlacedReplica
+from portway.scheduler.model import Decision, PlacedReplica
 from portway.scheduler.state import ClusterState
 from portway.spec.model import Workload, WorkloadSpec
 from portway.spec.namespace import PodSecurityLevel
@@ -143,9 +144,14 @@ class Reconciler:
 
     def reconcile(self, key: str) -> float | None:
         """One pass over workload ``namespace/name``; returns when to look again."""
+        with tracing.span("portway.reconcile", {"portway.workload": key}, caused_by=key):
+            return self._reconcile(key)
+
+    def _reconcile(self, key: str) -> float | None:
         namespace, _, name = key.partition("/")
         record = self._store.get(KIND_WORKLOAD, namespace, name)
         if record is None:
+            tracing.forget(key)
             return None
         workload = workload_of(record)
         replicas = {
@@ -218,7 +224,9 @@ class Reconciler:
             view_.index: view_.replica_memory()
             for view_ in (ReplicaView.from_status(r.status) for r in replicas.values())
         }
-        plan = plan_workload(desired, observed, memory, self._clock())
+        with tracing.span("portway.plan", {"portway.workload": key}):
+            plan = plan_workload(desired, observed, memory, self._clock())
+            tracing.annotate(_plan_attributes(plan))
         creates = any(isinstance(a, Create) for steps in plan.steps.values() for a in steps)
         refusal = self._policy_refusal(namespace, workload.spec) if creates else None
         failures = self._execute(plan, desired, drivers, refusal)
@@ -233,6 +241,7 @@ class Reconciler:
                 )
             self._delete_volumes(desired, drivers)
             self._finish_delete(record, list(replicas.values()))
+            tracing.forget(key)
             return None
         self._save_replicas(desired, observed, plan, replicas, failures, memory, placements)
         # A stale target that was listed and holds nothing out of place is clean.
@@ -244,6 +253,8 @@ class Reconciler:
             # we changed the world: look at the result now rather than after a
             # poll interval (each action changes state, so this cannot spin)
             wake = 0.0
+        elif not failures:
+            tracing.forget(key)  # converged: later passes are not this apply's
         if unreachable:
             wake = _sooner(wake, UNHEALTHY_RETRY_SECONDS)
         probe_due = min(probe_dues, default=None)
@@ -296,9 +307,14 @@ class Reconciler:
                     + scheduling.replicas_of(record.key, workload, kept, views),
                 )
                 homes = self._volume_homes(record, workload, wanted, views)
-                decision = volume_placement.schedule(
-                    state, workload, wanted, excluded, homes, sorted(views)
-                )
+                with tracing.span(
+                    "portway.schedule",
+                    {"portway.workload": record.key, "portway.indices": [str(i) for i in wanted]},
+                ):
+                    decision = volume_placement.schedule(
+                        state, workload, wanted, excluded, homes, sorted(views)
+                    )
+                    tracing.annotate(_decision_attributes(decision))
                 volume_placement.remember(homes, workload, decision.placed)
                 if self._on_scheduled is not None:
                     self._on_scheduled(time.perf_counter() - asked)
@@ -566,7 +582,8 @@ class Reconciler:
                     return index, str(exc)
             return index, None
 
-        futures = [self._pool.submit(run_steps, i, s) for i, s in plan.steps.items()]
+        # bind: each index's driver calls are children of this pass's span
+        futures = [self._pool.submit(tracing.bind(run_steps), i, s) for i, s in plan.steps.items()]
         failures: dict[int, str] = {}
         for future in futures:
             index, error = future.result()
@@ -998,6 +1015,20 @@ def _target_of(action: Action) -> str:
     if isinstance(action, Report):
         return action.target
     return action.handle.target
+
+
+def _plan_attributes(plan: Plan) -> dict[str, str | int | list[str]]:
+    kinds = sorted({type(a).__name__ for a in plan.actions})
+    return {"portway.actions": len(plan.actions), "portway.action_kinds": kinds}
+
+
+def _decision_attributes(decision: Decision) -> dict[str, list[str] | str]:
+    attributes: dict[str, list[str] | str] = {
+        "portway.placed": [f"{a.index}={a.target}" for a in decision.placed]
+    }
+    if decision.failure is not None:
+        attributes["portway.unplaced_reason"] = decision.failure.message()
+    return attributes
 
 
 def _sooner(a: float | None, b: float | None) -> float | None:

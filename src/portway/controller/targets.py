@@ -12,9 +12,11 @@ import threading
 import time
 from collections.abc import Callable
 
+from portway import tracing
 from portway.controller.records import CLUSTER_NAMESPACE, KIND_TARGET, TargetView
 from portway.drivers.base import Driver, Fingerprint, Health, Pinger
 from portway.drivers.registry import open_driver
+from portway.drivers.traced import traced
 from portway.errors import ConflictError, NotFoundError, PortwayError
 from portway.store import Store
 
@@ -49,6 +51,8 @@ class TargetPool:
             if cached and cached[:2] == (target.driver, target.address):
                 return cached[2]
             driver = self._open(target.name, target.driver, target.address)
+            if tracing.enabled():
+                driver = traced(driver)
             self._drivers[target.name] = (target.driver, target.address, driver)
             return driver
 

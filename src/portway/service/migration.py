@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import secrets as random_ids
 import shutil
 import tempfile
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from portway.capabilities.vocabulary import Feature
 from portway.controller.records import KIND_WORKLOAD, TargetView, cluster_id, workload_of
@@ -61,6 +63,7 @@ from portway.snapshots.manifest import (
     scan_archive,
     verify_archive,
 )
+from portway.snapshots.tree import listable, settle, tree_state
 from portway.spec.model import VolumeType, Workload
 from portway.spec.volumes import engine_volume_name, volume_object
 from portway.store import Record
@@ -348,39 +351,75 @@ class Steps(StepActions):
     # steps
 
     def quiesce(self, m: Migration) -> Migration:
+        """Replicas to 0; done once none *runs* on the source. The controller
+        removes the stopped containers meanwhile; waiting for that too would
+        add the removal to the downtime and protect nothing (the snapshot
+        refuses a volume a running container mounts)."""
         _set_replicas(self.app, m.namespace, m.workload, 0)
         self._until(
-            f"the replicas of {m.workload} on {m.source} are gone",
-            lambda: not self._copies(m, m.source, running_only=False),
+            f"the replicas of {m.workload} on {m.source} are stopped",
+            lambda: not self._copies(m, m.source, running_only=True),
         )
         return m
 
     def snapshot(self, m: Migration) -> Migration:
-        store = snapshot_store(self.app)
-        kept = {s.name: s for s in store.list(m.namespace)}
+        """The stopped state of each volume: a snapshot, unless a listing of
+        the stopped volume proves it is what the pre-copy copied (then the
+        destination holds it already, verified, and nothing is read)."""
         for move in m.volumes:
-            name = f"{move.object}-mig-{m.id}"
-            manifest = kept.get(name)
-            if manifest is None:  # the manifest is written last: kept means complete
-                manifest = self._take_stopped(m, move, name)
-            m = m.with_volume(
-                replace(
-                    move,
-                    snapshot=name,
-                    archive_sha256=manifest.archive_sha256,
-                    files=len(manifest.files),
-                    bytes=sum(f.size for f in manifest.files),
-                    consistency=manifest.consistency.value,
-                )
-            )
+            if move.unchanged:
+                continue
+            unchanged = self._unchanged_since_precopy(m, move)
+            if unchanged is not None:
+                m = m.with_volume(unchanged)
+            else:
+                m = m.with_volume(self._stopped_snapshot(m, move))
         return m
 
-    def _take_stopped(self, m: Migration, move: VolumeMove, name: str) -> Manifest:
-        """A snapshot of a volume nothing runs on (the quiesce made sure),
-        asked of the source engine alone (``volume snapshot`` would look for
-        the volume on every target first), kept in the snapshot store."""
-        view = self.app.targets.view(m.source)
+    def _stopped_snapshot(self, m: Migration, move: VolumeMove) -> VolumeMove:
+        name = f"{move.object}-mig-{m.id}"
+        kept = [s for s in snapshot_store(self.app).list(m.namespace) if s.name == name]
+        # the manifest is written last: one kept is complete
+        manifest = kept[0] if kept else self._take_stopped(m, move, name)
+        return replace(
+            move,
+            snapshot=name,
+            archive_sha256=manifest.archive_sha256,
+            files=len(manifest.files),
+            bytes=sum(f.size for f in manifest.files),
+            consistency=manifest.consistency.value,
+            unchanged=False,
+        )
+
+    def _unchanged_since_precopy(self, m: Migration, move: VolumeMove) -> VolumeMove | None:
+        """``move`` marked unchanged if the stopped source volume's listing is
+        the one taken just before the pre-copy (``snapshots.tree``); None when
+        it differs or cannot be read (then a snapshot is taken)."""
+        if not move.precopy_tree:
+            return None
         source = self._driver(m.source)
+        users = self._idle_users(m, move, source)
+        root = self._local_root(m.source, source, move.engine_volume)
+        if root is None:
+            return None
+        try:
+            now = tree_state(root)
+        except OSError:
+            return None
+        if now.digest != move.precopy_tree:
+            return None
+        consistency = Consistency.STOPPED if users else Consistency.NONE
+        return replace(
+            move,
+            unchanged=True,
+            files=now.files,
+            bytes=now.bytes,
+            consistency=consistency.value,
+        )
+
+    def _idle_users(self, m: Migration, move: VolumeMove, source: VolumeManager) -> list[str]:
+        """The containers that mount the source volume, none running (the
+        quiesce made sure; refuse otherwise)."""
         users = source.volume_users(move.engine_volume)
         running = [u.handle.name for u in users if u.running]
         if running:
@@ -388,6 +427,29 @@ class Steps(StepActions):
                 f"volume {move.object} on {m.source} is mounted by running containers "
                 f"({', '.join(running)}) after the quiesce; run `portway migrate --resume`"
             )
+        return [u.handle.name for u in users]
+
+    def _local_root(self, target: str, driver: VolumeManager, engine_volume: str) -> Path | None:
+        """Where the volume's files are on this host, if this process can
+        read them there: only for an engine on this host (a remote daemon's
+        mount point names a directory of another machine)."""
+        view = self.app.targets.view(target)
+        if view is None or not _on_this_host(view.address):
+            return None
+        info = driver.get_volume(engine_volume)
+        if info is None or not info.location:
+            return None
+        root = Path(info.location)
+        readable = root.is_dir() and os.access(root, os.R_OK | os.X_OK)
+        return root if readable and listable(root) else None
+
+    def _take_stopped(self, m: Migration, move: VolumeMove, name: str) -> Manifest:
+        """A snapshot of a volume nothing runs on (the quiesce made sure),
+        asked of the source engine alone (``volume snapshot`` would look for
+        the volume on every target first), kept in the snapshot store."""
+        view = self.app.targets.view(m.source)
+        source = self._driver(m.source)
+        users = self._idle_users(m, move, source)
         with _scratch(self.app) as scratch:
             archive = scratch / "volume.tar"
             source.export_volume(move.engine_volume, archive)
@@ -400,7 +462,7 @@ class Steps(StepActions):
                 target=m.source,
                 driver=view.driver if view is not None else "",
                 consistency=Consistency.STOPPED if users else Consistency.NONE,
-                quiesced=tuple(u.handle.name for u in users),
+                quiesced=tuple(users),
             )
             snapshot_store(self.app).put(manifest, archive)
         return manifest
@@ -412,6 +474,8 @@ class Steps(StepActions):
         archive through a remote ``SnapshotStore`` and checks the same.)"""
         store = snapshot_store(self.app)
         for move in m.volumes:
+            if move.unchanged:
+                continue  # nothing to carry: the destination has the pre-copy
             stored = store.open(m.namespace, move.snapshot)
             digest = file_digest(stored.archive)
             if digest != move.archive_sha256:
@@ -461,28 +525,51 @@ class Steps(StepActions):
         for move in m.volumes:
             if move.precopy:
                 continue
+            # listed BEFORE the copy: a change after this point, even during
+            # the copy, makes the stopped volume's listing differ
+            tree = self._listing_before_copy(m.source, source, move.engine_volume)
             with _scratch(self.app) as scratch:
                 archive = scratch / "volume.tar"
                 source.export_volume(move.engine_volume, archive)
                 files = scan_archive(archive)
                 self._write_destination(m, move, archive, files)
-            m = m.with_volume(replace(move, precopy=files_digest(files)))
+            m = m.with_volume(replace(move, precopy=files_digest(files), precopy_tree=tree))
         return m
+
+    def _listing_before_copy(self, target: str, driver: VolumeManager, engine_volume: str) -> str:
+        """The digest of the volume's listing now (``snapshots.tree``), or ""
+        when it cannot prove anything later: unreadable from here, or racy."""
+        root = self._local_root(target, driver, engine_volume)
+        if root is None:
+            return ""
+        try:
+            settle(root)
+            state = tree_state(root)
+        except OSError:
+            return ""
+        return "" if state.racy else state.digest
 
     def restore(self, m: Migration) -> Migration:
         store = snapshot_store(self.app)
         for move in m.volumes:
             if move.restored:
                 continue
-            stored = store.open(m.namespace, move.snapshot)
-            if move.precopy and move.precopy == files_digest(stored.manifest.files):
-                dest = self._driver(m.destination)
-                info = dest.get_volume(move.engine_volume)
-                if info is not None and info.labels.get(LABEL_MIGRATION) == m.id:
-                    # written and read back at the pre-copy; nothing has
-                    # mounted it since (no replica is placed there yet)
+            if move.unchanged:
+                if self._holds_precopy(m, move):
                     m = m.with_volume(replace(move, restored=True, from_precopy=True))
                     continue
+                # the pre-copy is gone from the destination: the source is
+                # still quiesced and intact, so take its stopped state now
+                move = self._stopped_snapshot(m, move)
+                m = m.with_volume(move)
+            stored = store.open(m.namespace, move.snapshot)
+            if (
+                move.precopy
+                and move.precopy == files_digest(stored.manifest.files)
+                and self._holds_precopy(m, move)
+            ):
+                m = m.with_volume(replace(move, restored=True, from_precopy=True))
+                continue
             if move.snapshot not in self.verified:  # the archive's SHA-256 covers every file
                 before = verify_archive(stored.archive, stored.manifest)
                 if not before.ok:
@@ -490,6 +577,13 @@ class Steps(StepActions):
             self._write_destination(m, move, stored.archive, stored.manifest.files)
             m = m.with_volume(replace(move, restored=True))
         return m
+
+    def _holds_precopy(self, m: Migration, move: VolumeMove) -> bool:
+        """The destination volume is the one this migration's pre-copy wrote
+        and read back; nothing has mounted it since (no replica is placed
+        there before the switch)."""
+        info = self._driver(m.destination).get_volume(move.engine_volume)
+        return info is not None and info.labels.get(LABEL_MIGRATION) == m.id
 
     def switch(self, m: Migration) -> Migration:
         _switch_placement(self.app, m.namespace, m.workload, m.destination, m.replicas, m.id)
@@ -542,6 +636,12 @@ def _scratch(app: App) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _on_this_host(address: str) -> bool:
+    """``docker:///var/run/docker.sock`` yes; ``docker+tcp://host:2375`` no."""
+    parsed = urlparse(address)
+    return not parsed.netloc and "+" not in parsed.scheme
 
 
 def files_digest(files: tuple[FileEntry, ...]) -> str:

@@ -70,6 +70,12 @@ class VolumeMove:
     #: restore has nothing left to write
     precopy: str = ""
     from_precopy: bool = False
+    #: the source volume's metadata listing taken just before the pre-copy
+    #: (``snapshots.tree``; empty: not readable from this host, or racy)
+    precopy_tree: str = ""
+    #: the stopped volume's listing equals ``precopy_tree``: the pre-copy
+    #: is the stopped state, so no stopped snapshot was taken
+    unchanged: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +89,8 @@ class VolumeMove:
             "restored": self.restored,
             "precopy": self.precopy,
             "fromPrecopy": self.from_precopy,
+            "precopyTree": self.precopy_tree,
+            "unchanged": self.unchanged,
         }
 
     @classmethod
@@ -98,6 +106,8 @@ class VolumeMove:
             restored=bool(raw.get("restored", False)),
             precopy=str(raw.get("precopy", "")),
             from_precopy=bool(raw.get("fromPrecopy", False)),
+            precopy_tree=str(raw.get("precopyTree", "")),
+            unchanged=bool(raw.get("unchanged", False)),
         )
 
 

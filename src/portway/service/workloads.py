@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from portway import tracing
 from portway.capabilities.matrix import Matrix, load_packaged
 from portway.capabilities.planner import plan_for_target
 from portway.controller import scheduling
@@ -173,6 +174,52 @@ def apply_all(
     file's own namespace policies), then the namespaces, then the workloads.
     With ``dry_run`` every check runs and nothing is written; the outcomes
     are what a real apply would report now."""
+    attributes: tracing.Attributes = {
+        "portway.workloads": [i.workload.key for i in items],
+        "portway.namespaces": sorted(
+            {i.workload.metadata.namespace for i in items} | {n.namespace.name for n in namespaces}
+        ),
+        "portway.dry_run": dry_run,
+    }
+    with tracing.span("portway.apply", attributes):
+        with tracing.span("portway.validate", {"portway.workloads": len(items)}):
+            items, degraded, excluded = _check_all(app, items, namespaces)
+        if dry_run:
+            return [_predict_namespace(app, n) for n in namespaces], [
+                _predict(
+                    app,
+                    item.workload,
+                    degraded.get(item.workload.key, []),
+                    excluded.get(item.workload.key, {}),
+                )
+                for item in items
+            ]
+        with tracing.span("portway.write"):
+            written = ns_policy.apply_namespaces(app, namespaces)
+            applied = [
+                _write(
+                    app,
+                    item.workload,
+                    degraded.get(item.workload.key, []),
+                    excluded.get(item.workload.key, {}),
+                )
+                for item in items
+            ]
+        for result in applied:
+            if result.outcome is not Outcome.UNCHANGED:
+                tracing.remember(result.workload.key)
+                _drift_events(app, result.workload, degraded.get(result.workload.key, []))
+        return written, applied
+
+
+def _check_all(
+    app: App,
+    items: Sequence[Sourced],
+    namespaces: Sequence[ns_policy.SourcedNamespace],
+) -> tuple[list[Sourced], dict[str, list[dict[str, str]]], dict[str, dict[str, str]]]:
+    """Every check of ``apply_all``; raises with every issue found. Returns
+    the workloads with their namespace's tier written in (``judge_policy``),
+    each one's degradations and the targets excluded for it."""
     issues: list[Issue] = []
     items, policy_issues = judge_policy(app, items, namespaces)
     matrix = load_packaged()
@@ -205,30 +252,7 @@ def apply_all(
         raise PolicyError(policy_issues + issues)
     if issues:
         raise InputError(issues)
-    if dry_run:
-        return [_predict_namespace(app, n) for n in namespaces], [
-            _predict(
-                app,
-                item.workload,
-                degraded.get(item.workload.key, []),
-                excluded.get(item.workload.key, {}),
-            )
-            for item in items
-        ]
-    written = ns_policy.apply_namespaces(app, namespaces)
-    applied = [
-        _write(
-            app,
-            item.workload,
-            degraded.get(item.workload.key, []),
-            excluded.get(item.workload.key, {}),
-        )
-        for item in items
-    ]
-    for result in applied:
-        if result.outcome is not Outcome.UNCHANGED:
-            _drift_events(app, result.workload, degraded.get(result.workload.key, []))
-    return written, applied
+    return items, degraded, excluded
 
 
 def _drift_events(app: App, workload: Workload, degraded: Sequence[Mapping[str, str]]) -> None:
