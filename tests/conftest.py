@@ -25,7 +25,7 @@ import pytest
 
 from portway.store import Store
 from tests.conformance import matrix_report as conformance_report
-from tests.parallel import group_for_xdist, refuse_serial_on_worker
+from tests.parallel import make_scheduler, order_for_xdist, refuse_serial_on_worker
 
 _STRESS_SKIP = pytest.StashKey[bool]()
 _TRUE = {"1", "true", "yes", "on"}
@@ -50,7 +50,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    group_for_xdist(items)
+    order_for_xdist(config, items)
     if config.getoption("--run-stress") or _env_flag("PORTWAY_STRESS"):
         return
     skip = pytest.mark.skip(reason="slow stress variant: run with --run-stress or PORTWAY_STRESS=1")
@@ -239,6 +239,12 @@ def pytest_runtest_makereport(
         f"(PORTWAY_REQUIRE_ENGINES=1 or CI=true): {reason}"
     )
     return report
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Units of work by module, conformance cases one by one (tests/parallel.py)."""
+    return make_scheduler(config, log)
 
 
 @pytest.hookimpl(optionalhook=True)
