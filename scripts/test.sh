@@ -32,15 +32,32 @@ step engines-podman bash scripts/engines-podman.sh
 step engines-postgres bash scripts/engines-postgres.sh
 step lint scripts/lint.sh
 
-say "pytest${*:+ $*}"
 # --durations: the slowest tests in the CI log, to keep the suite under its time budget
-.venv/bin/pytest --durations=30 "$@"
-rc=$?
-case $rc in
-  0) ;;
-  5) failed+=("pytest (no tests collected)") ;;
-  *) failed+=("pytest (exit $rc)") ;;
-esac
+pytest_phase() {
+  local name=$1
+  shift
+  say "$name: pytest $*"
+  .venv/bin/pytest --durations=30 "$@"
+  local rc=$?
+  case $rc in
+    0) ;;
+    5) failed+=("$name (no tests collected)") ;;
+    *) failed+=("$name (exit $rc)") ;;
+  esac
+}
+
+# Without arguments: the tests wait on engines far more than on the CPU, so
+# all but the `serial` ones run in parallel on PORTWAY_TEST_WORKERS xdist
+# workers (one module per worker at a time, see tests/parallel.py), then the
+# `serial` ones (they kill or restart a shared engine) alone. With arguments,
+# or PORTWAY_TEST_WORKERS=0: one plain serial pytest. See docs/testing.md.
+workers=${PORTWAY_TEST_WORKERS:-4}
+if [[ $# -gt 0 || $workers == 0 ]]; then
+  pytest_phase pytest "$@"
+else
+  pytest_phase "pytest (parallel)" -m "not serial" -n "$workers" --dist loadgroup
+  pytest_phase "pytest (serial)" -m serial
+fi
 
 if [[ ${#failed[@]} -gt 0 ]]; then
   echo "test.sh: FAILED: ${failed[*]}" >&2

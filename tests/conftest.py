@@ -19,10 +19,13 @@ import warnings
 from collections import Counter
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from portway.store import Store
+from tests.conformance import matrix_report as conformance_report
+from tests.parallel import make_scheduler, order_for_xdist, refuse_serial_on_worker
 
 _STRESS_SKIP = pytest.StashKey[bool]()
 _TRUE = {"1", "true", "yes", "on"}
@@ -47,6 +50,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    order_for_xdist(config, items)
     if config.getoption("--run-stress") or _env_flag("PORTWAY_STRESS"):
         return
     skip = pytest.mark.skip(reason="slow stress variant: run with --run-stress or PORTWAY_STRESS=1")
@@ -194,6 +198,7 @@ def _needs_engine(item: pytest.Item) -> bool:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    refuse_serial_on_worker(item)
     if not _needs_engine(item) or item.stash.get(_STRESS_SKIP, False):
         return
     reason = _engine_problem(item)
@@ -236,7 +241,20 @@ def pytest_runtest_makereport(
     return report
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Units of work by module, conformance cases one by one (tests/parallel.py)."""
+    return make_scheduler(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist controller: a worker finished; keep its part of the conformance matrix."""
+    conformance_report.receive_from_worker(node.config, getattr(node, "workeroutput", {}))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    conformance_report.report(terminalreporter.config, terminalreporter.write_line)
     skipped = terminalreporter.stats.get("skipped", [])
     if not skipped:
         return

@@ -7,8 +7,9 @@ matrix marks those features unsupported: an undeclared feature is not a
 claim, and a skip would fail CI (see tests/conftest.py).
 
 At the end of the session the capability matrix of each backend that ran is
-printed to the terminal (so it is in the CI log) and written under pytest's
-base temporary directory (``conformance/capability-matrix.{md,json}``).
+printed in the terminal summary (so it is in the CI log) and written under
+pytest's base temporary directory (``conformance/capability-matrix.{md,json}``);
+under xdist the workers' parts are merged first (see matrix_report.py).
 
 Addresses: ``PORTWAY_<BACKEND>_ADDRESS``, else the engine's default socket
 (``PORTWAY_PODMAN_SOCKET`` / ``PORTWAY_CONTAINERD_SOCKET`` as in tests/conftest.py).
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from portway.capabilities.matrix import Matrix, Status, column_key, load_packaged
+from portway.capabilities.matrix import Status, column_key, load_packaged
 from portway.capabilities.vocabulary import Feature
 from portway.conformance import (
     DEFAULT_IMAGE,
@@ -37,14 +38,13 @@ from portway.conformance import (
     all_cases,
     kept_matrix_paths,
     preflight,
-    render_markdown,
     run_case,
-    write_matrix,
 )
 from portway.conformance.case import Case, declared_in_tier, new_cluster
 from portway.drivers.base import Driver, Health
 from portway.drivers.docker import docker_base_url
 from portway.drivers.registry import open_driver
+from tests.conformance.matrix_report import hand_in
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -230,32 +230,12 @@ def conformance_session(
     yield session
     session.close()
     ran = sorted(c for c in session.results if c in session.tiers)
-    if not ran:
-        return
-    suites = [session.suite(b) for b in ran]
-    matrix = Matrix()
-    for suite in suites:
-        matrix = matrix.merged(suite.to_driver_results())
-    out = tmp_path_factory.getbasetemp() / "conformance"
-    write_matrix(matrix, out / "capability-matrix.json", out / "capability-matrix.md")
-    lines = ["", "=" * 30 + " capability matrix " + "=" * 30]
-    for suite in suites:
-        lines.append(
-            f"{suite.column}: {suite.passed} passed, {suite.failed} failed, "
-            f"{suite.unsupported} unsupported"
-            + (
-                ""
-                if suite.complete
-                else f" (partial run: {len(suite.results)} of {_cases_in(suite.tier)})"
-            )
-        )
-    lines += [render_markdown(matrix), f"written to {out}"]
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if capture is not None:
-        with capture.global_and_fixture_disabled():
-            print("\n".join(lines), flush=True)
-    else:
-        print("\n".join(lines), flush=True)
+    if ran:
+        # under xdist this worker holds only part of the run: matrix_report merges the parts
+        out = tmp_path_factory.getbasetemp() / "conformance"
+        if hasattr(request.config, "workerinput"):
+            out = tmp_path_factory.getbasetemp().parent / "conformance"
+        hand_in(request.config, [session.suite(c) for c in ran], out)
 
 
 # --- one test per (backend, case) ------------------------------------------------

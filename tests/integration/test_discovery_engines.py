@@ -330,6 +330,8 @@ def test_a_failed_create_leaves_no_network_behind(space: Space) -> None:
     assert space.network_info() is not None
 
 
+# prunes every unused portway network on the engine, another test's new one too
+@pytest.mark.serial
 @pytest.mark.parametrize(
     "engine", [pytest.param("docker", marks=pytest.mark.docker)], indirect=True
 )

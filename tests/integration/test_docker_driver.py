@@ -459,6 +459,9 @@ def test_stats_report_usage_and_limits(ns: Namespace) -> None:
     assert ns.driver.stats(unlimited).memory_limit_bytes is None
 
 
+# the engine's event stream carries every portway replica's events; the first
+# death seen must be this test's, so no other test may stop replicas meanwhile
+@pytest.mark.serial
 def test_events_report_die_and_end_on_stop(ns: Namespace, engine: docker.APIClient) -> None:
     stop = threading.Event()
     seen: list[DriverEvent] = []

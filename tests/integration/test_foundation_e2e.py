@@ -320,6 +320,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# stops and restarts dockerd under every other test
+@pytest.mark.serial
 def test_dockerd_restart_marks_target_unhealthy_then_converges(
     pw: Portway, client: docker.DockerClient, namespace: str
 ) -> None:

@@ -109,6 +109,8 @@ def serving(pw: Portway, namespace: str, workload: str, count: int, targets: set
     return all(http_get(host_port(r)).strip() == "hello from portway" for r in found)
 
 
+# kills the podman API service every other test is using
+@pytest.mark.serial
 def test_spread_failover_and_fencing_across_docker_and_podman(pw: Portway) -> None:
     namespace = f"place-{uuid.uuid4().hex[:6]}"
     spread = "{spread: [{topologyKey: zone, maxSkew: 1}]}"

@@ -639,6 +639,9 @@ def test_stats_report_usage_and_limits(ns: Namespace) -> None:
     assert set(batch) == {handle.id} and batch[handle.id].memory_bytes > 0
 
 
+# the engine's event stream carries every portway replica's events; the first
+# death seen must be this test's, so no other test may stop replicas meanwhile
+@pytest.mark.serial
 def test_events_report_died_and_end_on_stop(ns: Namespace, engine: APIClient) -> None:
     stop = threading.Event()
     seen: list[DriverEvent] = []
