@@ -21,7 +21,8 @@ from .failures import CaseFailed, expect
 from .harness import ControllerHarness
 
 #: the replica creates what its readiness probe checks this long after it starts
-GATE_SECONDS = 3.0
+#: (long enough that a loaded engine still shows it running well before then)
+GATE_SECONDS = 5.0
 FAST = {"periodSeconds": 0.5, "timeoutSeconds": 1, "failureThreshold": 1}
 RESTART_FAST = {"policy": "always", "initialBackoffSeconds": 0.2, "maxBackoffSeconds": 1}
 HTTPD = f"httpd -f -p {HTTP_PORT} -h /www"
