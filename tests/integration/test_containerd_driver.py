@@ -386,9 +386,8 @@ def test_logger_process(tmp_path: Path) -> None:
         assert not _logger.wait_complete(log, 0.1)  # the "container" still runs
         init.kill()
         init.wait()
-        assert _logger.wait_complete(
-            log, 10
-        )  # drained, though the pipes are open (slack: a loaded host)
+        # drained, though the pipes are open (10 s: slack for a loaded host)
+        assert _logger.wait_complete(log, 10)
         records, rest = _logger.read_records(log.read_bytes())
         assert rest == b""
         by_stream = {s: [r.text for r in records if r.stream == s] for s in ("stdout", "stderr")}
