@@ -52,8 +52,9 @@ def replica(pw: Portway, namespace: str, name: str) -> dict[str, Any]:
 
 
 def events(pw: Portway, namespace: str, name: str) -> list[str]:
+    """Each event once per time it happened (a repeat is one row with a count)."""
     items = pw.json("get", "events", name, "-n", namespace, "--limit", "200")["items"]
-    return [f"{e['reason']}: {e['message']}" for e in items]
+    return [f"{e['reason']}: {e['message']}" for e in items for _ in range(e.get("count", 1))]
 
 
 def test_wasm_workloads_restart_log_hit_limits_and_leave_nothing_behind(

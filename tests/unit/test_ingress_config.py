@@ -358,3 +358,19 @@ def test_structure_summary_says_what_is_there() -> None:
             "slots": 4,
         }
     }
+
+
+def test_sockets_move_to_a_short_directory_when_the_home_path_is_too_long(
+    tmp_path: Path,
+) -> None:
+    from portway.ingress.config import Paths
+
+    short = Paths.under(Path("/var/lib/portway"))  # nothing is made on disk
+    assert short.socket_dir == short.dir  # the usual case: next to the configuration
+    deep = Paths.under(tmp_path / ("d" * 100))
+    assert deep.socket_dir != deep.dir
+    for socket in (deep.master_socket, deep.stats_socket):
+        assert len(str(socket)) <= 97  # HAProxy's limit
+    # one home, one directory; another home, another
+    assert Paths.under(tmp_path / ("d" * 100)).socket_dir == deep.socket_dir
+    assert Paths.under(tmp_path / ("e" * 100)).socket_dir != deep.socket_dir

@@ -179,8 +179,10 @@ class ControllerHarness:
         return int(self.replica(index).get("restart_count", 0))
 
     def events(self) -> list[tuple[str, str]]:
+        """(reason, message) of each event, once per time it happened: the
+        store folds a repeat into one row with a count (as kubectl shows it)."""
         found = self.store.events(KIND_WORKLOAD, self.namespace, self.name, limit=1000)
-        return [(e.reason, e.message) for e in found]
+        return [(e.reason, e.message) for e in found for _ in range(max(e.count, 1))]
 
     def describe(self) -> str:
         """The workload's state in one line, for failure messages."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,10 @@ _FILE_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 NO_ROUTE_BACKEND = "pw_no_route"
 
 
+#: the longest socket path used as is (HAProxy's limit is 97 bytes)
+_SOCKET_PATH_MAX = 90
+
+
 @dataclass(frozen=True)
 class Paths:
     """Every file the ingress keeps, all under ``home/ingress``."""
@@ -61,12 +66,22 @@ class Paths:
         return self.dir / "haproxy.pid"
 
     @property
+    def socket_dir(self) -> Path:
+        """Where the two sockets live: ``dir``, unless its path is too long for
+        a unix socket (HAProxy refuses paths over 97 bytes), then a short
+        directory of this home's own under the system's temp directory."""
+        if len(str(self.dir / "master.sock")) <= _SOCKET_PATH_MAX:
+            return self.dir
+        digest = hashlib.sha256(str(self.dir).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"portway-ingress-{digest}"
+
+    @property
     def master_socket(self) -> Path:
-        return self.dir / "master.sock"
+        return self.socket_dir / "master.sock"
 
     @property
     def stats_socket(self) -> Path:
-        return self.dir / "haproxy.sock"
+        return self.socket_dir / "haproxy.sock"
 
     @property
     def server_state(self) -> Path:

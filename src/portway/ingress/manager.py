@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -350,6 +351,13 @@ class IngressManager:
     @contextlib.contextmanager
     def _home_lock(self) -> Iterator[None]:
         self.paths.dir.mkdir(parents=True, exist_ok=True)
+        sockets = self.paths.socket_dir
+        if sockets != self.paths.dir:
+            sockets.mkdir(mode=0o700, exist_ok=True)
+            if sockets.stat().st_uid != os.getuid():  # a temp dir someone else made
+                raise IngressProcessError(
+                    f"the ingress socket directory {sockets} belongs to another user", ""
+                )
         with self.paths.lock.open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
