@@ -60,7 +60,8 @@ if up; then
   say "containerd is up"
 else
   say "start containerd (log: $logdir/containerd.log)"
-  setsid nohup containerd >>"$logdir/containerd.log" 2>&1 </dev/null &
+  # from /: a daemon keeps its working directory, which its caller may delete
+  setsid nohup env --chdir=/ containerd >>"$logdir/containerd.log" 2>&1 </dev/null &
   deadline=$((SECONDS + timeout))
   until up; do
     if ((SECONDS >= deadline)); then

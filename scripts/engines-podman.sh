@@ -143,8 +143,10 @@ else
     rm -f "$socket"
   fi
   say "start podman system service (log: $log)"
-  # setsid keeps the service alive when the caller's process group is killed.
-  setsid nohup podman system service --time=0 "unix://$socket" >>"$log" 2>&1 </dev/null &
+  # setsid keeps the service alive when the caller's process group is killed;
+  # from / because a deleted working directory (a test's, a CI clone's) makes
+  # every conmon it starts fail ("write child: broken pipe")
+  setsid nohup env --chdir=/ podman system service --time=0 "unix://$socket" >>"$log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   deadline=$((SECONDS + timeout))
   until service_up; do
@@ -193,7 +195,7 @@ if grep -q '^runsc = ' "$conf"; then
       rm -f "$sandbox_socket"
     fi
     say "start podman --runtime runsc system service (log: $sandbox_log)"
-    setsid nohup podman --runtime runsc system service --time=0 "unix://$sandbox_socket" \
+    setsid nohup env --chdir=/ podman --runtime runsc system service --time=0 "unix://$sandbox_socket" \
       >>"$sandbox_log" 2>&1 </dev/null &
     echo $! >"$sandbox_pidfile"
     deadline=$((SECONDS + timeout))

@@ -22,11 +22,13 @@ portway_engines_up() (
   containerd_up() {
     [[ -S $ctr_sock ]] && ctr --address "$ctr_sock" version >/dev/null 2>&1
   }
-  # setsid keeps the daemons alive when the caller's process group is killed.
+  # setsid keeps the daemons alive when the caller's process group is killed;
+  # they run from / (a daemon keeps its working directory, which its caller
+  # may delete: conmon then fails with "Failed to get working directory").
   start_bg() {
     local log=$1
     shift
-    setsid nohup "$@" >>"$log" 2>&1 </dev/null &
+    setsid nohup env --chdir=/ "$@" >>"$log" 2>&1 </dev/null &
   }
 
   # gVisor as the "runsc" runtime: the sandboxed isolation tier. dockerd

@@ -69,7 +69,14 @@ def named_networks(ctx: Context) -> None:
             f"a replica on {which!r} reached the service on 'front' at {address}:{HTTP_PORT}: "
             "networks that share no replica are not kept apart",
         )
-        lookup = ctx.executor().exec(clients[which], ["nslookup", SERVICE], timeout=20)
+        # through sh: the image's busybox runs its nslookup applet from there
+        lookup = ctx.executor().exec(
+            clients[which], ["sh", "-c", f"nslookup {SERVICE}"], timeout=20
+        )
+        expect(
+            b"Server:" in lookup.output,
+            f"nslookup did not run in the replica on {which!r}: {lookup.output[-200:]!r}",
+        )
         expect(
             address.encode() not in lookup.output,
             f"the service's name resolves to {address} on {which!r}, which it does not join",
