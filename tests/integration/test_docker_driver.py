@@ -201,7 +201,14 @@ def test_kill_is_reported_as_exit_137(ns: Namespace, engine: docker.APIClient) -
 def test_out_of_memory_is_reported(ns: Namespace, engine: docker.APIClient) -> None:
     handle = ns.run(
         {
-            "command": ["sh", "-c", "dd if=/dev/zero bs=1M count=64 | tail"],
+            # tail is OOM-killed; the shell lives on a moment and exits with
+            # its status (137), so dockerd records the cgroup's OOM event
+            # before the container ends (on a loaded host it could come late)
+            "command": [
+                "sh",
+                "-c",
+                "dd if=/dev/zero bs=1M count=64 | tail; s=$?; sleep 1; exit $s",
+            ],
             "resources": {"memory": "8Mi"},
         }
     )
