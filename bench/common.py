@@ -340,6 +340,16 @@ def portway(
     return run([PORTWAY, *args], env=portway_env(home), timeout=timeout, check=check)
 
 
+def compose_cmd(project: str, file: Path, *args: str) -> list[str]:
+    """A docker-compose (Debian's 1.29) command on ``file`` as project ``project``."""
+    return ["docker-compose", "-p", project, "-f", str(file), *args]
+
+
+def compose_label(project: str) -> str:
+    """The label docker-compose puts on every container of ``project``."""
+    return f"com.docker.compose.project={project}"
+
+
 # --- engine queries / cleanup --------------------------------------------------------
 
 

@@ -49,14 +49,6 @@ def compose_file() -> str:
     return "\n".join(lines) + "\n"
 
 
-def compose_cmd(project: str, file: Path, *args: str) -> list[str]:
-    return ["docker-compose", "-p", project, "-f", str(file), *args]
-
-
-def compose_label(project: str) -> str:
-    return f"com.docker.compose.project={project}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=None, help="runs per side (default 3)")
@@ -113,9 +105,9 @@ def main() -> int:
                 projects.append((project, file))
                 c.log(f"run {i}: docker-compose up -d ({len(SERVICES)} x {REPLICAS}) ...")
                 seconds, _ = c.timed(
-                    compose_cmd(project, file, "up", "-d"), timeout=700, cwd=project_dir
+                    c.compose_cmd(project, file, "up", "-d"), timeout=700, cwd=project_dir
                 )
-                running = c.count_running([compose_label(project)])
+                running = c.count_running([c.compose_label(project)])
                 c.log(f"run {i}: compose {seconds:.2f}s, {running} running")
                 if running != total:
                     raise c.BenchError(f"docker-compose up exited 0 but {running} containers run")
@@ -123,7 +115,7 @@ def main() -> int:
                 # untimed; dockerd sometimes still holds an endpoint when
                 # compose removes its network: the final clean-up retries
                 down = c.run(
-                    compose_cmd(project, file, "down", "-t", "0", "--remove-orphans"),
+                    c.compose_cmd(project, file, "down", "-t", "0", "--remove-orphans"),
                     timeout=700,
                     cwd=project_dir,
                     check=False,
@@ -142,12 +134,12 @@ def main() -> int:
             for project, file in projects:
                 with contextlib.suppress(c.BenchError):
                     c.run(
-                        compose_cmd(project, file, "down", "-t", "0", "--remove-orphans"),
+                        c.compose_cmd(project, file, "down", "-t", "0", "--remove-orphans"),
                         timeout=600,
                         check=False,
                     )
                 with contextlib.suppress(c.BenchError):
-                    c.remove_containers([compose_label(project)])
+                    c.remove_containers([c.compose_label(project)])
             for project in portway_projects:
                 with contextlib.suppress(c.BenchError):
                     c.remove_containers([c.namespace_label(project)])

@@ -37,16 +37,8 @@ services:
 """
 
 
-def compose_cmd(project: str, file: Path, *args: str) -> list[str]:
-    return ["docker-compose", "-p", project, "-f", str(file), *args]
-
-
-def compose_label(project: str) -> str:
-    return f"com.docker.compose.project={project}"
-
-
 def compose_down(project: str, file: Path) -> None:
-    c.run(compose_cmd(project, file, "down", "-t", "0", "--remove-orphans"), timeout=600)
+    c.run(c.compose_cmd(project, file, "down", "-t", "0", "--remove-orphans"), timeout=600)
 
 
 def main() -> int:
@@ -111,17 +103,17 @@ def main() -> int:
                 projects.append((project, file))
                 c.log(f"run {i}: docker-compose up --scale web={REPLICAS} ...")
                 seconds, _ = c.timed(
-                    compose_cmd(project, file, "up", "-d", "--scale", f"web={REPLICAS}"),
+                    c.compose_cmd(project, file, "up", "-d", "--scale", f"web={REPLICAS}"),
                     timeout=700,
                     cwd=project_dir,
                 )
-                running = c.count_running([compose_label(project)])
+                running = c.count_running([c.compose_label(project)])
                 c.log(f"run {i}: compose {seconds:.2f}s, {running} running")
                 if running != REPLICAS:
                     raise c.BenchError(f"docker-compose up exited 0 but {running} containers run")
                 co_up.append(seconds)
                 down, _ = c.timed(
-                    compose_cmd(project, file, "down", "-t", "0", "--remove-orphans"), timeout=700
+                    c.compose_cmd(project, file, "down", "-t", "0", "--remove-orphans"), timeout=700
                 )
                 co_down.append(down)
 
@@ -137,7 +129,7 @@ def main() -> int:
                 with contextlib.suppress(c.BenchError):
                     compose_down(project, file)
                 with contextlib.suppress(c.BenchError):
-                    c.remove_containers([compose_label(project)])
+                    c.remove_containers([c.compose_label(project)])
 
     ratio = c.median(pw_up) / c.median(co_up)
     print(f"P2 scale 0 -> {REPLICAS}, {runs} run(s) per side, dockerd {c.docker_server_version()}")

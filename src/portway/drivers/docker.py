@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 from urllib.parse import quote, urlparse
@@ -68,6 +68,7 @@ from portway.drivers.engine_common import (
     ZERO_TIME_PREFIX,
     EngineNetwork,
     network_lock,
+    networks_held,
     parse_engine_time,
     released_networks,
     replica_networks,
@@ -645,7 +646,7 @@ class DockerDriver(DockerVolumes):
         """Create the container on its networks (made if needed), or adopt the
         one already made for this replica."""
         for _attempt in range(2):
-            with self._networks_held(networks):
+            with networks_held(self._base_url, networks):
                 for network in networks:
                     self._ensure_network(client, network)
                 try:
@@ -672,14 +673,6 @@ class DockerDriver(DockerVolumes):
         )
 
     # --- namespace networks (services.dns, networks.named) --------------------
-
-    def _networks_held(self, networks: list[EngineNetwork]) -> AbstractContextManager[object]:
-        """Hold the locks of all ``networks``, in name order (two creates
-        holding some each never wait for each other)."""
-        stack = ExitStack()
-        for name in sorted({n.name for n in networks}):
-            stack.enter_context(network_lock(self._base_url, name))
-        return stack
 
     def _join_networks(
         self,
@@ -936,7 +929,7 @@ class DockerDriver(DockerVolumes):
         mode = _text(_obj(info.get("HostConfig")).get("NetworkMode"))
         if mode not in {n.name for n in networks}:
             raise missing  # a network portway does not make again
-        with self._networks_held(networks):
+        with networks_held(self._base_url, networks):
             for network in networks:
                 self._ensure_network(client, network)
             with self._engine(f"start {handle.name}"):

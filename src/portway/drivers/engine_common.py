@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -276,6 +276,15 @@ def foreign_network(
         f"a network named {name!r} already exists but is not portway's {whose} "
         f"{namespace!r} (labels differ: {', '.join(differ)}); remove or rename it"
     )
+
+
+def networks_held(engine: str, networks: Sequence[EngineNetwork]) -> ExitStack:
+    """Hold the locks (``network_lock``) of all ``networks`` of one engine, in
+    name order, so two creates holding some each never wait for each other."""
+    stack = ExitStack()
+    for name in sorted({n.name for n in networks}):
+        stack.enter_context(network_lock(engine, name))
+    return stack
 
 
 _NETWORK_LOCKS: dict[tuple[str, str], threading.Lock] = {}

@@ -35,7 +35,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -73,6 +73,7 @@ from portway.drivers.engine_common import (
     MAX_POOL_SIZE,
     EngineNetwork,
     network_lock,
+    networks_held,
     parse_engine_time,
     released_networks,
     replica_networks,
@@ -730,7 +731,7 @@ class PodmanDriver(PodmanVolumes):
         sandboxed = request.spec.isolation is Isolation.SANDBOXED
         creator = self._sandbox_client() if sandboxed else client
         for _attempt in range(2):
-            with self._networks_held(networks):
+            with networks_held(self._base_url, networks):
                 for network in networks:
                     self._ensure_network(client, network)
                 try:
@@ -754,14 +755,6 @@ class PodmanDriver(PodmanVolumes):
         if self._network_backend not in ("", _DNS_BACKEND):
             return []
         return replica_networks(request)
-
-    def _networks_held(self, networks: list[EngineNetwork]) -> AbstractContextManager[object]:
-        """Hold the locks of all ``networks``, in name order (two creates
-        holding some each never wait for each other)."""
-        stack = ExitStack()
-        for name in sorted({n.name for n in networks}):
-            stack.enter_context(network_lock(self._base_url, name))
-        return stack
 
     def _ensure_network(self, client: APIClient, network: EngineNetwork) -> None:
         """Make the network unless it exists (idempotent: Podman refuses a
