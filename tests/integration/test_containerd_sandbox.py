@@ -243,6 +243,12 @@ def test_restart_keeps_the_root_filesystem_but_not_tmp(ns: Namespace) -> None:
     )
     handle = ns.run({**SANDBOXED, "command": ["sh", "-c", script]})
     ns.wait_for(handle, lambda s: s.state is ReplicaState.RUNNING)
+    # "running" means the process started, not that the first line has run:
+    # under load a stop this early killed the shell before its touch
+    deadline = time.monotonic() + 20
+    while ns.driver.exec(handle, ["sh", "-c", "[ -f /www/mark ]"]).exit_code != 0:
+        assert time.monotonic() < deadline, "the first run never wrote /www/mark"
+        time.sleep(0.1)
     ns.driver.stop(handle, 5)
     ns.driver.start(handle)
     assert ns.wait_exited(handle).exit_code == 7

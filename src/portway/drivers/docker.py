@@ -115,6 +115,7 @@ from portway.drivers.engine_security import (
     facts_from_inspect,
     non_root_refusal,
 )
+from portway.drivers.follow import until_stopped
 from portway.drivers.runtime_handlers import (
     GVISOR_GAPS,
     TierRefused,
@@ -1069,7 +1070,7 @@ class DockerDriver(DockerVolumes):
         ``follow`` ends when the container stops or ``stop`` is set.
         """
         response, action = self._open_logs(handle, follow=follow, tail=tail, since=since)
-        return _flattened(self._log_lines(response, stop, action))
+        return until_stopped(_flattened(self._log_lines(response, stop, action)), stop)
 
     def log_batches(
         self,

@@ -120,6 +120,7 @@ from portway.drivers.engine_security import (
     libpod_security_options,
     non_root_refusal,
 )
+from portway.drivers.follow import until_stopped
 from portway.drivers.podman_volumes import PodmanVolumes
 from portway.drivers.runtime_handlers import (
     GVISOR_GAPS,
@@ -1200,7 +1201,7 @@ class PodmanDriver(PodmanVolumes):
         ``follow`` ends when the container stops or ``stop`` is set.
         """
         response, action = self._open_logs(handle, follow=follow, tail=tail, since=since)
-        return _flattened(self._log_lines(response, stop, action))
+        return until_stopped(_flattened(self._log_lines(response, stop, action)), stop)
 
     def log_batches(
         self,

@@ -62,6 +62,7 @@ from portway.drivers.base import (
 from portway.drivers.containerd import _exec_output, _logger, _net, _oci, _sandbox
 from portway.drivers.containerd._volumes import LABEL_MOUNTS, ContainerdVolumes
 from portway.drivers.engine_security import non_root_refusal
+from portway.drivers.follow import until_stopped
 from portway.drivers.runtime_handlers import GVISOR_GAPS
 from portway.errors import (
     DriverError,
@@ -1164,7 +1165,7 @@ class ContainerdDriver(ContainerdVolumes):
             raise ReplicaGoneError(self.target, f"logs of {handle.name}: no such container")
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
-        return self._log_lines(handle, follow, tail, since, stop)
+        return until_stopped(self._log_lines(handle, follow, tail, since, stop), stop)
 
     def _task_live(self, container_id: str) -> bool:
         task = self._task(container_id)

@@ -54,6 +54,7 @@ from portway.drivers.base import (
     RuntimeHandler,
 )
 from portway.drivers.engine_common import Json, obj, root_message, text
+from portway.drivers.follow import until_stopped
 from portway.drivers.kubernetes import manifest as pods
 from portway.drivers.kubernetes.address import KubeAddress, parse_address
 from portway.drivers.kubernetes.capabilities import capabilities_for
@@ -428,7 +429,7 @@ class KubernetesDriver:
                 name="portway-kubernetes-logs",
             )
             closer.start()
-        return self._guarded(log_lines(response, stop, moment), handle, stop)
+        return until_stopped(self._guarded(log_lines(response, stop, moment), handle, stop), stop)
 
     def _guarded(
         self, lines: Iterator[LogLine], handle: Handle, stop: threading.Event | None

@@ -49,6 +49,7 @@ from portway.drivers.base import (
     RuntimeHandler,
     Stats,
 )
+from portway.drivers.follow import until_stopped
 from portway.drivers.wasm import _logfile, _proc, _runtime
 from portway.drivers.wasm._state import (
     Preopen,
@@ -663,7 +664,7 @@ class WasmDriver:
         files = self._existing(handle, "logs of")
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
-        return self._log_lines(files, follow, tail, since, stop)
+        return until_stopped(self._log_lines(files, follow, tail, since, stop), stop)
 
     def _log_lines(
         self,
