@@ -405,6 +405,43 @@ def wait_until_running(
         time.sleep(0.1)
 
 
+def engine_floor_seconds(count: int, *, prefix: str, concurrency: int = 8) -> float:
+    """Seconds dockerd itself needs to create and start ``count`` containers
+    (the bench image running httpd) on one new user-defined network, asked
+    straight through the API by ``concurrency`` threads: no CLI, no planning,
+    no waiting on status. It is the floor under any tool that starts the same
+    containers on this engine, so a ratio target below floor ÷ peer cannot be
+    met here. The containers and the network are removed afterwards (untimed).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import docker  # the bench's one use of the SDK: the floor must not pay for a CLI
+
+    client = docker.from_env(timeout=300)
+    label = {"portway.bench.floor": unique_id(prefix)}
+    network = client.networks.create(label["portway.bench.floor"], labels=label)
+
+    def create_and_start(_: int) -> None:
+        container = client.containers.create(
+            IMAGE, [*HTTPD_COMMAND, *HTTPD_ARGS], labels=label, network=network.name
+        )
+        container.start()
+
+    try:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(create_and_start, range(count)))
+        return time.perf_counter() - start
+    finally:
+        selector = {"label": [f"{k}={v}" for k, v in label.items()]}
+        for container in client.containers.list(all=True, filters=selector):
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+        with contextlib.suppress(docker.errors.APIError):
+            network.remove()
+        client.close()
+
+
 def remove_ctr_container(name: str, *, check: bool = True) -> None:
     """Remove a container made by `ctr run -d` (no CNI): kill its task, wait
     until it stopped, delete task and container (and with it its snapshot)."""

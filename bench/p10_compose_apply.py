@@ -13,6 +13,10 @@ Each run (interleaved, the order alternating between runs):
   compose  the same file in its own project directory; time
            `docker-compose -p P up -d` until it exits; check that 50 run;
            `docker-compose down -t 0` (untimed)
+  floor    (not a contestant) 50 create+start calls straight to dockerd's API
+           from 8 threads on one new network: what the engine itself needs
+           (common.engine_floor_seconds). floor / compose is the lowest ratio
+           any tool could reach on this engine.
 
 RESULT is median(portway) / median(compose); target <= 0.5.
 
@@ -62,6 +66,7 @@ def main() -> int:
 
     pw_up: list[float] = []
     co_up: list[float] = []
+    floor: list[float] = []
     notes: list[str] = []
     projects: list[tuple[str, Path]] = []
     portway_projects: list[str] = []
@@ -130,6 +135,8 @@ def main() -> int:
                 else:
                     run_compose(i)
                     run_portway(i)
+                floor.append(c.engine_floor_seconds(total, prefix="bench-p10-floor"))
+                c.log(f"run {i}: engine floor {floor[-1]:.2f}s")
         finally:
             for project, file in projects:
                 with contextlib.suppress(c.BenchError):
@@ -150,11 +157,20 @@ def main() -> int:
         f"side, dockerd {c.docker_server_version()}"
     )
     c.print_table(
-        [c.Series("portway_apply", pw_up), c.Series("compose_up", co_up)], index_header="run"
+        [
+            c.Series("portway_apply", pw_up),
+            c.Series("compose_up", co_up),
+            c.Series("engine_floor", floor),
+        ],
+        index_header="run",
     )
     print(
         f"containers/s  portway {total / c.median(pw_up):.1f}   "
-        f"compose {total / c.median(co_up):.1f}"
+        f"compose {total / c.median(co_up):.1f}   engine floor {total / c.median(floor):.1f}"
+    )
+    print(
+        f"engine floor / compose {c.median(floor) / c.median(co_up):.3f}: no tool can go below "
+        f"this ratio on this engine; portway / floor {c.median(pw_up) / c.median(floor):.3f}"
     )
     for note in notes:
         print(f"odd: {note}")

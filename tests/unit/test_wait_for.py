@@ -1,0 +1,92 @@
+"""service.workloads.wait_for: settles on status writes it learns of from the
+change log, reading again only the workloads written since the last poll."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from portway.controller.records import KIND_WORKLOAD
+from portway.service import workloads as svc
+from portway.service.app import App, Settings
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[App]:
+    application = App(
+        Settings(home=tmp_path, docker_socket=str(tmp_path / "no.sock"), local_wasm=False)
+    )
+    yield application
+    application.close()
+
+
+def _status(phase: str, generation: int = 1) -> dict[str, Any]:
+    return {"phase": phase, "observedGeneration": generation}
+
+
+def test_settles_when_the_controller_writes_ready_and_reads_only_what_changed(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = app.store
+    for name in ("web", "api", "idle"):
+        store.create(KIND_WORKLOAD, "shop", name, {}, _status("Pending"))
+    store.create(KIND_WORKLOAD, "other", "noise", {}, _status("Pending"))
+    reads: list[str] = []
+    real_get = store.get
+    waiter = threading.get_ident()
+
+    def counting_get(kind: str, namespace: str, name: str) -> Any:
+        if threading.get_ident() == waiter:  # the store's own reads for writes don't count
+            reads.append(f"{namespace}/{name}")
+        return real_get(kind, namespace, name)
+
+    monkeypatch.setattr(store, "get", counting_get)
+    monkeypatch.setattr(svc, "_FULL_READ_SECONDS", 60.0)  # only change-driven reads here
+
+    def controller() -> None:
+        time.sleep(0.15)
+        for _ in range(20):  # a busy neighbour: many writes, none of them ours
+            noise = real_get(KIND_WORKLOAD, "other", "noise")
+            assert noise is not None
+            store.update_status(noise, _status("Pending"))
+        for name in ("web", "api"):
+            record = real_get(KIND_WORKLOAD, "shop", name)
+            assert record is not None
+            store.update_status(record, _status("Ready"))
+
+    writer = threading.Thread(target=controller)
+    writer.start()
+    keys = [("shop", "web", 1), ("shop", "api", 1)]
+    results = svc.wait_for(app, keys, timeout=10)
+    writer.join()
+    assert results == {"shop/web": svc.WaitResult.READY, "shop/api": svc.WaitResult.READY}
+    # one read each at the start and one after the write that made it Ready
+    assert sorted(reads) == ["shop/api", "shop/api", "shop/web", "shop/web"]
+    assert "shop/idle" not in reads and "other/noise" not in reads
+
+
+def test_a_degraded_workload_ends_the_wait_and_an_old_generation_does_not(app: App) -> None:
+    record = app.store.create(KIND_WORKLOAD, "shop", "web", {}, _status("Ready", generation=1))
+
+    def controller() -> None:
+        time.sleep(0.1)
+        app.store.update_status(record, {**_status("Degraded", 2), "message": "image missing"})
+
+    writer = threading.Thread(target=controller)
+    writer.start()
+    results = svc.wait_for(app, [("shop", "web", 2)], timeout=10)
+    writer.join()
+    assert results == {"shop/web": svc.WaitResult.DEGRADED}
+
+
+def test_times_out_when_nothing_is_written(app: App) -> None:
+    app.store.create(KIND_WORKLOAD, "shop", "web", {}, _status("Pending"))
+    started = time.monotonic()
+    results = svc.wait_for(app, [("shop", "web", 1)], timeout=0.3)
+    assert results == {"shop/web": svc.WaitResult.TIMEOUT}
+    assert time.monotonic() - started < 5
