@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,6 +38,9 @@ WORKLOAD = textwrap.dedent(
       replicas: 2
     """
 )
+
+#: the real one, kept before any fixture replaces it
+_REAL_CLIENT_FOR = contexts.client_for
 
 _HOP_HEADERS = {"content-length", "transfer-encoding", "content-encoding", "connection"}
 
@@ -266,3 +270,87 @@ def test_whoami_tokens_and_targets(
     assert bad.exit_code == 2 and "--taint" in bad.output
     log = json.loads(remote("audit-log", "-o", "json").output)
     assert any(e["outcome"] == "denied" and e["user"] == "alice" for e in log["items"])
+
+
+@pytest.fixture
+def spans() -> Iterator[Any]:
+    """Tracing on, into memory; listed before ``api`` so the app is made
+    with tracing on (FastAPI takes the provider when the app is created)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from portway import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider)
+    yield exporter
+    tracing.uninstall()
+    provider.shutdown()
+
+
+def test_a_traced_remote_apply_is_one_trace_from_the_cli_into_the_server(
+    spans: Any,
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With tracing on, the CLI opens a root span for the command and every
+    request carries it (traceparent): the server's request span and the
+    apply under it are children in the same trace."""
+    from portway.client import http as client_http
+
+    transport = _bridge(api)
+    real_client = client_http.PortwayClient
+
+    class BridgedClient(real_client):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **{**kwargs, "transport": transport})
+
+    # the real client_for (it wires the trace headers), on the in-process app
+    monkeypatch.setattr(client_http, "PortwayClient", BridgedClient)
+    monkeypatch.setattr(contexts, "client_for", _REAL_CLIENT_FOR)
+    spec = tmp_path / "web.yaml"
+    spec.write_text(WORKLOAD)
+    applied = remote("apply", "-f", str(spec), "--no-wait")
+    assert applied.exit_code == 0, applied.output
+
+    finished = spans.get_finished_spans()
+    [root] = [s for s in finished if s.name == "portway.cli.apply"]
+    assert root.parent is None
+    assert root.attributes is not None and root.attributes["portway.server"] == "http://testserver"
+    [post] = [s for s in finished if s.name == "POST /v1/apply"]
+    [apply] = [s for s in finished if s.name == "portway.apply"]
+    assert post.parent is not None and post.parent.span_id == root.context.span_id
+    assert apply.parent is not None and apply.parent.span_id == post.context.span_id
+    assert {post.context.trace_id, apply.context.trace_id} == {root.context.trace_id}
+
+
+def test_without_tracing_requests_carry_no_trace_headers(
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from portway.client import http as client_http
+
+    seen: list[str] = []
+    bridge = _bridge(api)
+
+    def spy(request: httpx.Request) -> httpx.Response:
+        seen.extend(k.lower() for k in request.headers)
+        return bridge.handle_request(request)
+
+    real_client = client_http.PortwayClient
+
+    class SpiedClient(real_client):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **{**kwargs, "transport": httpx.MockTransport(spy)})
+
+    monkeypatch.setattr(client_http, "PortwayClient", SpiedClient)
+    monkeypatch.setattr(contexts, "client_for", _REAL_CLIENT_FOR)
+    assert remote("get", "workloads", "-A").exit_code == 0
+    assert "authorization" in seen and "traceparent" not in seen

@@ -116,6 +116,14 @@ def _options(
         if current is not None:
             command = f"{ctx.command_path} {ctx.invoked_subcommand}"
             _fail(str(remote_cli.refuse_local_only(command, current.name)), 2)
+    elif tracing.enabled() and ctx.invoked_subcommand not in ("server", "context"):
+        current = _guard(contexts_cli.active_context)
+        if current is not None:
+            # a root span for the whole command, whose context every request
+            # carries (traceparent): the server's spans join this trace
+            attributes = {"portway.command": str(ctx.invoked_subcommand)}
+            attributes["portway.server"] = current.server
+            ctx.with_resource(tracing.span(f"portway.cli.{ctx.invoked_subcommand}", attributes))
 
 
 def _app() -> Any:
