@@ -354,3 +354,115 @@ def test_without_tracing_requests_carry_no_trace_headers(
     monkeypatch.setattr(contexts, "client_for", _REAL_CLIENT_FOR)
     assert remote("get", "workloads", "-A").exit_code == 0
     assert "authorization" in seen and "traceparent" not in seen
+
+
+COMPOSE = textwrap.dedent(
+    """\
+    services:
+      db:
+        image: portway/busybox:latest
+        command: ["sleep", "3600"]
+      web:
+        image: portway/busybox:latest
+        command: ["sleep", "3600"]
+        depends_on:
+          db: {condition: service_started}
+        secrets: [token]
+        deploy: {replicas: 2}
+    secrets:
+      token: {file: ./token.txt}
+    """
+)
+
+MANIFESTS = textwrap.dedent(
+    """\
+    apiVersion: v1
+    kind: Secret
+    metadata: {name: creds, namespace: team-k}
+    stringData: {password: hunter2}
+    ---
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: api, namespace: team-k}
+    spec:
+      replicas: 1
+      selector: {matchLabels: {app: api}}
+      template:
+        metadata: {labels: {app: api}}
+        spec:
+          containers:
+            - name: api
+              image: portway/busybox:latest
+              command: ["sleep", "3600"]
+              env:
+                - name: PASSWORD
+                  valueFrom: {secretKeyRef: {name: creds, key: password}}
+    """
+)
+
+
+def test_compose_and_kubernetes_files_plan_and_apply_through_the_server(
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The files are read on the CLI's machine; the server gets their
+    secrets and translated workloads, and plans them as local mode does."""
+    project = tmp_path / "shop"
+    project.mkdir()
+    (project / "token.txt").write_text("s3cret\n")
+    compose = project / "compose.yaml"
+    compose.write_text(COMPOSE)
+    manifests = tmp_path / "api.yaml"
+    manifests.write_text(MANIFESTS)
+
+    for file in (compose, manifests):
+        there, here = remote("plan", "-f", str(file)), remote("plan", "-f", str(file), who="local")
+        assert there.exit_code == 0, there.output
+        assert there.output == here.output
+    assert "compose keys of service web" in remote("plan", "-f", str(compose)).output
+
+    applied = remote("apply", "-f", str(compose), "--no-wait")
+    assert applied.exit_code == 0, applied.output
+    lines = applied.output.splitlines()
+    assert lines[:3] == [
+        "secret/secret-token stored",
+        "workload/db created",
+        "workload/web created",
+    ]
+    applied = remote("apply", "-f", str(manifests), "--no-wait")
+    assert applied.exit_code == 0, applied.output
+    assert applied.output.splitlines()[:2] == ["secret/team-k/creds stored", "workload/api created"]
+
+    secrets = json.loads(remote("secret", "ls", "-A", "-o", "json").output)
+    names = {(s["namespace"], s["name"]) for s in secrets["items"]}
+    assert {("shop", "secret-token"), ("team-k", "creds")} <= names
+    web = api.app.store.get("Workload", "shop", "web")
+    assert web is not None, "web was not recorded"
+    spec = web.spec["workload"]["spec"]
+    assert spec["replicas"] == 2
+    assert spec["secrets"][0]["secret"] == "secret-token"
+    assert spec["extensions"]["compose"] == {"project": "shop", "service": "web"}
+    assert api.app.store.get("Workload", "team-k", "api") is not None
+
+
+def test_a_compose_file_the_server_refuses_is_refused_with_every_reason_and_nothing_runs(
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The namespace policy (baseline) is the server's to judge: both
+    violations come back at once, and no workload is recorded."""
+    project = tmp_path / "bad"
+    project.mkdir()
+    compose = project / "compose.yaml"
+    compose.write_text(
+        "services:\n  web:\n    image: portway/busybox:latest\n    privileged: true\n"
+        "    pid: host\n"
+    )
+    refused = remote("apply", "-f", str(compose))
+    assert refused.exit_code == 2, refused.output
+    text = " ".join(refused.output.split())
+    assert "2 problems" in text
+    assert "privileged" in text and "hostPid" in text
+    assert api.app.store.get("Workload", "bad", "web") is None
