@@ -276,3 +276,69 @@ def test_tls_contexts(cli: CliRunner, tmp_path: Path, docker_driver: Any) -> Non
 
         _ok(cli.invoke(app, [*add, "--insecure"]), "context add --insecure")
         _ok(cli.invoke(app, ["whoami"]), "whoami --insecure")
+
+
+def test_a_compose_file_runs_through_the_server_in_depends_on_order(
+    cli: CliRunner, server: Server, namespace: str, tmp_path: Path
+) -> None:
+    """The Compose file, its secret file and its .env are read by the CLI;
+    the server stores the secret and runs the services on Docker, a level at
+    a time: ``setup`` must exit 0 before ``web`` starts, and ``web`` sees the
+    secret at its target."""
+    admin_token = server.home / "admin.token"
+    _ok(
+        cli.invoke(
+            app,
+            [
+                "context",
+                "add",
+                "it",
+                "--use",
+                "--server",
+                server.url,
+                "--token-file",
+                str(admin_token),
+            ],
+        ),
+        "context add",
+    )
+    project = tmp_path / namespace  # the project (and namespace) is the directory's name
+    project.mkdir()
+    (project / "token.txt").write_text("remote-secret\n")
+    (project / ".env").write_text("GREETING=hello-compose\n")
+    (project / "compose.yaml").write_text(
+        "services:\n"
+        "  setup:\n"
+        "    image: portway/busybox:latest\n"
+        '    command: ["sh", "-c", "sleep 1; exit 0"]\n'
+        "  web:\n"
+        "    image: portway/busybox:latest\n"
+        '    command: ["sh", "-c", "echo $$GREETING; cat /run/secrets/token; '
+        'exec httpd -f -p 8080 -h /www"]\n'
+        '    environment: {GREETING: "${GREETING}"}\n'
+        "    depends_on: {setup: {condition: service_completed_successfully}}\n"
+        "    secrets: [token]\n"
+        "secrets:\n"
+        "  token: {file: ./token.txt}\n"
+    )
+    compose = project / "compose.yaml"
+    applied = _ok(
+        cli.invoke(app, ["apply", "-f", str(compose), "--timeout", "120"]), "apply compose"
+    )
+    lines = applied.output.splitlines()
+    assert lines[0] == "secret/secret-token stored"
+    order = [line.split()[0] for line in lines[1:]]
+    assert order[:4] == ["workload/setup", "workload/setup", "workload/web", "workload/web"], lines
+    assert "workload/setup completed" in lines and any(
+        line.startswith("workload/web ready") for line in lines
+    ), server.log()[-3000:]
+
+    def logged() -> bool:
+        result = cli.invoke(app, ["logs", "web", "-n", namespace])
+        return "hello-compose" in result.output and "remote-secret" in result.output
+
+    eventually(logged, timeout=20, what="web's greeting and secret in its logs")
+    deleted = _ok(
+        cli.invoke(app, ["delete", "-f", str(compose), "--timeout", "60"]), "delete -f compose"
+    )
+    assert "workload/web deleted" in deleted.output

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,6 +38,9 @@ WORKLOAD = textwrap.dedent(
       replicas: 2
     """
 )
+
+#: the real one, kept before any fixture replaces it
+_REAL_CLIENT_FOR = contexts.client_for
 
 _HOP_HEADERS = {"content-length", "transfer-encoding", "content-encoding", "connection"}
 
@@ -266,3 +270,199 @@ def test_whoami_tokens_and_targets(
     assert bad.exit_code == 2 and "--taint" in bad.output
     log = json.loads(remote("audit-log", "-o", "json").output)
     assert any(e["outcome"] == "denied" and e["user"] == "alice" for e in log["items"])
+
+
+@pytest.fixture
+def spans() -> Iterator[Any]:
+    """Tracing on, into memory; listed before ``api`` so the app is made
+    with tracing on (FastAPI takes the provider when the app is created)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from portway import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider)
+    yield exporter
+    tracing.uninstall()
+    provider.shutdown()
+
+
+def test_a_traced_remote_apply_is_one_trace_from_the_cli_into_the_server(
+    spans: Any,
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With tracing on, the CLI opens a root span for the command and every
+    request carries it (traceparent): the server's request span and the
+    apply under it are children in the same trace."""
+    from portway.client import http as client_http
+
+    transport = _bridge(api)
+    real_client = client_http.PortwayClient
+
+    class BridgedClient(real_client):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **{**kwargs, "transport": transport})
+
+    # the real client_for (it wires the trace headers), on the in-process app
+    monkeypatch.setattr(client_http, "PortwayClient", BridgedClient)
+    monkeypatch.setattr(contexts, "client_for", _REAL_CLIENT_FOR)
+    spec = tmp_path / "web.yaml"
+    spec.write_text(WORKLOAD)
+    applied = remote("apply", "-f", str(spec), "--no-wait")
+    assert applied.exit_code == 0, applied.output
+
+    finished = spans.get_finished_spans()
+    [root] = [s for s in finished if s.name == "portway.cli.apply"]
+    assert root.parent is None
+    assert root.attributes is not None and root.attributes["portway.server"] == "http://testserver"
+    [post] = [s for s in finished if s.name == "POST /v1/apply"]
+    [apply] = [s for s in finished if s.name == "portway.apply"]
+    assert post.parent is not None and post.parent.span_id == root.context.span_id
+    assert apply.parent is not None and apply.parent.span_id == post.context.span_id
+    assert {post.context.trace_id, apply.context.trace_id} == {root.context.trace_id}
+
+
+def test_without_tracing_requests_carry_no_trace_headers(
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from portway.client import http as client_http
+
+    seen: list[str] = []
+    bridge = _bridge(api)
+
+    def spy(request: httpx.Request) -> httpx.Response:
+        seen.extend(k.lower() for k in request.headers)
+        return bridge.handle_request(request)
+
+    real_client = client_http.PortwayClient
+
+    class SpiedClient(real_client):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **{**kwargs, "transport": httpx.MockTransport(spy)})
+
+    monkeypatch.setattr(client_http, "PortwayClient", SpiedClient)
+    monkeypatch.setattr(contexts, "client_for", _REAL_CLIENT_FOR)
+    assert remote("get", "workloads", "-A").exit_code == 0
+    assert "authorization" in seen and "traceparent" not in seen
+
+
+COMPOSE = textwrap.dedent(
+    """\
+    services:
+      db:
+        image: portway/busybox:latest
+        command: ["sleep", "3600"]
+      web:
+        image: portway/busybox:latest
+        command: ["sleep", "3600"]
+        depends_on:
+          db: {condition: service_started}
+        secrets: [token]
+        deploy: {replicas: 2}
+    secrets:
+      token: {file: ./token.txt}
+    """
+)
+
+MANIFESTS = textwrap.dedent(
+    """\
+    apiVersion: v1
+    kind: Secret
+    metadata: {name: creds, namespace: team-k}
+    stringData: {password: hunter2}
+    ---
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: api, namespace: team-k}
+    spec:
+      replicas: 1
+      selector: {matchLabels: {app: api}}
+      template:
+        metadata: {labels: {app: api}}
+        spec:
+          containers:
+            - name: api
+              image: portway/busybox:latest
+              command: ["sleep", "3600"]
+              env:
+                - name: PASSWORD
+                  valueFrom: {secretKeyRef: {name: creds, key: password}}
+    """
+)
+
+
+def test_compose_and_kubernetes_files_plan_and_apply_through_the_server(
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The files are read on the CLI's machine; the server gets their
+    secrets and translated workloads, and plans them as local mode does."""
+    project = tmp_path / "shop"
+    project.mkdir()
+    (project / "token.txt").write_text("s3cret\n")
+    compose = project / "compose.yaml"
+    compose.write_text(COMPOSE)
+    manifests = tmp_path / "api.yaml"
+    manifests.write_text(MANIFESTS)
+
+    for file in (compose, manifests):
+        there, here = remote("plan", "-f", str(file)), remote("plan", "-f", str(file), who="local")
+        assert there.exit_code == 0, there.output
+        assert there.output == here.output
+    assert "compose keys of service web" in remote("plan", "-f", str(compose)).output
+
+    applied = remote("apply", "-f", str(compose), "--no-wait")
+    assert applied.exit_code == 0, applied.output
+    lines = applied.output.splitlines()
+    assert lines[:3] == [
+        "secret/secret-token stored",
+        "workload/db created",
+        "workload/web created",
+    ]
+    applied = remote("apply", "-f", str(manifests), "--no-wait")
+    assert applied.exit_code == 0, applied.output
+    assert applied.output.splitlines()[:2] == ["secret/team-k/creds stored", "workload/api created"]
+
+    secrets = json.loads(remote("secret", "ls", "-A", "-o", "json").output)
+    names = {(s["namespace"], s["name"]) for s in secrets["items"]}
+    assert {("shop", "secret-token"), ("team-k", "creds")} <= names
+    web = api.app.store.get("Workload", "shop", "web")
+    assert web is not None, "web was not recorded"
+    spec = web.spec["workload"]["spec"]
+    assert spec["replicas"] == 2
+    assert spec["secrets"][0]["secret"] == "secret-token"
+    assert spec["extensions"]["compose"] == {"project": "shop", "service": "web"}
+    assert api.app.store.get("Workload", "team-k", "api") is not None
+
+
+def test_a_compose_file_the_server_refuses_is_refused_with_every_reason_and_nothing_runs(
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The namespace policy (baseline) is the server's to judge: both
+    violations come back at once, and no workload is recorded."""
+    project = tmp_path / "bad"
+    project.mkdir()
+    compose = project / "compose.yaml"
+    compose.write_text(
+        "services:\n  web:\n    image: portway/busybox:latest\n    privileged: true\n"
+        "    pid: host\n"
+    )
+    refused = remote("apply", "-f", str(compose))
+    assert refused.exit_code == 2, refused.output
+    text = " ".join(refused.output.split())
+    assert "2 problems" in text
+    assert "privileged" in text and "hostPid" in text
+    assert api.app.store.get("Workload", "bad", "web") is None

@@ -23,8 +23,10 @@ __all__ = [
     "apply_compose",
     "is_compose",
     "load",
+    "must_complete",
     "plan_items",
     "print_keys",
+    "wait_completed",
 ]
 
 EnvFileOpt = Annotated[
@@ -103,7 +105,7 @@ def apply_compose(
                 output.out.print(f"workload/{name} {result.outcome.value}", markup=False)
             if no_wait:
                 continue
-            must_finish = _must_complete(loaded)
+            must_finish = must_complete(loaded)
             keys = [
                 (r.workload.metadata.namespace, r.workload.metadata.name, r.generation)
                 for r in applied
@@ -113,7 +115,12 @@ def apply_compose(
                 report(service, wait(service, keys, timeout))
             for result in applied:
                 if result.workload.metadata.name in must_finish:
-                    _wait_completed(service, result.workload, timeout, link.notify)
+                    wait_completed(
+                        lambda ns, name: svc.replicas_of(service, ns, name),
+                        result.workload,
+                        timeout,
+                        link.notify,
+                    )
     if no_wait:
         output.err.print(
             "note: --no-wait records every service at once; depends_on order is kept "
@@ -122,7 +129,7 @@ def apply_compose(
         )
 
 
-def _must_complete(loaded: Any) -> set[str]:
+def must_complete(loaded: Any) -> set[str]:
     """Workloads some service waits for with service_completed_successfully."""
     from portway.spec.compose import normalise_name
 
@@ -134,23 +141,25 @@ def _must_complete(loaded: Any) -> set[str]:
     }
 
 
-def _wait_completed(
-    service: Any, workload: Any, timeout: float, notify: Callable[[list[str]], None]
+def wait_completed(
+    replicas_of: Callable[[str, str], list[Any]],
+    workload: Any,
+    timeout: float,
+    notify: Callable[[list[str]], None] | None = None,
 ) -> None:
     """Wait until every replica of the workload has exited 0 (a one-shot
-    service others wait for with service_completed_successfully). The
-    controller is nudged each second: an exit is otherwise seen only at its
-    next resync."""
+    service others wait for with service_completed_successfully). An
+    embedded controller is nudged each second (``notify``): it would
+    otherwise see an exit only at its next resync."""
     import time
 
     from portway.errors import PortwayError
-    from portway.service import workloads as svc
 
     namespace, name = workload.metadata.namespace, workload.metadata.name
     desired = workload.spec.replicas
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        replicas = svc.replicas_of(service, namespace, name)
+        replicas = replicas_of(namespace, name)
         failed = [r for r in replicas if r.state == "exited" and r.last_exit_code not in (None, 0)]
         if failed:
             raise PortwayError(
@@ -161,7 +170,8 @@ def _wait_completed(
         if replicas and len(done) >= desired:
             output.out.print(f"workload/{name} completed", markup=False)
             return
-        notify([workload.key])
+        if notify is not None:
+            notify([workload.key])
         time.sleep(1.0)
     raise PortwayError(f"workload/{name} did not complete within {timeout:g} s")
 

@@ -74,6 +74,7 @@ def close_clients() -> None:
 
 
 def client_for(context: Context) -> PortwayClient:
+    from portway import tracing
     from portway.client.http import PortwayClient
 
     return PortwayClient(
@@ -81,6 +82,7 @@ def client_for(context: Context) -> PortwayClient:
         context.read_token(),
         ca_file=context.ca_file,
         insecure=context.insecure,
+        per_request_headers=tracing.propagation_headers,
     )
 
 

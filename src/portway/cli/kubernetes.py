@@ -30,19 +30,12 @@ def load_sourced(file: Path, strict: bool = False) -> tuple[list[Any], list[Any]
     return list(loaded.workloads), list(loaded.namespaces)
 
 
-def prepare_apply(
-    client: Any, app: Callable[[], Any], file: Path, strict: bool
-) -> tuple[list[Any], list[Any]]:
+def prepare_apply(app: Callable[[], Any], file: Path, strict: bool) -> tuple[list[Any], list[Any]]:
     """Load a manifest file for apply and store its Secrets and ConfigMaps as
-    portway secrets (the workloads refer to them); returns what to apply."""
-    from portway.errors import PortwayError
+    portway secrets (the workloads refer to them); returns what to apply
+    (against a server: cli/remote_files.py)."""
     from portway.service import kubernetes as kube
 
-    if client is not None:
-        raise PortwayError(
-            f"{file}: Kubernetes manifests are applied on the embedded store only for now; "
-            "use `portway context use local`"
-        )
     loaded = kube.load(file, strict=strict)
     for name in kube.store_secrets(app(), loaded):
         output.out.print(f"secret/{name} stored", markup=False)

@@ -116,6 +116,14 @@ def _options(
         if current is not None:
             command = f"{ctx.command_path} {ctx.invoked_subcommand}"
             _fail(str(remote_cli.refuse_local_only(command, current.name)), 2)
+    elif tracing.enabled() and ctx.invoked_subcommand not in ("server", "context"):
+        current = _guard(contexts_cli.active_context)
+        if current is not None:
+            # a root span for the whole command, whose context every request
+            # carries (traceparent): the server's spans join this trace
+            attributes = {"portway.command": str(ctx.invoked_subcommand)}
+            attributes["portway.server"] = current.server
+            ctx.with_resource(tracing.span(f"portway.cli.{ctx.invoked_subcommand}", attributes))
 
 
 def _app() -> Any:
@@ -199,16 +207,21 @@ def _apply(file: Path, no_wait: bool, timeout: float, args: compose_cli.ComposeA
     client = _remote()
     if compose_cli.is_compose(file):
         if client is not None:
-            raise PortwayError(
-                f"{file}: Compose files are applied on the embedded store only for now; "
-                "use `portway context use local`"
-            )
+            from portway.cli import remote_files
+
+            raise typer.Exit(remote_files.apply_compose(client, file, args, no_wait, timeout))
         compose_cli.apply_compose(
             _app(), file, args, no_wait, timeout, _wait_with_progress, _report_wait
         )
         return
     if kube_cli.is_kubernetes(file):
-        items, namespaces = kube_cli.prepare_apply(client, _app, file, args.strict)
+        if client is not None:
+            from portway.cli import remote_files
+
+            raise typer.Exit(
+                remote_files.apply_kubernetes(client, file, args.strict, no_wait, timeout)
+            )
+        items, namespaces = kube_cli.prepare_apply(_app, file, args.strict)
     elif client is not None:
         raise typer.Exit(remote_cli.apply(client, file, no_wait, timeout))
     else:
@@ -341,14 +354,18 @@ def _plan(
 ) -> None:
     fmt = parse_format(fmt_text)
     client = _remote()
+
+    def plan(sourced: list[Any], namespaces: list[Any]) -> list[dict[str, Any]]:
+        if client is None:
+            return _plan_sourced(sourced, namespaces, targets)
+        from portway.cli import remote_files
+
+        return remote_files.plan_translated(client, file, sourced, namespaces, targets)
+
     if compose_cli.is_compose(file):
-        items = compose_cli.plan_items(
-            file, args, lambda sourced, ns: _plan_sourced(sourced, ns, targets)
-        )
+        items = compose_cli.plan_items(file, args, plan)
     elif kube_cli.is_kubernetes(file):
-        items = kube_cli.plan_items(
-            file, args.strict, lambda sourced, ns: _plan_sourced(sourced, ns, targets)
-        )
+        items = kube_cli.plan_items(file, args.strict, plan)
     elif client is None:
         items = _plan_items(file, targets)
     else:

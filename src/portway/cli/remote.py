@@ -247,7 +247,18 @@ def _say(text: str) -> None:
 
 def apply(client: PortwayClient, file: Path, no_wait: bool, timeout: float) -> int:
     """``portway apply -f FILE`` against a server; the exit code."""
-    answer = client.apply(documents_of(file), str(file))
+    keys = submit(client, documents_of(file), str(file))
+    if no_wait:
+        return 0
+    return report_wait(client, wait_for(client, keys, timeout))
+
+
+def submit(
+    client: PortwayClient, documents: Sequence[Mapping[str, Any]], source: str
+) -> list[tuple[str, str, int]]:
+    """Send documents to the server's apply and print what it did, as local
+    mode prints it; (namespace, name, generation) of each workload applied."""
+    answer = client.apply(documents, source)
     for item in answer.get("namespaces") or []:
         _say(f"namespace/{item.get('name')} {item.get('outcome')}")
         violators = item.get("violators") or []
@@ -262,10 +273,7 @@ def apply(client: PortwayClient, file: Path, no_wait: bool, timeout: float) -> i
     applied = [item for item in answer.get("workloads") or [] if isinstance(item, Mapping)]
     for item in applied:
         _say(f"workload/{item['name']} {item['outcome']}")
-    if no_wait:
-        return 0
-    keys = [(str(i["namespace"]), str(i["name"]), int(i.get("generation", 0))) for i in applied]
-    return _report_wait(client, wait_for(client, keys, timeout))
+    return [(str(i["namespace"]), str(i["name"]), int(i.get("generation", 0))) for i in applied]
 
 
 def wait_for(
@@ -313,7 +321,7 @@ def wait_for(
         time.sleep(poll)
 
 
-def _report_wait(client: PortwayClient, results: Mapping[str, str]) -> int:
+def report_wait(client: PortwayClient, results: Mapping[str, str]) -> int:
     reads = RemoteReads(client)
     failed = False
     for key, result in results.items():

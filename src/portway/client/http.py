@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ssl
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
@@ -60,8 +60,12 @@ class PortwayClient:
         insecure: bool = False,
         transport: httpx.BaseTransport | None = None,
         timeout: float = READ_TIMEOUT,
+        per_request_headers: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
+        """``per_request_headers`` adds headers computed at each request (the
+        CLI's trace context: the client itself knows nothing of tracing)."""
         self.server = server.rstrip("/")
+        self._per_request_headers = per_request_headers
         verify: ssl.SSLContext | bool = True
         if insecure:
             verify = False
@@ -96,6 +100,11 @@ class PortwayClient:
             "`portway context use --local` for the embedded store"
         )
 
+    def _headers(self, headers: Mapping[str, str] | None) -> dict[str, str]:
+        merged = dict(self._per_request_headers()) if self._per_request_headers else {}
+        merged.update(headers or {})
+        return merged
+
     def request(
         self,
         method: str,
@@ -111,8 +120,9 @@ class PortwayClient:
         extra: dict[str, Any] = {}
         if timeout is not None:
             extra["timeout"] = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT)
-        if headers:
-            extra["headers"] = dict(headers)
+        merged = self._headers(headers)
+        if merged:
+            extra["headers"] = merged
         try:
             response = self._http.request(method, path, params=cast(Any, query), json=body, **extra)
         except httpx.TransportError as exc:
@@ -133,7 +143,7 @@ class PortwayClient:
                 "GET",
                 path,
                 params=cast(Any, query),
-                headers=dict(headers),
+                headers=self._headers(headers),
                 timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),  # a follow may idle long
             ) as response:
                 if response.is_error:

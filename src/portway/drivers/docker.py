@@ -67,6 +67,7 @@ from portway.drivers.engine_common import (
     MAX_POOL_SIZE,
     ZERO_TIME_PREFIX,
     EngineNetwork,
+    log_line_batches,
     network_lock,
     networks_held,
     parse_engine_time,
@@ -87,9 +88,6 @@ from portway.drivers.engine_common import (
 )
 from portway.drivers.engine_common import (
     flattened as _flattened,
-)
-from portway.drivers.engine_common import (
-    frame_batches as _frame_batches,
 )
 from portway.drivers.engine_common import (
     frames as _frames,
@@ -293,6 +291,37 @@ def _log_line(stream: str, raw_line: bytes) -> LogLine:
     if timestamp is None:
         return LogLine(None, stream, text)
     return LogLine(timestamp, stream, rest)
+
+
+class _DockerLogDecoder:
+    """Docker frames whatever the container wrote, each line "<RFC 3339> text":
+    usually one whole line a frame, but a long line spans frames and a frame
+    may hold several."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, bytes] = {}
+
+    def decode(self, batch: list[tuple[int, bytes]]) -> list[LogLine]:
+        # a whole socket read at a time: per-line work stays minimal
+        pending = self._pending
+        out: list[LogLine] = []
+        for stream_id, payload in batch:
+            stream = _STREAMS.get(stream_id, "stdout")
+            if not pending and payload.find(b"\n") == len(payload) - 1:
+                # the usual frame: exactly one whole line
+                out.append(_log_line(stream, payload[:-1]))
+                continue
+            head = pending.pop(stream, None)
+            *lines, rest = (head + payload if head else payload).split(b"\n")
+            if rest:
+                pending[stream] = rest
+            out.extend([_log_line(stream, line) for line in lines])
+        return out
+
+    def flush(self) -> list[LogLine]:
+        rest = [_log_line(stream, text) for stream, text in self._pending.items()]
+        self._pending.clear()
+        return rest
 
 
 _Extension = EngineExtension
@@ -1120,44 +1149,9 @@ class DockerDriver(DockerVolumes):
     def _log_lines(
         self, response: requests.Response, stop: threading.Event | None, action: str
     ) -> Iterator[list[LogLine]]:
-        watch = _StreamWatch(stop, _shutdown(response))
-        pending: dict[str, bytes] = {}
-        try:
-            batches = _frame_batches(response)
-            while not watch.stopping:
-                try:
-                    with self._engine(action):
-                        batch = next(batches, None)
-                except DriverError:
-                    if watch.stopping:
-                        return
-                    raise
-                except Exception:
-                    if watch.stopping:  # a read tripped over the socket shut under it
-                        return
-                    raise
-                if batch is None:
-                    break
-                # a whole socket read at a time: per-line work stays minimal
-                out: list[LogLine] = []
-                for stream_id, payload in batch:
-                    stream = _STREAMS.get(stream_id, "stdout")
-                    if not pending and payload.find(b"\n") == len(payload) - 1:
-                        # the usual frame: exactly one whole line
-                        out.append(_log_line(stream, payload[:-1]))
-                        continue
-                    head = pending.pop(stream, None)
-                    *lines, rest = (head + payload if head else payload).split(b"\n")
-                    if rest:
-                        pending[stream] = rest
-                    out.extend([_log_line(stream, line) for line in lines])
-                if out:
-                    yield out
-            if not watch.stopping and pending:
-                yield [_log_line(stream, rest) for stream, rest in pending.items()]
-        finally:
-            watch.finish()
-            response.close()
+        return log_line_batches(
+            response, stop, _shutdown(response), lambda: self._engine(action), _DockerLogDecoder()
+        )
 
     # --- Executor -------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Helpers shared by the drivers of engines that speak Docker's HTTP
 vocabulary (Docker and Podman): JSON accessors, engine timestamps, the
-multiplexed log/exec stream, stream cancellation, exception chains and the
+multiplexed log/exec stream and the loop that reads log lines from it, stream
+cancellation, exception chains and the
 naming and locking of namespace networks. Engine-specific mapping (states,
 events, ports, errors, network API calls) stays in each driver.
 """
@@ -10,16 +11,17 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, suppress
+from contextlib import AbstractContextManager, ExitStack, suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from portway.drivers.base import (
     LABEL_CLUSTER,
     LABEL_MANAGED,
     LABEL_NAMESPACE,
     LABEL_PREFIX,
+    LogLine,
     ReplicaRequest,
 )
 from portway.drivers.stream_body import body_pieces, split_frames
@@ -163,6 +165,56 @@ class StreamWatch:
 
     def finish(self) -> None:
         self._done.set()
+
+
+class LogDecoder(Protocol):
+    """Turns an engine's log frames into lines. Docker and Podman frame the same
+    stream differently (where the timestamp sits, whether a frame is a line),
+    so each driver has its own; a line cut across frames waits in the decoder."""
+
+    def decode(self, batch: list[tuple[int, bytes]]) -> list[LogLine]:
+        """The whole lines that the frames of one socket read complete."""
+        ...
+
+    def flush(self) -> list[LogLine]:
+        """The unfinished lines left when the stream ended."""
+        ...
+
+
+def log_line_batches(
+    response: Any,
+    stop: threading.Event | None,
+    shutdown: Callable[[], None],
+    guard: Callable[[], AbstractContextManager[object]],
+    decoder: LogDecoder,
+) -> Iterator[list[LogLine]]:
+    """A log stream's lines, a list per socket read, until the engine ends the
+    stream or ``stop`` is set; ``guard`` maps the engine's errors while reading.
+    Setting ``stop`` shuts the socket (``shutdown``) under a blocked reader,
+    which then ends quietly instead of raising."""
+    watch = StreamWatch(stop, shutdown)
+    try:
+        batches = frame_batches(response)
+        while not watch.stopping:
+            try:
+                with guard():
+                    batch = next(batches, None)
+            except Exception:
+                if watch.stopping:  # a read tripped over the socket shut under it
+                    return
+                raise
+            if batch is None:
+                break
+            lines = decoder.decode(batch)
+            if lines:
+                yield lines
+        if not watch.stopping:
+            rest = decoder.flush()
+            if rest:
+                yield rest
+    finally:
+        watch.finish()
+        response.close()
 
 
 def chain(exc: BaseException) -> Iterator[BaseException]:

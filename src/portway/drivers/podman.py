@@ -72,6 +72,7 @@ from portway.drivers.engine_common import (
     EXEC_TIMEOUT_EXIT_CODE,
     MAX_POOL_SIZE,
     EngineNetwork,
+    log_line_batches,
     network_lock,
     networks_held,
     parse_engine_time,
@@ -92,9 +93,6 @@ from portway.drivers.engine_common import (
 )
 from portway.drivers.engine_common import (
     flattened as _flattened,
-)
-from portway.drivers.engine_common import (
-    frame_batches as _frame_batches,
 )
 from portway.drivers.engine_common import (
     frames as _frames,
@@ -350,6 +348,38 @@ def _known_runtimes(default: Mapping[str, Any]) -> tuple[Runtime, ...]:
 
 class _ConflictError(PermanentDriverError):
     """A name (container or volume) is taken; callers that expect it handle it."""
+
+
+class _PodmanLogDecoder:
+    """One Podman frame is one log line with its timestamp; a frame without a
+    trailing newline is part of a long line that the next frames finish (the
+    line keeps the first part's timestamp)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[datetime | None, str]] = {}
+
+    def decode(self, batch: list[tuple[int, bytes]]) -> list[LogLine]:
+        pending = self._pending
+        out: list[LogLine] = []
+        for stream_id, payload in batch:
+            stream = _STREAMS.get(stream_id, "stdout")
+            stamp, text = _split_stamp(payload.decode("utf-8", errors="replace"))
+            first_stamp, head = pending.pop(stream, (stamp, ""))
+            *lines, rest = (head + text).split("\n")
+            for line in lines:
+                out.append(LogLine(first_stamp, stream, line.removesuffix("\r")))
+                first_stamp = stamp
+            if rest:
+                pending[stream] = (first_stamp, rest)
+        return out
+
+    def flush(self) -> list[LogLine]:
+        rest = [
+            LogLine(stamp, stream, text.removesuffix("\r"))
+            for stream, (stamp, text) in self._pending.items()
+        ]
+        self._pending.clear()
+        return rest
 
 
 def _shutdown(response: Any) -> Callable[[], None]:
@@ -1257,47 +1287,9 @@ class PodmanDriver(PodmanVolumes):
     def _log_lines(
         self, response: Any, stop: threading.Event | None, action: str
     ) -> Iterator[list[LogLine]]:
-        """One frame is one log line with its timestamp; a frame without a
-        trailing newline is part of a long line that the next frames finish."""
-        watch = _StreamWatch(stop, _shutdown(response))
-        pending: dict[str, tuple[datetime | None, str]] = {}
-        try:
-            batches = _frame_batches(response)
-            while not watch.stopping:
-                try:
-                    with self._engine(action):
-                        batch = next(batches, None)
-                except DriverError:
-                    if watch.stopping:
-                        return
-                    raise
-                except Exception:
-                    if watch.stopping:  # a read tripped over the socket shut under it
-                        return
-                    raise
-                if batch is None:
-                    break
-                out: list[LogLine] = []
-                for stream_id, payload in batch:
-                    stream = _STREAMS.get(stream_id, "stdout")
-                    stamp, text = _split_stamp(payload.decode("utf-8", errors="replace"))
-                    first_stamp, head = pending.pop(stream, (stamp, ""))
-                    *lines, rest = (head + text).split("\n")
-                    for line in lines:
-                        out.append(LogLine(first_stamp, stream, line.removesuffix("\r")))
-                        first_stamp = stamp
-                    if rest:
-                        pending[stream] = (first_stamp, rest)
-                if out:
-                    yield out
-            if not watch.stopping and pending:
-                yield [
-                    LogLine(stamp, stream, rest.removesuffix("\r"))
-                    for stream, (stamp, rest) in pending.items()
-                ]
-        finally:
-            watch.finish()
-            response.close()
+        return log_line_batches(
+            response, stop, _shutdown(response), lambda: self._engine(action), _PodmanLogDecoder()
+        )
 
     # --- Executor -------------------------------------------------------------
 

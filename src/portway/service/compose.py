@@ -82,14 +82,23 @@ def store_secrets(app: App, loaded: ComposeLoad) -> list[str]:
     return names
 
 
+def rejected_keys(loaded: ComposeLoad) -> list[Issue]:
+    """The keys the Compose table rejects wherever the project runs (the part
+    of ``refusals`` that needs no store: a remote apply checks it locally and
+    leaves the namespace policy to the server)."""
+    return [
+        Issue(key.rule.reason, file=item.file, path=key.path, line=key.line)
+        for item in loaded.mapped.workloads
+        for key in item.keys
+        if key.rule.verdict is Verdict.REJECTED
+    ]
+
+
 def refusals(app: App, loaded: ComposeLoad) -> list[Issue]:
     """Every reason apply must refuse the project: keys the Compose table
     rejects and the namespace policy's violations, for every service."""
-    issues: list[Issue] = []
+    issues = rejected_keys(loaded)
     for item, sourced in zip(loaded.mapped.workloads, loaded.workloads, strict=True):
-        for key in item.keys:
-            if key.rule.verdict is Verdict.REJECTED:
-                issues.append(Issue(key.rule.reason, file=item.file, path=key.path, line=key.line))
         for violation in judge(app, sourced.workload).violations:
             owner = next(
                 (k for k in item.keys if k.rule.field and _under(violation.path, k.rule.field)),

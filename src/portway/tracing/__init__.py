@@ -36,6 +36,7 @@ __all__ = [
     "enabled",
     "forget",
     "install",
+    "propagation_headers",
     "provider",
     "remember",
     "route",
@@ -150,6 +151,19 @@ def route(method: str, template: str) -> None:
     current = trace.get_current_span()
     current.set_attribute("http.route", template)
     current.update_name(f"{method} {template}")
+
+
+def propagation_headers() -> dict[str, str]:
+    """W3C trace-context headers (``traceparent``) naming the current span,
+    for a request to a portway server: the server's request span then joins
+    the caller's trace. Empty when tracing is off or no span is open."""
+    if _tracer is None:
+        return {}
+    from opentelemetry import propagate
+
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
 
 
 def bind(function: Callable[..., T]) -> Callable[..., T]:
