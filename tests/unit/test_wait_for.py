@@ -40,16 +40,21 @@ def test_settles_when_the_controller_writes_ready_and_reads_only_what_changed(
     real_get = store.get
     waiter = threading.get_ident()
 
+    first_reads_done = threading.Event()
+
     def counting_get(kind: str, namespace: str, name: str) -> Any:
         if threading.get_ident() == waiter:  # the store's own reads for writes don't count
             reads.append(f"{namespace}/{name}")
+            if len(reads) == 2:
+                first_reads_done.set()
         return real_get(kind, namespace, name)
 
     monkeypatch.setattr(store, "get", counting_get)
     monkeypatch.setattr(svc, "_FULL_READ_SECONDS", 60.0)  # only change-driven reads here
 
     def controller() -> None:
-        time.sleep(0.15)
+        # after the waiter's first reads, however slow the machine
+        assert first_reads_done.wait(30)
         for _ in range(20):  # a busy neighbour: many writes, none of them ours
             noise = real_get(KIND_WORKLOAD, "other", "noise")
             assert noise is not None
