@@ -112,10 +112,8 @@ def _ok(result: Result, what: str) -> Result:
     return result
 
 
-def test_remote_cli_end_to_end(
-    cli: CliRunner, server: Server, namespace: str, tmp_path: Path
-) -> None:
-    started = time.monotonic()
+def _use_admin_context(cli: CliRunner, server: Server) -> Path:
+    """Context ``it`` on the server with its bootstrap admin token, in use; the token's path."""
     admin_token = server.home / "admin.token"
     _ok(
         cli.invoke(
@@ -133,6 +131,14 @@ def test_remote_cli_end_to_end(
         ),
         "context add",
     )
+    return admin_token
+
+
+def test_remote_cli_end_to_end(
+    cli: CliRunner, server: Server, namespace: str, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    admin_token = _use_admin_context(cli, server)
     me = json.loads(_ok(cli.invoke(app, ["whoami", "-o", "json"]), "whoami").output)
     assert me["user"] == "admin"
 
@@ -285,23 +291,7 @@ def test_a_compose_file_runs_through_the_server_in_depends_on_order(
     the server stores the secret and runs the services on Docker, a level at
     a time: ``setup`` must exit 0 before ``web`` starts, and ``web`` sees the
     secret at its target."""
-    admin_token = server.home / "admin.token"
-    _ok(
-        cli.invoke(
-            app,
-            [
-                "context",
-                "add",
-                "it",
-                "--use",
-                "--server",
-                server.url,
-                "--token-file",
-                str(admin_token),
-            ],
-        ),
-        "context add",
-    )
+    _use_admin_context(cli, server)
     project = tmp_path / namespace  # the project (and namespace) is the directory's name
     project.mkdir()
     (project / "token.txt").write_text("remote-secret\n")

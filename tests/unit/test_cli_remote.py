@@ -17,6 +17,7 @@ import httpx
 import pytest
 from click.testing import Result
 from tests.unit.api_support import Api, api  # noqa: F401  (the fixture)
+from tests.unit.test_tracing import spans  # noqa: F401  (the fixture)
 from typer.testing import CliRunner
 
 from portway.cli import contexts, output
@@ -272,27 +273,8 @@ def test_whoami_tokens_and_targets(
     assert any(e["outcome"] == "denied" and e["user"] == "alice" for e in log["items"])
 
 
-@pytest.fixture
-def spans() -> Iterator[Any]:
-    """Tracing on, into memory; listed before ``api`` so the app is made
-    with tracing on (FastAPI takes the provider when the app is created)."""
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    from portway import tracing
-
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.install(provider)
-    yield exporter
-    tracing.uninstall()
-    provider.shutdown()
-
-
 def test_a_traced_remote_apply_is_one_trace_from_the_cli_into_the_server(
-    spans: Any,
+    spans: Any,  # noqa: F811  (first, so that the app is made with tracing on)
     remote: Callable[..., Result],
     api: Api,  # noqa: F811
     tmp_path: Path,
