@@ -67,7 +67,7 @@ from portway.drivers.engine_common import (
     MAX_POOL_SIZE,
     ZERO_TIME_PREFIX,
     EngineNetwork,
-    log_line_batches,
+    StreamedLogs,
     network_lock,
     networks_held,
     parse_engine_time,
@@ -85,9 +85,6 @@ from portway.drivers.engine_common import (
 )
 from portway.drivers.engine_common import (
     caused_by as _caused_by,
-)
-from portway.drivers.engine_common import (
-    flattened as _flattened,
 )
 from portway.drivers.engine_common import (
     frames as _frames,
@@ -113,7 +110,6 @@ from portway.drivers.engine_security import (
     facts_from_inspect,
     non_root_refusal,
 )
-from portway.drivers.follow import until_stopped
 from portway.drivers.runtime_handlers import (
     GVISOR_GAPS,
     TierRefused,
@@ -370,7 +366,7 @@ def _shutdown(response: requests.Response) -> Callable[[], None]:
     return shutdown
 
 
-class DockerDriver(DockerVolumes):
+class DockerDriver(DockerVolumes, StreamedLogs):
     """Runs replicas as containers on one Docker Engine."""
 
     name = DRIVER_NAME
@@ -1083,36 +1079,13 @@ class DockerDriver(DockerVolumes):
             image=_text(row.get("Image")),
         )
 
-    # --- LogSource ------------------------------------------------------------
+    # --- LogSource (engine_common.StreamedLogs) ----------------------------------
 
-    def logs(
-        self,
-        handle: Handle,
-        *,
-        follow: bool = False,
-        tail: int | None = None,
-        since: datetime | None = None,
-        stop: threading.Event | None = None,
-    ) -> Iterator[LogLine]:
-        """Lines with stdout and stderr kept apart, each with the engine's timestamp.
+    def _log_decoder(self) -> _DockerLogDecoder:
+        return _DockerLogDecoder()
 
-        ``follow`` ends when the container stops or ``stop`` is set.
-        """
-        response, action = self._open_logs(handle, follow=follow, tail=tail, since=since)
-        return until_stopped(_flattened(self._log_lines(response, stop, action)), stop)
-
-    def log_batches(
-        self,
-        handle: Handle,
-        *,
-        follow: bool = False,
-        tail: int | None = None,
-        since: datetime | None = None,
-        stop: threading.Event | None = None,
-    ) -> Iterator[list[LogLine]]:
-        """``logs``, a list per read from the engine (LogBatchSource)."""
-        response, action = self._open_logs(handle, follow=follow, tail=tail, since=since)
-        return self._log_lines(response, stop, action)
+    def _stream_shutdown(self, response: Any) -> Callable[[], None]:
+        return _shutdown(response)
 
     def _open_logs(
         self,
@@ -1145,13 +1118,6 @@ class DockerDriver(DockerVolumes):
             )
             _raise_for_status(response)
         return response, action
-
-    def _log_lines(
-        self, response: requests.Response, stop: threading.Event | None, action: str
-    ) -> Iterator[list[LogLine]]:
-        return log_line_batches(
-            response, stop, _shutdown(response), lambda: self._engine(action), _DockerLogDecoder()
-        )
 
     # --- Executor -------------------------------------------------------------
 

@@ -21,9 +21,11 @@ from portway.drivers.base import (
     LABEL_MANAGED,
     LABEL_NAMESPACE,
     LABEL_PREFIX,
+    Handle,
     LogLine,
     ReplicaRequest,
 )
+from portway.drivers.follow import until_stopped
 from portway.drivers.stream_body import body_pieces, split_frames
 
 CLIENT_TIMEOUT_SECONDS = 30
@@ -215,6 +217,64 @@ def log_line_batches(
     finally:
         watch.finish()
         response.close()
+
+
+class StreamedLogs:
+    """``logs`` and ``log_batches`` (LogSource, LogBatchSource) for an engine
+    that streams a container's log as multiplexed frames (Docker, Podman).
+    The driver supplies how to ask for the stream (``_open_logs``), how to
+    decode its frames (``_log_decoder``), how to shut its socket from another
+    thread (``_stream_shutdown``) and its error mapping (``_engine``)."""
+
+    def _open_logs(
+        self, handle: Handle, *, follow: bool, tail: int | None, since: datetime | None
+    ) -> tuple[Any, str]:
+        """The engine's log stream for ``handle``: (response, action for errors)."""
+        raise NotImplementedError
+
+    def _log_decoder(self) -> LogDecoder:
+        raise NotImplementedError
+
+    def _stream_shutdown(self, response: Any) -> Callable[[], None]:
+        raise NotImplementedError
+
+    def _engine(self, action: str) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def logs(
+        self,
+        handle: Handle,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[LogLine]:
+        """Lines with stdout and stderr kept apart, each with the engine's
+        timestamp. ``follow`` ends when the container stops or ``stop`` is set."""
+        return until_stopped(
+            flattened(self.log_batches(handle, follow=follow, tail=tail, since=since, stop=stop)),
+            stop,
+        )
+
+    def log_batches(
+        self,
+        handle: Handle,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[list[LogLine]]:
+        """``logs``, a list per read from the engine (LogBatchSource)."""
+        response, action = self._open_logs(handle, follow=follow, tail=tail, since=since)
+        return log_line_batches(
+            response,
+            stop,
+            self._stream_shutdown(response),
+            lambda: self._engine(action),
+            self._log_decoder(),
+        )
 
 
 def chain(exc: BaseException) -> Iterator[BaseException]:

@@ -72,7 +72,7 @@ from portway.drivers.engine_common import (
     EXEC_TIMEOUT_EXIT_CODE,
     MAX_POOL_SIZE,
     EngineNetwork,
-    log_line_batches,
+    StreamedLogs,
     network_lock,
     networks_held,
     parse_engine_time,
@@ -90,9 +90,6 @@ from portway.drivers.engine_common import (
 )
 from portway.drivers.engine_common import (
     caused_by as _caused_by,
-)
-from portway.drivers.engine_common import (
-    flattened as _flattened,
 )
 from portway.drivers.engine_common import (
     frames as _frames,
@@ -118,7 +115,6 @@ from portway.drivers.engine_security import (
     libpod_security_options,
     non_root_refusal,
 )
-from portway.drivers.follow import until_stopped
 from portway.drivers.podman_volumes import PodmanVolumes
 from portway.drivers.runtime_handlers import (
     GVISOR_GAPS,
@@ -353,7 +349,7 @@ class _ConflictError(PermanentDriverError):
 class _PodmanLogDecoder:
     """One Podman frame is one log line with its timestamp; a frame without a
     trailing newline is part of a long line that the next frames finish (the
-    line keeps the first part's timestamp)."""
+    line keeps the first part's timestamp). Podman 4.3 stamps whole seconds."""
 
     def __init__(self) -> None:
         self._pending: dict[str, tuple[datetime | None, str]] = {}
@@ -404,7 +400,7 @@ def _shutdown(response: Any) -> Callable[[], None]:
     return shutdown
 
 
-class PodmanDriver(PodmanVolumes):
+class PodmanDriver(PodmanVolumes, StreamedLogs):
     """Runs replicas as containers on one Podman API service."""
 
     name = DRIVER_NAME
@@ -1214,37 +1210,13 @@ class PodmanDriver(PodmanVolumes):
             image=_text(row.get("Image")),
         )
 
-    # --- LogSource ------------------------------------------------------------
+    # --- LogSource (engine_common.StreamedLogs) ----------------------------------
 
-    def logs(
-        self,
-        handle: Handle,
-        *,
-        follow: bool = False,
-        tail: int | None = None,
-        since: datetime | None = None,
-        stop: threading.Event | None = None,
-    ) -> Iterator[LogLine]:
-        """Lines with stdout and stderr kept apart, each with the engine's timestamp
-        (Podman 4.3 sends whole seconds).
+    def _log_decoder(self) -> _PodmanLogDecoder:
+        return _PodmanLogDecoder()
 
-        ``follow`` ends when the container stops or ``stop`` is set.
-        """
-        response, action = self._open_logs(handle, follow=follow, tail=tail, since=since)
-        return until_stopped(_flattened(self._log_lines(response, stop, action)), stop)
-
-    def log_batches(
-        self,
-        handle: Handle,
-        *,
-        follow: bool = False,
-        tail: int | None = None,
-        since: datetime | None = None,
-        stop: threading.Event | None = None,
-    ) -> Iterator[list[LogLine]]:
-        """``logs``, a list per read from the engine (LogBatchSource)."""
-        response, action = self._open_logs(handle, follow=follow, tail=tail, since=since)
-        return self._log_lines(response, stop, action)
+    def _stream_shutdown(self, response: Any) -> Callable[[], None]:
+        return _shutdown(response)
 
     def _open_logs(
         self,
@@ -1283,13 +1255,6 @@ class PodmanDriver(PodmanVolumes):
                 response.close()
                 raise
         return response, action
-
-    def _log_lines(
-        self, response: Any, stop: threading.Event | None, action: str
-    ) -> Iterator[list[LogLine]]:
-        return log_line_batches(
-            response, stop, _shutdown(response), lambda: self._engine(action), _PodmanLogDecoder()
-        )
 
     # --- Executor -------------------------------------------------------------
 
