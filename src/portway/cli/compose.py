@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import typer
 
 from portway.cli import output
-from portway.cli.output import table
 
 __all__ = [
     "ComposeArgs",
@@ -47,8 +46,6 @@ StrictOpt = Annotated[
         "--strict", help="Compose and Kubernetes files: refuse every key portway would drop."
     ),
 ]
-
-_VERDICT_STYLE = {"honored": "green", "emulated": "cyan", "dropped": "yellow", "rejected": "red"}
 
 
 @dataclass(frozen=True)
@@ -201,17 +198,5 @@ def print_keys(item: dict[str, Any]) -> None:
     if not compose:
         return
     targets = [str(t["target"]) for t in item.get("targets") or []]
-    output.out.print(f"  compose keys of service {compose['service']}:", markup=False)
-    rows = []
-    for key in compose["keys"]:
-        cells = [f"  {key['key']}", str(key["line"] or "")]
-        for target in targets:
-            verdict = key["targets"][target]["verdict"]
-            cells.append(f"[{_VERDICT_STYLE[verdict]}]{verdict}[/]")
-        rows.append(cells)
-    table(["  COMPOSE KEY", "LINE", *targets], rows)
-    for key in compose["keys"]:
-        reasons = {v["verdict"] + ": " + v["reason"] for v in key["targets"].values()}
-        for reason in sorted(reasons):
-            if not reason.startswith("honored"):
-                output.out.print(f"    {key['key']} {reason}", markup=False)
+    title = f"compose keys of service {compose['service']}"
+    output.file_key_table(title, "COMPOSE KEY", compose["keys"], targets)

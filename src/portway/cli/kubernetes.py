@@ -9,11 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from portway.cli import output
-from portway.cli.output import table
 
 __all__ = ["is_kubernetes", "load_sourced", "plan_items", "prepare_apply", "print_keys"]
-
-_VERDICT_STYLE = {"honored": "green", "emulated": "cyan", "dropped": "yellow", "rejected": "red"}
 
 
 def is_kubernetes(file: Path) -> bool:
@@ -62,17 +59,5 @@ def print_keys(item: dict[str, Any]) -> None:
     if not found:
         return
     targets = [str(t["target"]) for t in item.get("targets") or []]
-    output.out.print(f"  kubernetes keys of {found['object']}:", markup=False)
-    rows = []
-    for key in found["keys"]:
-        cells = [f"  {key['key']}", str(key["line"] or "")]
-        for target in targets:
-            verdict = key["targets"][target]["verdict"]
-            cells.append(f"[{_VERDICT_STYLE[verdict]}]{verdict}[/]")
-        rows.append(cells)
-    table(["  KUBERNETES KEY", "LINE", *targets], rows)
-    for key in found["keys"]:
-        reasons = {v["verdict"] + ": " + v["reason"] for v in key["targets"].values()}
-        for reason in sorted(reasons):
-            if not reason.startswith("honored"):
-                output.out.print(f"    {key['key']} {reason}", markup=False)
+    title = f"kubernetes keys of {found['object']}"
+    output.file_key_table(title, "KUBERNETES KEY", found["keys"], targets)

@@ -341,14 +341,6 @@ def plan(
     _guard(lambda: _plan(file, target or [], output_format, args))
 
 
-_VERDICT_STYLE = {
-    "honored": "green",
-    "emulated": "cyan",
-    "dropped": "yellow",
-    "rejected": "red",
-}
-
-
 def _plan(
     file: Path, targets: list[str], fmt_text: str | None, args: compose_cli.ComposeArgs
 ) -> None:
@@ -437,7 +429,7 @@ def _print_plan(item: dict[str, Any]) -> None:
         cells = [f"  {field['path']}", str(field["feature"])]
         for tp in plans:
             verdict = tp["fields"][i]["verdict"]
-            cells.append(f"[{_VERDICT_STYLE[verdict]}]{verdict}[/]")
+            cells.append(output.verdict_cell(verdict))
         rows.append(cells)
     table(["  FIELD", "FEATURE", *[t["target"] for t in plans]], rows)
     for tp in plans:

@@ -40,6 +40,32 @@ def parse_format(value: str | None) -> Format:
         raise InputError(f"-o {value}: expected one of wide, json, yaml") from None
 
 
+#: how plan colours each verdict
+VERDICT_STYLE = {"honored": "green", "emulated": "cyan", "dropped": "yellow", "rejected": "red"}
+
+
+def verdict_cell(verdict: str) -> str:
+    return f"[{VERDICT_STYLE[verdict]}]{verdict}[/]"
+
+
+def file_key_table(title: str, header: str, keys: Sequence[Any], targets: Sequence[str]) -> None:
+    """The keys of a Compose service or Kubernetes object in ``plan``: a row
+    per key path with its line and a verdict per target, then the reason of
+    every verdict that is not "honored"."""
+    out.print(f"  {title}:", markup=False)
+    rows = [
+        [f"  {key['key']}", str(key["line"] or "")]
+        + [verdict_cell(key["targets"][target]["verdict"]) for target in targets]
+        for key in keys
+    ]
+    table([f"  {header}", "LINE", *targets], rows)
+    for key in keys:
+        reasons = {v["verdict"] + ": " + v["reason"] for v in key["targets"].values()}
+        for reason in sorted(reasons):
+            if not reason.startswith("honored"):
+                out.print(f"    {key['key']} {reason}", markup=False)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     grid = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
     for header in headers:
