@@ -151,6 +151,31 @@ def timed(
     return time.perf_counter() - start, proc
 
 
+def timed_start(
+    what: str,
+    cmd: Sequence[str | os.PathLike[str]],
+    labels: Sequence[str],
+    expected: int,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 700.0,
+) -> float:
+    """Seconds ``cmd`` took to exit 0, a tool that returns once it started
+    ``expected`` containers; then Docker must show exactly that many running
+    with ``labels`` (else BenchError: a fast wrong answer is no result)."""
+    log(f"{what} ...")
+    seconds, proc = timed(cmd, env=env, timeout=timeout, cwd=cwd)
+    running = count_running(labels)
+    log(f"{what}: {seconds:.2f}s, {running} running")
+    if running != expected:
+        raise BenchError(
+            f"{what} exited 0 but {running}/{expected} containers run\n"
+            f"stdout: {proc.stdout.strip()}\nstderr: {proc.stderr.strip()}"
+        )
+    return seconds
+
+
 # --- preflight -------------------------------------------------------------------
 
 
@@ -348,6 +373,21 @@ def compose_cmd(project: str, file: Path, *args: str) -> list[str]:
 def compose_label(project: str) -> str:
     """The label docker-compose puts on every container of ``project``."""
     return f"com.docker.compose.project={project}"
+
+
+def compose_cleanup(project: str, file: Path) -> None:
+    """Whatever a bench's compose project left, gone: ``down`` (untimed), its
+    containers by label, then its default network, which ``down`` leaves when
+    dockerd still held an endpoint at that moment. (A network whose endpoint
+    dockerd never lets go of, listing no container, stays until dockerd
+    restarts; the rm then fails, and is only logged.)"""
+    for step in (
+        lambda: run(compose_cmd(project, file, "down", "-t", "0", "--remove-orphans"), check=False),
+        lambda: remove_containers([compose_label(project)]),
+        lambda: run(["docker", "network", "rm", f"{project}_default"], check=False),
+    ):
+        with contextlib.suppress(BenchError):
+            step()
 
 
 # --- engine queries / cleanup --------------------------------------------------------

@@ -84,17 +84,13 @@ def main() -> int:
                 file = project_dir / "compose.yaml"
                 file.write_text(compose_file())
                 labels = [c.namespace_label(project)]
-                c.log(f"run {i}: portway apply -f ({len(SERVICES)} x {REPLICAS}) ...")
-                seconds, proc = c.timed(
-                    [c.PORTWAY, "apply", "-f", file, "--timeout", "600"], env=env, timeout=700
+                seconds = c.timed_start(
+                    f"run {i}: portway apply -f ({len(SERVICES)} x {REPLICAS})",
+                    [c.PORTWAY, "apply", "-f", file, "--timeout", "600"],
+                    labels,
+                    total,
+                    env=env,
                 )
-                running = c.count_running(labels)
-                c.log(f"run {i}: portway {seconds:.2f}s, {running} running")
-                if running != total:
-                    raise c.BenchError(
-                        f"portway apply exited 0 but {running}/{total} containers run\n"
-                        f"stdout: {proc.stdout.strip()}\nstderr: {proc.stderr.strip()}"
-                    )
                 pw_up.append(seconds)
                 c.timed([c.PORTWAY, "delete", "-f", file], env=env, timeout=700)
                 left = c.remove_containers(labels)
@@ -108,14 +104,13 @@ def main() -> int:
                 file = project_dir / "compose.yaml"
                 file.write_text(compose_file())
                 projects.append((project, file))
-                c.log(f"run {i}: docker-compose up -d ({len(SERVICES)} x {REPLICAS}) ...")
-                seconds, _ = c.timed(
-                    c.compose_cmd(project, file, "up", "-d"), timeout=700, cwd=project_dir
+                seconds = c.timed_start(
+                    f"run {i}: docker-compose up -d ({len(SERVICES)} x {REPLICAS})",
+                    c.compose_cmd(project, file, "up", "-d"),
+                    [c.compose_label(project)],
+                    total,
+                    cwd=project_dir,
                 )
-                running = c.count_running([c.compose_label(project)])
-                c.log(f"run {i}: compose {seconds:.2f}s, {running} running")
-                if running != total:
-                    raise c.BenchError(f"docker-compose up exited 0 but {running} containers run")
                 co_up.append(seconds)
                 # untimed; dockerd sometimes still holds an endpoint when
                 # compose removes its network: the final clean-up retries
@@ -139,14 +134,7 @@ def main() -> int:
                 c.log(f"run {i}: engine floor {floor[-1]:.2f}s")
         finally:
             for project, file in projects:
-                with contextlib.suppress(c.BenchError):
-                    c.run(
-                        c.compose_cmd(project, file, "down", "-t", "0", "--remove-orphans"),
-                        timeout=600,
-                        check=False,
-                    )
-                with contextlib.suppress(c.BenchError):
-                    c.remove_containers([c.compose_label(project)])
+                c.compose_cleanup(project, file)
             for project in portway_projects:
                 with contextlib.suppress(c.BenchError):
                     c.remove_containers([c.namespace_label(project)])

@@ -19,7 +19,6 @@ Usage: .venv/bin/python bench/p2_scale_throughput.py [--runs N] [--quick]
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 
 import common as c
@@ -35,10 +34,6 @@ services:
     image: {image}
     command: [{command}]
 """
-
-
-def compose_down(project: str, file: Path) -> None:
-    c.run(c.compose_cmd(project, file, "down", "-t", "0", "--remove-orphans"), timeout=600)
 
 
 def main() -> int:
@@ -73,17 +68,13 @@ def main() -> int:
                 pw_zero.append(seconds)
                 if c.container_ids(labels):
                     notes.append(f"{name}: containers exist after applying replicas: 0")
-                c.log(f"run {i}: portway apply replicas={REPLICAS} ...")
-                seconds, proc = c.timed(
-                    [c.PORTWAY, "apply", "-f", full, "--timeout", "600"], env=env, timeout=700
+                seconds = c.timed_start(
+                    f"run {i}: portway apply replicas={REPLICAS}",
+                    [c.PORTWAY, "apply", "-f", full, "--timeout", "600"],
+                    labels,
+                    REPLICAS,
+                    env=env,
                 )
-                running = c.count_running(labels)
-                c.log(f"run {i}: portway {seconds:.2f}s, {running} running")
-                if running != REPLICAS:
-                    raise c.BenchError(
-                        f"portway apply exited 0 but {running}/{REPLICAS} containers run\n"
-                        f"stdout: {proc.stdout.strip()}\nstderr: {proc.stderr.strip()}"
-                    )
                 pw_up.append(seconds)
                 seconds, _ = c.timed(
                     [c.PORTWAY, "delete", name, "-n", ns, "--timeout", "600"], env=env, timeout=700
@@ -101,16 +92,13 @@ def main() -> int:
                 file = project_dir / "docker-compose.yml"
                 file.write_text(COMPOSE_FILE.format(image=c.IMAGE, command=command))
                 projects.append((project, file))
-                c.log(f"run {i}: docker-compose up --scale web={REPLICAS} ...")
-                seconds, _ = c.timed(
+                seconds = c.timed_start(
+                    f"run {i}: docker-compose up --scale web={REPLICAS}",
                     c.compose_cmd(project, file, "up", "-d", "--scale", f"web={REPLICAS}"),
-                    timeout=700,
+                    [c.compose_label(project)],
+                    REPLICAS,
                     cwd=project_dir,
                 )
-                running = c.count_running([c.compose_label(project)])
-                c.log(f"run {i}: compose {seconds:.2f}s, {running} running")
-                if running != REPLICAS:
-                    raise c.BenchError(f"docker-compose up exited 0 but {running} containers run")
                 co_up.append(seconds)
                 down, _ = c.timed(
                     c.compose_cmd(project, file, "down", "-t", "0", "--remove-orphans"), timeout=700
@@ -126,10 +114,7 @@ def main() -> int:
                     run_portway(i)
         finally:
             for project, file in projects:
-                with contextlib.suppress(c.BenchError):
-                    compose_down(project, file)
-                with contextlib.suppress(c.BenchError):
-                    c.remove_containers([c.compose_label(project)])
+                c.compose_cleanup(project, file)
 
     ratio = c.median(pw_up) / c.median(co_up)
     print(f"P2 scale 0 -> {REPLICAS}, {runs} run(s) per side, dockerd {c.docker_server_version()}")
