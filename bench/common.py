@@ -380,7 +380,7 @@ def compose_cleanup(project: str, file: Path) -> None:
     containers by label, then its default network, which ``down`` leaves when
     dockerd still held an endpoint at that moment. (A network whose endpoint
     dockerd never lets go of, listing no container, stays until dockerd
-    restarts; the rm then fails, and is only logged.)"""
+    restarts; that rm fails and is let be.)"""
     for step in (
         lambda: run(compose_cmd(project, file, "down", "-t", "0", "--remove-orphans"), check=False),
         lambda: remove_containers([compose_label(project)]),

@@ -22,6 +22,7 @@ from portway.drivers.base import (
 )
 from portway.drivers.docker import DockerDriver, docker_base_url
 from tests.integration.driver_ns import Namespace
+from tests.integration.e2e import Portway, remove_namespace
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-images.sh"
@@ -81,3 +82,37 @@ def ns(docker_driver: DockerDriver, engine: docker.APIClient) -> Iterator[Namesp
         docker_driver.destroy(status.handle)
     for volume in engine.volumes(filters={"label": selector}).get("Volumes") or []:
         engine.remove_volume(volume["Name"], force=True)
+
+
+# --- the e2e trio: a Docker SDK client, a namespace cleaned up after, the CLI ---
+# A module needing another kind of namespace (another engine, another clean-up)
+# defines its own ``namespace``; ``pw`` then depends on that one.
+
+
+@pytest.fixture
+def client(docker_driver: DockerDriver) -> Iterator[docker.DockerClient]:
+    """A Docker SDK client for checking what really runs (the images come with
+    ``docker_driver``)."""
+    c = docker.from_env(timeout=60)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def namespace(client: docker.DockerClient) -> Iterator[str]:
+    """A fresh namespace whose containers are removed after the test."""
+    ns = f"e2e-{uuid.uuid4().hex[:8]}"
+    yield ns
+    remove_namespace(client, ns)
+
+
+@pytest.fixture
+def pw(tmp_path: Path, namespace: str) -> Iterator[Portway]:
+    """The CLI on a private home. Depends on ``namespace`` so its controllers
+    are killed before the namespace's containers are removed (else they would
+    recreate them)."""
+    portway = Portway(tmp_path)
+    yield portway
+    portway.kill_controllers()

@@ -15,9 +15,6 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -26,36 +23,13 @@ import pytest
 from portway.controller.records import KIND_WORKLOAD
 from portway.service.app import Settings
 from portway.store import Store
-from tests.integration.e2e import IMAGE_V1, Portway, containers, eventually, remove_namespace
+from tests.integration.e2e import IMAGE_V1, Portway, containers, eventually
 
 pytestmark = pytest.mark.docker
 
 #: readiness period x failure threshold; the NotReady event may come this much
 #: later (the probe's exec round trip and a reconcile pass on a loaded machine)
 PERIOD, THRESHOLD, SLACK = 1, 1, 3.0
-
-
-@pytest.fixture
-def client(docker_driver: Any) -> Iterator[docker.DockerClient]:
-    c = docker.from_env(timeout=60)
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def namespace(client: docker.DockerClient) -> Iterator[str]:
-    ns = f"ev-{uuid.uuid4().hex[:8]}"
-    yield ns
-    remove_namespace(client, ns)
-
-
-@pytest.fixture
-def pw(tmp_path: Path, namespace: str) -> Iterator[Portway]:
-    portway = Portway(tmp_path)
-    yield portway
-    portway.kill_controllers()
 
 
 def _workloads(namespace: str) -> str:

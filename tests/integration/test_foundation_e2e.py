@@ -8,9 +8,6 @@ import random
 import signal
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -26,38 +23,10 @@ from tests.integration.e2e import (
     free_port_range,
     http_get,
     listening,
-    remove_namespace,
     workload_yaml,
 )
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def client(docker_driver: Any) -> Iterator[docker.DockerClient]:
-    """A Docker SDK client for checking what really runs (images are built by
-    the ``docker_driver`` fixture)."""
-    c = docker.from_env(timeout=60)
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def namespace(client: docker.DockerClient) -> Iterator[str]:
-    ns = f"e2e-{uuid.uuid4().hex[:8]}"
-    yield ns
-    remove_namespace(client, ns)
-
-
-@pytest.fixture
-def pw(tmp_path: Path, namespace: str) -> Iterator[Portway]:
-    """Depends on ``namespace`` so its controllers are killed before the
-    namespace's containers are removed (else they would recreate them)."""
-    portway = Portway(tmp_path)
-    yield portway
-    portway.kill_controllers()
 
 
 def replicas(pw: Portway, namespace: str) -> list[dict[str, Any]]:

@@ -15,10 +15,8 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
@@ -30,7 +28,6 @@ from tests.integration.e2e import (
     eventually,
     free_port_range,
     http_get,
-    remove_namespace,
     workload_yaml,
 )
 
@@ -85,22 +82,6 @@ class Controller:
             os.kill(self.proc.pid, signal.SIGCONT)
             self.proc.kill()
         self.proc.wait(timeout=30)
-
-
-@pytest.fixture
-def client(docker_driver: Any) -> Iterator[docker.DockerClient]:
-    c = docker.from_env(timeout=60)
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def namespace(client: docker.DockerClient) -> Iterator[str]:
-    ns = f"pgfo-{uuid.uuid4().hex[:8]}"
-    yield ns
-    remove_namespace(client, ns)
 
 
 @pytest.fixture

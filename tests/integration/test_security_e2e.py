@@ -4,40 +4,13 @@ a root image is refused for good, reported as Failed, and nothing runs."""
 from __future__ import annotations
 
 import textwrap
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
 
-from tests.integration.e2e import Portway, containers, remove_namespace
+from tests.integration.e2e import Portway, containers
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def client(docker_driver: Any) -> Iterator[docker.DockerClient]:
-    c = docker.from_env(timeout=60)
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def namespace(client: docker.DockerClient) -> Iterator[str]:
-    ns = f"e2e-{uuid.uuid4().hex[:8]}"
-    yield ns
-    remove_namespace(client, ns)
-
-
-@pytest.fixture
-def pw(tmp_path: Path, namespace: str) -> Iterator[Portway]:
-    portway = Portway(tmp_path)
-    yield portway
-    portway.kill_controllers()
 
 
 def _workload(namespace: str, user: str | None) -> str:
