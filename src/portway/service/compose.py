@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from portway.errors import Issue, SpecError
+from portway.errors import Issue
 from portway.service import secrets as secrets_svc
 from portway.service.app import App
-from portway.service.documents import from_documents
+from portway.service.documents import translated_workloads
 from portway.service.namespaces import judge
 from portway.service.planning import WorkloadPlan
 from portway.service.workloads import Sourced
@@ -55,18 +55,13 @@ def load(
     """The Compose file's workloads, checked by the workload model; raises
     SpecError naming the service of each model issue."""
     mapped = load_compose(file, options, images, strict=strict)
-    sourced: list[Sourced] = []
-    issues: list[Issue] = []
-    for number, item in enumerate(mapped.workloads, start=1):
-        label = f"{file} (service {item.service})"
-        try:
-            workloads, _ = from_documents([item.document], label)
-        except SpecError as exc:
-            issues.extend(exc.issues)
-            continue
-        sourced.extend(Sourced(w.workload, str(file), number) for w in workloads)
-    if issues:
-        raise SpecError(issues)
+    sourced = translated_workloads(
+        str(file),
+        [
+            (item.document, f"{file} (service {item.service})", number)
+            for number, item in enumerate(mapped.workloads, start=1)
+        ],
+    )
     return ComposeLoad(str(file), mapped, tuple(sourced))
 
 

@@ -49,3 +49,24 @@ def from_documents(
         else:
             namespaces.append(SourcedNamespace(item.object, file, item.document))
     return workloads, namespaces
+
+
+def translated_workloads(
+    file: str, documents: Sequence[tuple[Mapping[str, Any], str, int]]
+) -> list[Sourced]:
+    """The workloads a foreign file (Compose, Kubernetes) translated to, each
+    document checked on its own so an issue names where it came from:
+    (document, its label in messages, its number in ``file``). Raises
+    SpecError with every issue of every document."""
+    sourced: list[Sourced] = []
+    issues: list[Issue] = []
+    for document, label, number in documents:
+        try:
+            workloads, _ = from_documents([document], label)
+        except SpecError as exc:
+            issues.extend(exc.issues)
+            continue
+        sourced.extend(Sourced(w.workload, file, number) for w in workloads)
+    if issues:
+        raise SpecError(issues)
+    return sourced

@@ -13,7 +13,7 @@ from portway.errors import Issue, SpecError
 from portway.service import secrets as secrets_svc
 from portway.service.app import App
 from portway.service.compose import key_verdicts
-from portway.service.documents import from_documents
+from portway.service.documents import from_documents, translated_workloads
 from portway.service.namespaces import SourcedNamespace
 from portway.service.workloads import Sourced
 from portway.spec.kubernetes.schema import DEFAULT_VERSION
@@ -49,16 +49,18 @@ def load(file: Path, *, strict: bool = False, version: str = DEFAULT_VERSION) ->
             ]
         )
     translated = translate(manifests, strict=strict, version=version)
-    sourced: list[Sourced] = []
     issues: list[Issue] = []
-    for item in translated.workloads:
-        label = f"{file} (document {item.index}, {item.subject})"
-        try:
-            workloads, _ = from_documents([item.document], label)
-        except SpecError as exc:
-            issues.extend(exc.issues)
-            continue
-        sourced.extend(Sourced(w.workload, str(file), item.index) for w in workloads)
+    try:
+        sourced = translated_workloads(
+            str(file),
+            [
+                (item.document, f"{file} (document {item.index}, {item.subject})", item.index)
+                for item in translated.workloads
+            ],
+        )
+    except SpecError as exc:
+        sourced = []
+        issues.extend(exc.issues)
     namespaces: list[SourcedNamespace] = []
     if translated.namespaces:
         try:

@@ -14,7 +14,18 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["RULES", "SERVICE_KEYS", "Kind", "Rule", "Verdict", "rule_for"]
+__all__ = [
+    "RULES",
+    "SERVICE_KEYS",
+    "Kind",
+    "Rule",
+    "Verdict",
+    "dropped",
+    "emulated",
+    "honored",
+    "rejected",
+    "rule_for",
+]
 
 
 class Verdict(StrEnum):
@@ -45,20 +56,24 @@ class Rule:
     field: str | None = None  # portway field whose drift verdict applies
 
 
-def _h(field: str, reason: str = "") -> Rule:
+def honored(field: str, reason: str = "") -> Rule:
     return Rule(Verdict.HONORED, reason or f"becomes {field}", field)
 
 
-def _e(reason: str) -> Rule:
+def emulated(reason: str) -> Rule:
     return Rule(Verdict.EMULATED, reason)
 
 
-def _d(reason: str) -> Rule:
+def dropped(reason: str) -> Rule:
     return Rule(Verdict.DROPPED, reason)
 
 
-def _r(reason: str) -> Rule:
+def rejected(reason: str) -> Rule:
     return Rule(Verdict.REJECTED, reason)
+
+
+# short names for the tables below (and the Kubernetes table's)
+_h, _e, _d, _r = honored, emulated, dropped, rejected
 
 
 _NO_FIELD = "portway has no field for it"

@@ -13,21 +13,12 @@ from __future__ import annotations
 
 import re
 
-from portway.spec.compose.keys import Rule, Verdict
+from portway.spec.compose.keys import Rule
+from portway.spec.compose.keys import dropped as _d
+from portway.spec.compose.keys import emulated as _e
+from portway.spec.compose.keys import honored as _h
 
 __all__ = ["SERVICE_RULES", "WORKLOAD_RULES", "canonical", "rule_for"]
-
-
-def _h(field: str, reason: str = "") -> Rule:
-    return Rule(Verdict.HONORED, reason or f"becomes {field}", field)
-
-
-def _e(reason: str) -> Rule:
-    return Rule(Verdict.EMULATED, reason)
-
-
-def _d(reason: str) -> Rule:
-    return Rule(Verdict.DROPPED, reason)
 
 
 _NO_FIELD = "portway has no field for it"
