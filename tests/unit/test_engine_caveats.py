@@ -1,42 +1,52 @@
 """Engine caveats: what an engine does to a feature it honors that no
-conformance run can rule out is said in the plan wherever the feature is
-honored on that engine, and nowhere else."""
+conformance run can rule out is declared by its driver and said in the plan
+wherever the feature is honored there, and nowhere else."""
 
 from __future__ import annotations
 
 from portway.capabilities.matrix import DriverResults, FeatureResult, Status
-from portway.capabilities.planner import ENGINE_CAVEATS, TargetProfile, Verdict, plan_for_target
+from portway.capabilities.planner import TargetProfile, Verdict, plan_for_target
 from portway.capabilities.vocabulary import Feature
+from portway.drivers.docker import NETWORK_RULES_REWRITTEN, DockerDriver
 from portway.spec.model import WorkloadSpec
 
 ALL = frozenset(Feature)
-CAVEAT = ENGINE_CAVEATS[("docker", Feature.NETWORKS_NAMED)]
+CAVEATS = {Feature.NETWORKS_NAMED: NETWORK_RULES_REWRITTEN}
+NOTE = f"networks.named: {NETWORK_RULES_REWRITTEN}"
 
 
-def _profile(driver: str, features: frozenset[Feature] = ALL) -> TargetProfile:
+def _profile(
+    features: frozenset[Feature] = ALL, caveats: dict[Feature, str] = CAVEATS
+) -> TargetProfile:
     proven = {f: FeatureResult(Status.PASS, (f"case.{f}",)) for f in features}
-    results = DriverResults(driver, "Engine 1.0", "2026-12-01T00:00:00Z", proven)
-    return TargetProfile(f"local-{driver}", driver, features, results)
+    results = DriverResults("docker", "Engine 1.0", "2026-12-01T00:00:00Z", proven)
+    return TargetProfile("local-docker", "docker", features, results, caveats=caveats)
 
 
 def _spec(**fields: object) -> WorkloadSpec:
     return WorkloadSpec.model_validate({"image": "portway/busybox:latest", **fields})
 
 
-def test_docker_named_networks_are_honored_with_the_rule_rewrite_caveat() -> None:
-    plan = plan_for_target(_spec(networks=["front"]), _profile("docker"))
+def test_the_docker_driver_declares_the_rule_rewrite_caveat_on_named_networks() -> None:
+    capabilities = DockerDriver("t", "docker:///nonexistent/docker.sock").capabilities()
+    assert Feature.NETWORKS_NAMED in capabilities.features
+    assert capabilities.caveats == CAVEATS
+    assert "security boundary" in NETWORK_RULES_REWRITTEN and "39 of 539" in NETWORK_RULES_REWRITTEN
+
+
+def test_named_networks_honored_with_the_drivers_caveat_in_the_plan() -> None:
+    plan = plan_for_target(_spec(networks=["front"]), _profile())
     [field] = [f for f in plan.fields if f.feature is Feature.NETWORKS_NAMED]
     assert field.verdict is Verdict.HONORED
-    assert CAVEAT in plan.notes
-    assert "security boundary" in CAVEAT and "39 of 539" in CAVEAT
+    assert NOTE in plan.notes
 
 
 def test_no_caveat_without_named_networks_or_where_the_feature_is_not_honored() -> None:
-    assert CAVEAT not in plan_for_target(_spec(), _profile("docker")).notes
-    missing = _profile("docker", ALL - {Feature.NETWORKS_NAMED})
+    assert NOTE not in plan_for_target(_spec(), _profile()).notes
+    missing = _profile(ALL - {Feature.NETWORKS_NAMED})
     plan = plan_for_target(_spec(networks=["front"]), missing)
     [field] = [f for f in plan.fields if f.feature is Feature.NETWORKS_NAMED]
     assert field.verdict is not Verdict.HONORED
-    assert CAVEAT not in plan.notes
-    # another engine's honored named networks carry no Docker caveat
-    assert CAVEAT not in plan_for_target(_spec(networks=["front"]), _profile("podman")).notes
+    assert NOTE not in plan.notes
+    # a driver that declares no caveat gets no note
+    assert NOTE not in plan_for_target(_spec(networks=["front"]), _profile(caveats={})).notes

@@ -72,6 +72,8 @@ class TargetProfile:
     problem: str = ""  # the driver cannot even be loaded: nothing can run here
     tiers: Mapping[str, TierView] = field(default_factory=dict)
     tier: str = STANDARD_TIER  # which tier ``features`` and ``results`` describe
+    #: the driver's caveats on features it honors (DriverCapabilities.caveats)
+    caveats: Mapping[Feature, str] = field(default_factory=dict)
 
     def for_tier(self, tier: str) -> TargetProfile:
         """The profile as seen by a workload in ``tier``: that tier's features
@@ -217,18 +219,6 @@ SAME_ENGINE_NOTE = (
     "replicas on this engine only; replicas on other engines are reached through the ingress"
 )
 
-#: what an engine does to a feature it honors that a conformance run cannot
-#: rule out, said wherever the planner calls the feature honored there
-ENGINE_CAVEATS: dict[tuple[str, Feature], str] = {
-    ("docker", Feature.NETWORKS_NAMED): (
-        "networks.named: Docker keeps its networks apart with iptables rules that it "
-        "deletes and inserts again whenever any network on the engine is created or removed; "
-        "a connection opened in that instant crosses (measured on Docker 20.10: 39 of 539 "
-        "attempts while networks came and went 3 times a second, 0 of 300 without), so do "
-        "not rely on it as a security boundary"
-    ),
-}
-
 _TIER_OF = {feature: tier for tier, feature in TIER_FEATURES.items()}
 
 
@@ -267,9 +257,9 @@ def plan_for_target(spec: WorkloadSpec, profile: TargetProfile) -> TargetPlan:
         notes.append(SAME_ENGINE_NOTE)
     honored = {f.feature for f in fields if f.verdict is Verdict.HONORED}
     notes += [
-        caveat
-        for (driver, feature), caveat in ENGINE_CAVEATS.items()
-        if driver == profile.driver and feature in honored
+        f"{feature}: {caveat}"
+        for feature, caveat in sorted(profile.caveats.items())
+        if feature in honored
     ]
     view = profile.tiers.get(profile.tier)
     if view is not None and profile.tier != STANDARD_TIER:

@@ -80,7 +80,7 @@ def named_networks(ctx: Context) -> None:
             # network on the engine is made or removed (other workloads, a
             # parallel test run); a connection in that instant crosses. The
             # planner says so wherever it calls the feature honored on Docker
-            # (planner.ENGINE_CAVEATS). What this case proves is the steady
+            # (DockerDriver.capabilities().caveats). What this case proves is the steady
             # state: two more tries a moment later must both stay apart.
             time.sleep(0.5)
             apart = all(_apart(ctx, clients[which], address, served_by) for _ in range(2))

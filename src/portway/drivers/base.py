@@ -101,6 +101,10 @@ class DriverCapabilities:
     #: with the reason (e.g. gVisor implements no cgroup OOM accounting):
     #: tier -> feature -> why
     tier_gaps: Mapping[str, Mapping[Feature, str]] = field(default_factory=dict)
+    #: what the engine does to a feature it honors that no conformance run can
+    #: rule out (measured, with figures): ``plan`` says it wherever it calls
+    #: the feature honored on this driver
+    caveats: Mapping[Feature, str] = field(default_factory=dict)
 
     def supports(self, feature: Feature) -> bool:
         return feature in self.features

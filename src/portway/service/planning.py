@@ -33,6 +33,7 @@ def profile_of(app: App, view: TargetView, matrix: Matrix) -> TargetProfile:
         healthy=view.healthy,
         detail=view.detail,
         tiers=tier_views(view.driver, capabilities, matrix),
+        caveats=capabilities.caveats,
     )
 
 
