@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import podman.errors
+import pytest
 import requests
 
 from portway.drivers.podman import PodmanDriver
@@ -23,3 +24,45 @@ def test_an_inspect_that_races_a_process_exit_is_worth_retrying() -> None:
     assert isinstance(raced, TemporaryDriverError) and "raced a process exit" in str(raced)
     other = driver._translate(_api_error(500, "something else broke"), "inspect x")
     assert isinstance(other, PermanentDriverError)
+
+
+def test_a_network_create_that_races_an_interface_removal_is_worth_retrying() -> None:
+    driver = PodmanDriver("t", "podman:///nonexistent/podman.sock")
+    message = "route ip+net: no such network interface"
+    raced = driver._translate(_api_error(500, message), "create network n")
+    assert isinstance(raced, TemporaryDriverError) and "raced an interface removal" in str(raced)
+
+
+def test_a_race_is_retried_a_moment_later_and_other_refusals_are_not() -> None:
+    from portway.drivers import podman as podman_module
+
+    calls: list[str] = []
+
+    def racing_twice() -> str:
+        calls.append("call")
+        if len(calls) < 3:
+            raise _api_error(500, "route ip+net: no such network interface")
+        return "made"
+
+    assert podman_module._retry_race("no such network interface", racing_twice) == "made"
+    assert len(calls) == 3
+
+    calls.clear()
+
+    def always_racing() -> str:
+        calls.append("call")
+        raise _api_error(500, "route ip+net: no such network interface")
+
+    with pytest.raises(podman.errors.APIError, match="no such network interface"):
+        podman_module._retry_race("no such network interface", always_racing)
+    assert len(calls) == podman_module._RACE_RETRIES
+
+    calls.clear()
+
+    def refused() -> str:
+        calls.append("call")
+        raise _api_error(500, "something else broke")
+
+    with pytest.raises(podman.errors.APIError, match="something else"):
+        podman_module._retry_race("no such network interface", refused)
+    assert calls == ["call"]

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, urlparse
 
 import podman.errors
@@ -183,10 +183,18 @@ _EVENT_ACTIONS = (
 _PORT_IN_USE_RE = re.compile(
     r"(\[[0-9a-fA-F:.]*\]|[0-9a-fA-F.:]*?):(\d+): bind: address already in use"
 )
-# Podman 4.3 answers HTTP 500 "read /proc/PID/cgroup: no such process" when an
-# inspect meets a container's process exiting; inspect retries it this often.
+# Races inside Podman 4.3 that it reports as HTTP 500, and that the same call a
+# moment later does not meet; the calls that can meet them retry this often.
+# An inspect meeting a container's process exiting: "read /proc/PID/cgroup: no
+# such process".
 _PROCESS_RACE = "no such process"
+# A network create listing the host's addresses while any interface (a veth of
+# a container of any engine) goes away: "route ip+net: no such network
+# interface" (Go's net.InterfaceAddrs between its two netlink dumps). Met once
+# in a full CI run, by the conformance suite.
+_INTERFACE_RACE = "no such network interface"
 _RACE_RETRIES = 3
+_T = TypeVar("_T")
 _JSON_HEADERS = {"Content-Type": "application/json"}
 # Measured with Podman 4.3.1 and netavark 1.4.0: bridges route to each other,
 # and the `isolate` network option that should stop it is undone for every
@@ -340,6 +348,19 @@ def _known_runtimes(default: Mapping[str, Any]) -> tuple[Runtime, ...]:
     name, path = _text(default.get("name")), _text(default.get("path"))
     configured = [r for r in podman_runtimes(read_podman_conf()) if r.name != name]
     return ((Runtime(name, path),) if name else ()) + tuple(configured)
+
+
+def _retry_race(race: str, call: Callable[[], _T]) -> _T:
+    """``call``, again (a moment later) while Podman answers HTTP 500 with
+    ``race`` in the message, at most ``_RACE_RETRIES`` times in all."""
+    for _attempt in range(_RACE_RETRIES - 1):
+        try:
+            return call()
+        except podman.errors.APIError as exc:
+            if exc.status_code != 500 or race not in _explanation(exc):
+                raise
+        time.sleep(0.1)
+    return call()
 
 
 class _ConflictError(PermanentDriverError):
@@ -564,10 +585,12 @@ class PodmanDriver(PodmanVolumes, StreamedLogs):
                     f"free it or choose another hostPort (engine said: {message})",
                 )
             if status == 500 and _PROCESS_RACE in message:
-                # Podman 4.3 reads /proc/<pid> of a container's process while
-                # it is exiting; the same call a moment later succeeds
                 return TemporaryDriverError(
                     self.target, f"{action}: the engine raced a process exit: {message}", 0.1
+                )
+            if status == 500 and _INTERFACE_RACE in message:
+                return TemporaryDriverError(
+                    self.target, f"{action}: the engine raced an interface removal: {message}", 0.1
                 )
             return PermanentDriverError(
                 self.target, f"{action}: the engine refused (HTTP {status}): {message}"
@@ -801,7 +824,9 @@ class PodmanDriver(PodmanVolumes, StreamedLogs):
             }
             try:
                 with self._engine(f"create network {name}"):
-                    self._post_json(client, "/networks/create", body)
+                    _retry_race(
+                        _INTERFACE_RACE, lambda: self._post_json(client, "/networks/create", body)
+                    )
                 return
             except _ConflictError:  # made meanwhile by another process
                 with self._engine(f"inspect network {name}"):
@@ -1074,15 +1099,9 @@ class PodmanDriver(PodmanVolumes, StreamedLogs):
 
     def inspect(self, handle: Handle) -> ReplicaStatus:
         self._check(handle)
-        for attempt in range(_RACE_RETRIES):
-            try:
-                with self._engine(f"inspect {handle.name}"):
-                    info = self._get_json(self._client(), f"/containers/{quote(handle.id)}/json")
-                break
-            except TemporaryDriverError as exc:
-                if _PROCESS_RACE not in str(exc) or attempt == _RACE_RETRIES - 1:
-                    raise
-                time.sleep(exc.delay)
+        path = f"/containers/{quote(handle.id)}/json"
+        with self._engine(f"inspect {handle.name}"):
+            info = _retry_race(_PROCESS_RACE, lambda: self._get_json(self._client(), path))
         return self._status_from_inspect(_obj(info))
 
     def stop(self, handle: Handle, timeout: float) -> None:

@@ -411,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         logger.complain(f"logger failed: {exc!r}")
         raise
+    # Done. The shim closes the pipes and then sends SIGTERM; Python's exit puts
+    # back the default action for signals that have a Python handler, so a
+    # SIGTERM arriving then would turn this clean exit into a kill (seen in CI).
+    # An ignored signal is left ignored.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0
 
 
