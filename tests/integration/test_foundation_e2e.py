@@ -146,6 +146,30 @@ def test_killed_replica_is_restarted(
     assert "137" in exited["message"]
 
 
+def test_reapplying_after_the_engine_lost_the_replica_waits_until_it_runs_again(
+    pw: Portway, client: docker.DockerClient, namespace: str
+) -> None:
+    """No controller runs between two commands, so the Ready the first apply
+    stored says nothing of a container removed since; re-applying the same
+    file must wait for a pass that looked at the engine again, and for the
+    new replica's readiness (its server listens only after 2 s here)."""
+    port = free_port_range(1)
+    slow = ["sh", "-c", "sleep 2; exec httpd -f -p 8080 -h /www"]
+    document = workload_yaml("lost", namespace, replicas=1, host_port=port, command=slow)
+    pw.apply(document)
+    [container] = assert_converged(client, namespace, "lost", 1)
+    client.api.remove_container(container["Id"], force=True)
+    assert containers(client, namespace) == []
+    again = pw.apply(document)
+    assert "unchanged" in again.stdout
+    # checked as apply returns, with no waiting here: it was ready then
+    [workload] = pw.json("get", "workloads", "-n", namespace)["items"]
+    assert workload["status"]["phase"] == "Ready", workload["status"]
+    [fresh] = assert_converged(client, namespace, "lost", 1)
+    assert fresh["Id"] != container["Id"]
+    assert http_get(port).strip() == "hello from portway"
+
+
 def test_policy_never_leaves_replica_exited_and_reported(
     pw: Portway, client: docker.DockerClient, namespace: str
 ) -> None:

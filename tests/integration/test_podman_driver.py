@@ -620,6 +620,34 @@ def test_exec_returns_exit_code_and_output(ns: Namespace) -> None:
         ns.driver.exec(handle, [])
 
 
+def test_an_exec_that_stops_its_container_reports_a_kill(
+    ns: Namespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exec's processes die by SIGKILL with the container. When the
+    container is started again before the exec's exit code is read (the
+    controller restarts a replica within 0.2 s), Podman has dropped the
+    session (seen in CI: a `kill` of a replica's server through exec)."""
+    handle = ns.run({"args": ["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"]})
+    command = ["sh", "-c", "echo stopping; kill -TERM 1; sleep 30"]
+    result = ns.driver.exec(handle, command)
+    assert (result.exit_code, result.output) == (137, b"stopping\n")
+    assert ns.driver.inspect(handle).exit_code == 3
+
+    ns.driver.start(handle)
+    read_json = ns.driver._get_json
+
+    def restarted_first(client: Any, path: str, **params: Any) -> Any:
+        if path.startswith("/exec/") and ns.driver.inspect(handle).state is ReplicaState.EXITED:
+            ns.driver.start(handle)  # as the controller would, before the exec is read
+        return read_json(client, path, **params)
+
+    monkeypatch.setattr(ns.driver, "_get_json", restarted_first)
+    result = ns.driver.exec(handle, command)
+    assert (result.exit_code, result.output) == (137, b"stopping\n")
+    assert ns.driver.inspect(handle).state is ReplicaState.RUNNING
+    assert ns.driver.exec(handle, ["sh", "-c", "exit 5"]).exit_code == 5
+
+
 def test_stats_report_usage_and_limits(ns: Namespace) -> None:
     handle = ns.run({**HTTP, "resources": {"memory": "64Mi", "pids": 20}})
     stats = ns.driver.stats(handle)

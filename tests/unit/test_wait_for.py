@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.unit.api_support import Api, api, converge, engine, workload_doc  # noqa: F401
 
 from portway.controller.records import KIND_WORKLOAD
 from portway.service import workloads as svc
 from portway.service.app import App, Settings
+from portway.spec.model import Workload
 
 
 @pytest.fixture
@@ -95,3 +97,68 @@ def test_times_out_when_nothing_is_written(app: App) -> None:
     results = svc.wait_for(app, [("shop", "web", 1)], timeout=0.3)
     assert results == {"shop/web": svc.WaitResult.TIMEOUT}
     assert time.monotonic() - started < 5
+
+
+def test_an_unchanged_reapply_waits_for_a_pass_that_looked_at_the_engine_again(
+    api: Api,  # noqa: F811
+) -> None:
+    """An embedded controller runs only during a command: the Ready it wrote
+    last time may be stale (the engine restarted and lost the containers), and
+    an unchanged re-apply keeps the generation, so only a fresh pass tells."""
+    workload = Workload.model_validate(workload_doc("web"))
+    svc.apply(api.app, [svc.Sourced(workload, "web.yaml", 1)])
+    converge(api, "team-a/web")
+    record = api.app.store.get(KIND_WORKLOAD, "team-a", "web")
+    assert record is not None and record.status["phase"] == "Ready"
+    fake = engine(api)
+    for container in fake.containers():  # lost behind portway's back
+        fake.destroy(fake._handle(container))
+    assert fake.running() == []
+
+    # the pass that starts it again is held inside create until the test lets go
+    entered, let_go = threading.Event(), threading.Event()
+    real_create = fake.create
+
+    def held_create(request: Any) -> Any:
+        entered.set()
+        assert let_go.wait(30)
+        return real_create(request)
+
+    fake.create = held_create  # type: ignore[method-assign]
+    with svc.controller_running(api.app) as link:
+        assert link.embedded is not None
+        [again] = svc.apply(api.app, [svc.Sourced(workload, "web.yaml", 1)])
+        assert again.outcome is svc.Outcome.UNCHANGED
+        key = again.workload.key
+        assert link.observed(key)  # not notified: nothing to wait for
+        link.notify([key])
+        results: dict[str, svc.WaitResult] = {}
+
+        def wait() -> None:
+            results.update(
+                svc.wait_for(
+                    api.app,
+                    [("team-a", "web", again.generation)],
+                    timeout=30,
+                    observed=link.observed,
+                )
+            )
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        try:
+            assert entered.wait(30)
+            waiter.join(0.5)
+            # the stored Ready is from before: no pass since the notify has ended
+            assert waiter.is_alive() and not results and not link.observed(key)
+        finally:
+            let_go.set()
+        waiter.join(30)
+        assert results == {key: svc.WaitResult.READY}
+        assert len(fake.running()) == 1
+
+
+def test_a_link_to_no_embedded_controller_takes_statuses_as_they_are() -> None:
+    link = svc.ControllerLink(other="another-holder")
+    link.notify(["team-a/web"])
+    assert link.observed("team-a/web")

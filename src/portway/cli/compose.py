@@ -77,7 +77,7 @@ def apply_compose(
     args: ComposeArgs,
     no_wait: bool,
     timeout: float,
-    wait: Callable[[Any, list[tuple[str, str, int]], float], Any],
+    wait: Callable[[Any, list[tuple[str, str, int]], float, Callable[[str], bool]], Any],
     report: Callable[[Any, Any], None],
 ) -> None:
     """Apply a Compose project: refuse with every reason at once, store its
@@ -109,7 +109,7 @@ def apply_compose(
                 if r.workload.metadata.name not in must_finish
             ]
             if keys:
-                report(service, wait(service, keys, timeout))
+                report(service, wait(service, keys, timeout, link.observed))
             for result in applied:
                 if result.workload.metadata.name in must_finish:
                     wait_completed(
@@ -117,6 +117,7 @@ def apply_compose(
                         result.workload,
                         timeout,
                         link.notify,
+                        link.observed,
                     )
     if no_wait:
         output.err.print(
@@ -143,11 +144,13 @@ def wait_completed(
     workload: Any,
     timeout: float,
     notify: Callable[[list[str]], None] | None = None,
+    observed: Callable[[str], bool] | None = None,
 ) -> None:
     """Wait until every replica of the workload has exited 0 (a one-shot
     service others wait for with service_completed_successfully). An
     embedded controller is nudged each second (``notify``): it would
-    otherwise see an exit only at its next resync."""
+    otherwise see an exit only at its next resync. Replica records count
+    only once the controller has looked since the apply (``observed``)."""
     import time
 
     from portway.errors import PortwayError
@@ -156,6 +159,9 @@ def wait_completed(
     desired = workload.spec.replicas
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if observed is not None and not observed(workload.key):
+            time.sleep(0.05)
+            continue
         replicas = replicas_of(namespace, name)
         failed = [r for r in replicas if r.state == "exited" and r.last_exit_code not in (None, 0)]
         if failed:

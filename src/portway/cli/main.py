@@ -247,7 +247,7 @@ def _apply(file: Path, no_wait: bool, timeout: float, args: compose_cli.ComposeA
         keys = [
             (r.workload.metadata.namespace, r.workload.metadata.name, r.generation) for r in applied
         ]
-        results = _wait_with_progress(service, keys, timeout)
+        results = _wait_with_progress(service, keys, timeout, link.observed)
     _report_wait(service, results)
 
 
@@ -264,7 +264,12 @@ def _one_pass(service: Any, key: str) -> None:
         controller.reconciler.close()
 
 
-def _wait_with_progress(service: Any, keys: list[tuple[str, str, int]], timeout: float) -> Any:
+def _wait_with_progress(
+    service: Any,
+    keys: list[tuple[str, str, int]],
+    timeout: float,
+    observed: Callable[[str], bool] | None = None,
+) -> Any:
     from rich.live import Live
 
     from portway.service import workloads as svc
@@ -288,10 +293,14 @@ def _wait_with_progress(service: Any, keys: list[tuple[str, str, int]], timeout:
         return grid
 
     if not output.out.is_terminal:
-        return svc.wait_for(service, keys, timeout=timeout)
+        return svc.wait_for(service, keys, timeout=timeout, observed=observed)
     with Live(render([None] * len(keys)), console=output.out, refresh_per_second=8) as live:
         return svc.wait_for(
-            service, keys, timeout=timeout, on_progress=lambda recs: live.update(render(recs))
+            service,
+            keys,
+            timeout=timeout,
+            on_progress=lambda recs: live.update(render(recs)),
+            observed=observed,
         )
 
 

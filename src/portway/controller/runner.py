@@ -173,6 +173,11 @@ class Controller:
             # a controller that lost the lease stops sampling: show no stale replicas
             metrics.watch_replicas(lambda: sampler.latest if self.holds_lease() else None)
             metrics.watch_queue(lambda: QueueDepth(*self.queue.depth()))
+        #: passes numbered in the order they start; per workload key, the number
+        #: of its last pass that ended without error (see ``passed_since``)
+        self._pass_lock = threading.Lock()
+        self._passes_started = 0
+        self._last_good_pass: dict[str, int] = {}
         self._new_term()
 
     def _new_term(self) -> None:
@@ -300,6 +305,28 @@ class Controller:
     def enqueue(self, key: str) -> None:
         self.queue.add(key)
 
+    def pass_mark(self) -> int:
+        """A mark after which the next pass starts (for ``passed_since``)."""
+        with self._pass_lock:
+            return self._passes_started
+
+    def passed_since(self, key: str, mark: int) -> bool:
+        """Whether a pass over ``key`` that started after ``mark`` has ended
+        without error: the workload's status then tells of what was seen since
+        (the reconciler skips writing a status that did not change)."""
+        with self._pass_lock:
+            return self._last_good_pass.get(key, 0) > mark
+
+    def _pass_number(self) -> int:
+        with self._pass_lock:
+            self._passes_started += 1
+            return self._passes_started
+
+    def _passed(self, key: str, number: int) -> None:
+        with self._pass_lock:
+            if number > self._last_good_pass.get(key, 0):
+                self._last_good_pass[key] = number
+
     def _enqueue_all(self) -> None:
         for key in self.store.generations(KIND_WORKLOAD):
             self.queue.add(key)
@@ -319,6 +346,7 @@ class Controller:
             started = time.time()
             timer = time.perf_counter()
             result = "retry"
+            number = self._pass_number()
             try:
                 wake = self.reconciler.reconcile(key)
             except FencedError as exc:
@@ -341,6 +369,7 @@ class Controller:
                 log.exception("reconcile %s crashed (retry in %.1fs)", key, delay)
             else:
                 result = "ok"
+                self._passed(key, number)
                 self.queue.forget(key)
                 if wake is not None:
                     self.queue.add_after(key, wake)

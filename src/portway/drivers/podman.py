@@ -194,6 +194,11 @@ _PROCESS_RACE = "no such process"
 # in a full CI run, by the conformance suite.
 _INTERFACE_RACE = "no such network interface"
 _RACE_RETRIES = 3
+# What Podman 4.3 answers (HTTP 404, or 500 when it finds the container) for
+# an exec session of a container that was started again meanwhile (a restart
+# by the controller, say): it drops the sessions then.
+_EXEC_SESSION_GONE = "no such exec session"
+_KILLED_EXIT_CODE = 128 + 9  # as a shell reports a process killed by SIGKILL
 _T = TypeVar("_T")
 _JSON_HEADERS = {"Content-Type": "application/json"}
 # Measured with Podman 4.3.1 and netavark 1.4.0: bridges route to each other,
@@ -1284,6 +1289,7 @@ class PodmanDriver(PodmanVolumes, StreamedLogs):
         self._check(handle)
         client = self._client()
         action = f"exec in {handle.name}"
+        began = datetime.now(UTC)
         with self._engine(action):
             created = self._post_json(
                 client,
@@ -1337,13 +1343,30 @@ class PodmanDriver(PodmanVolumes, StreamedLogs):
             return ExecResult(EXEC_TIMEOUT_EXIT_CODE, output)
         deadline = time.monotonic() + min(timeout, 5.0)
         while True:
-            with self._engine(action):
-                result = _obj(self._get_json(client, f"/exec/{quote(exec_id)}/json"))
+            try:
+                with self._engine(action):
+                    result = _obj(self._get_json(client, f"/exec/{quote(exec_id)}/json"))
+            except (PermanentDriverError, ReplicaGoneError) as exc:
+                if _EXEC_SESSION_GONE not in str(exc) or self._ran_throughout(handle, began):
+                    raise
+                # the container stopped meanwhile (the command killed its init,
+                # say) and runs again: Podman dropped its exec sessions, and the
+                # kernel SIGKILLs what is left in a pid namespace when its init dies
+                return ExecResult(_KILLED_EXIT_CODE, output)
             code = _int(result.get("ExitCode"))
             if result.get("Running") is not True or time.monotonic() > deadline:
                 break
             time.sleep(0.01)  # output ended a moment before the service saw the exit
         return ExecResult(EXEC_TIMEOUT_EXIT_CODE if code is None else code, output)
+
+    def _ran_throughout(self, handle: Handle, since: datetime) -> bool:
+        """Whether the container has been running, unrestarted, since ``since``."""
+        try:
+            status = self.inspect(handle)
+        except ReplicaGoneError:
+            return False
+        started = status.started_at
+        return status.state is ReplicaState.RUNNING and started is not None and started < since
 
     # --- StatsSource ----------------------------------------------------------
 

@@ -447,8 +447,13 @@ def wait_for(
     deleting: bool = False,
     on_progress: Callable[[list[Record | None]], None] | None = None,
     poll: float = 0.02,
+    observed: Callable[[str], bool] | None = None,
 ) -> dict[str, WaitResult]:
     """Poll the store until each (namespace, name, generation) settles.
+
+    ``observed`` (see ``ControllerLink.observed``) says whether a workload's
+    stored status is from after the apply; until it is, the workload has not
+    settled, whatever the status says.
 
     A poll reads the change log after the last revision seen and reads again
     only the workloads written since: reading every workload every 20 ms took
@@ -470,6 +475,8 @@ def wait_for(
             if deleting:
                 if record is None:
                     results[key] = WaitResult.DELETED
+            elif observed is not None and record is not None and not observed(key):
+                results.pop(key, None)
             else:
                 settled = workload_settled(record, generation)
                 if settled is WaitResult.READY or settled is WaitResult.DELETED:
@@ -517,13 +524,33 @@ class ControllerLink:
 
     embedded: Controller | None = None  # one we run in this process
     other: str | None = None  # holder id of one running elsewhere
+    #: per workload key, the embedded controller's pass mark when it was notified
+    _marks: dict[str, int] = field(default_factory=dict)
 
     def notify(self, keys: Sequence[str]) -> None:
         """Wake the embedded controller at once; another process's controller
         notices spec changes by itself within a fraction of a second."""
         if self.embedded is not None:
+            mark = self.embedded.pass_mark()  # before the wake: its pass comes after
             for key in keys:
+                # the first notify counts: later ones (a nudge while waiting)
+                # must not push the mark past passes that already tell
+                self._marks.setdefault(key, mark)
                 self.embedded.enqueue(key)
+
+    def observed(self, key: str) -> bool:
+        """Whether the workload's stored status is from after ``notify``.
+
+        An embedded controller runs only during a command, so the status it
+        wrote last time (Ready, say) may be long out of date: the engine may
+        have been restarted and the containers lost since. Re-applying an
+        unchanged workload leaves its generation as it was, so only a pass
+        started after the notify tells. A controller running elsewhere
+        reconciles all the time, and its status is taken as it is."""
+        mark = self._marks.get(key)
+        if self.embedded is None or mark is None:
+            return True
+        return self.embedded.passed_since(key, mark)
 
 
 @contextlib.contextmanager
