@@ -562,6 +562,33 @@ def test_a_repeated_event_is_one_row_with_a_count_and_a_new_id(
     assert (again.replica, again.target) == (0, "")
 
 
+def test_two_writers_folding_one_repeat_at_once_leave_one_row(
+    two_stores: tuple[Store, Store],
+) -> None:
+    """Both read the repeat before either folds it: the second to write must
+    fold into the first's row, not keep a row of its own."""
+    from sqlalchemy import event as sa_event
+
+    first, second = two_stores
+    first.record_event(KIND, NS, "web", "BackOff", "m", warning=True)
+    raced: list[int] = []
+
+    def other_writer_first(conn: object, cursor: object, statement: str, *args: object) -> None:
+        # between the first writer's read of the repeat and its insert
+        if statement.lstrip().upper().startswith("INSERT INTO EVENTS") and not raced:
+            raced.append(second.record_event(KIND, NS, "web", "BackOff", "m", warning=True))
+
+    sa_event.listen(first._engine, "before_cursor_execute", other_writer_first)
+    try:
+        newest = first.record_event(KIND, NS, "web", "BackOff", "m", warning=True)
+    finally:
+        sa_event.remove(first._engine, "before_cursor_execute", other_writer_first)
+    assert raced  # the other writer did come in between
+    [row] = first.events()
+    assert (row.id, row.count) == (newest, 3)
+    assert newest > raced[0]
+
+
 def test_events_that_differ_in_replica_target_or_message_are_not_folded(store: Store) -> None:
     store.record_event(KIND, NS, "web", "Started", "m", replica=0, target="a")
     store.record_event(KIND, NS, "web", "Started", "m", replica=1, target="a")

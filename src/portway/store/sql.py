@@ -172,6 +172,14 @@ class _Lost(Exception):
     """Rolls a compare-and-swap transaction back (the row did not match)."""
 
 
+class _FoldRaced(Exception):
+    """Rolls an event's fold back: the repeat it read was folded meanwhile."""
+
+
+#: tries of an event's fold against other writers folding the same repeat
+_FOLD_ATTEMPTS = 5
+
+
 def _dumps(value: Mapping[str, Any]) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -529,7 +537,6 @@ class Store:
         count grows, its time moves on and it gets a new id, so that
         followers see it again). Returns the event's id."""
         fence = self._fence_now()
-        now = time.time()
         values = {
             "kind": kind,
             "namespace": namespace,
@@ -540,6 +547,17 @@ class Store:
             "replica": -1 if replica is None else replica,
             "target": target,
         }
+        for _attempt in range(_FOLD_ATTEMPTS):
+            try:
+                return self._fold_event(values, fence)
+            except _FoldRaced:
+                continue  # another writer folded the same repeat first: fold into its row
+        raise StoreError(
+            f"event {reason} of {kind} {namespace}/{name} kept racing other writers; try again"
+        )
+
+    def _fold_event(self, values: dict[str, Any], fence: Fence | None) -> int:
+        now = time.time()
         with self._tx() as conn:
             same = conn.execute(
                 select(events.c.id, events.c.count, events.c.first_ts, events.c.ts)
@@ -559,7 +577,12 @@ class Store:
                 insert(events).values(**values, ts=now, count=count, first_ts=first)
             )
             if same is not None:
-                conn.execute(delete(events).where(events.c.id == same.id))
+                gone = conn.execute(delete(events).where(events.c.id == same.id))
+                if gone.rowcount == 0:
+                    # read before another writer's fold committed (SQLite reads
+                    # outside the write transaction): keeping this insert would
+                    # leave two rows for one event; roll it back and read again
+                    raise _FoldRaced
             self._verify_fence(conn, fence)
         assert result.inserted_primary_key is not None
         return int(result.inserted_primary_key[0])
