@@ -813,3 +813,64 @@ def test_a_failed_liveness_probe_is_an_unhealthy_event_naming_the_probe(env: Env
     env.converge(lambda: "Unhealthy" in env.events())
     (message,) = env.event_messages("Unhealthy")
     assert "liveness: exec probe exited 1" in message
+
+
+def test_a_restarted_controller_keeps_a_ready_replica_ready_while_its_probe_counts_again(
+    env: Env,
+) -> None:
+    """successThreshold 3: a new controller's prober needs three successes
+    before it calls the replica ready. The replica record says this very run
+    was ready, so it stays ready meanwhile: no NotReady, no Degraded."""
+    probes = {"readiness": {**READINESS["readiness"], "successThreshold": 3}}
+    env.apply(replicas=2, probes=probes)
+    env.converge(env.running_ready(2))
+    before = env.events()
+
+    restarted = Reconciler(
+        env.store,
+        env.pool,
+        Prober(env.clock),  # a new controller process remembers no probe results
+        settings=Settings(stop_timeout=0, action_workers=4),
+        clock=env.clock,
+    )
+    try:
+        for _ in range(5):
+            restarted.reconcile(KEY)
+            assert env.phase() == "Ready", env.status()
+            assert all(r["ready"] for r in env.replicas().values())
+            env.clock.advance(1.0)
+        assert env.events() == before  # nothing to report: nothing changed
+
+        # it is still judged: failing the threshold loses readiness as before
+        env.fake.exec_results[env.fake.container(0).id] = ExecResult(1, b"")
+        for _ in range(4):
+            restarted.reconcile(KEY)
+            env.clock.advance(1.0)
+        assert env.phase() == "Degraded" and env.replicas()[0]["ready"] is False
+        assert "NotReady" in env.events()
+    finally:
+        restarted.close()
+
+
+def test_a_run_not_recorded_ready_counts_its_successes_after_a_controller_restart(
+    env: Env,
+) -> None:
+    """The recorded readiness is of one run: a container restarted since
+    (a new start time) is judged afresh."""
+    probes = {"readiness": {**READINESS["readiness"], "successThreshold": 3}}
+    env.apply(replicas=1, probes=probes)
+    env.converge(env.running_ready(1))
+    [record] = env.store.list(KIND_REPLICA, NS)
+    env.store.update_status(record, {**record.status, "started_at": "2001-01-01T00:00:00+00:00"})
+    restarted = Reconciler(
+        env.store,
+        env.pool,
+        Prober(env.clock),
+        settings=Settings(stop_timeout=0, action_workers=4),
+        clock=env.clock,
+    )
+    try:
+        restarted.reconcile(KEY)
+        assert env.replicas()[0]["ready"] is False  # one success of three
+    finally:
+        restarted.close()

@@ -41,6 +41,19 @@ class ProbeVerdict:
     was_ready: bool = False
 
 
+def run_of(status: ReplicaStatus) -> str:
+    """One run of a container: its id and start time (a restart in place
+    keeps the id). Replica records keep both, see ``recorded_run``."""
+    return recorded_run(
+        status.handle.id, status.started_at.isoformat() if status.started_at else None
+    )
+
+
+def recorded_run(container_id: str, started_at: str | None) -> str:
+    """``run_of`` from a replica record's ``container_id`` and ``started_at``."""
+    return f"{container_id}:{started_at or ''}"
+
+
 def _probe_host(host_ip: str) -> str:
     """A wildcard binding is probed on loopback; anything else as given."""
     try:
@@ -132,15 +145,30 @@ class Prober:
         self._lock = threading.Lock()
         self._states: dict[tuple[str, str, str], _ProbeState] = {}
 
-    def evaluate(self, status: ReplicaStatus, probes: Probes, driver: Driver) -> ProbeVerdict:
+    def evaluate(
+        self,
+        status: ReplicaStatus,
+        probes: Probes,
+        driver: Driver,
+        *,
+        recorded_ready: bool = False,
+    ) -> ProbeVerdict:
+        """Run the due probes of one running container and judge it.
+
+        ``recorded_ready``: the store says this very run (container and start
+        time) was ready, as judged by an earlier controller. Readiness then
+        starts out passed, so a controller restart does not turn a ready
+        replica not ready (and the workload Degraded) while a probe that
+        needs several successes counts them again; it takes the probe's
+        failure threshold to lose it, as it would have without the restart."""
         if status.state is not ReplicaState.RUNNING:
             # a stopped container's next run is judged afresh (engines' list
             # calls may not tell us its new start time)
             self.forget(status.handle.id)
             return ProbeVerdict(ready=False, live=True, next_due=None)
-        run_id = f"{status.handle.id}:{status.started_at.isoformat() if status.started_at else ''}"
+        run_id = run_of(status)
         ready, ready_due, ready_msg = self._judge(
-            run_id, "readiness", probes.readiness, status, driver
+            run_id, "readiness", probes.readiness, status, driver, passed_before=recorded_ready
         )
         live, live_due, live_msg = self._judge(run_id, "liveness", probes.liveness, status, driver)
         dues = [d for d in (ready_due, live_due) if d is not None]
@@ -162,6 +190,8 @@ class Prober:
         probe: Probe | None,
         status: ReplicaStatus,
         driver: Driver,
+        *,
+        passed_before: bool = False,
     ) -> tuple[bool, float | None, str]:
         if probe is None:
             return True, None, ""
@@ -173,7 +203,8 @@ class Prober:
                 started = status.started_at.timestamp() if status.started_at else now
                 state = _ProbeState(next_due=max(now, started + probe.initial_delay_seconds))
                 # liveness starts out passing: a replica is live until proven otherwise
-                state.passing = kind == "liveness"
+                state.passing = kind == "liveness" or passed_before
+                state.ever_passed = passed_before
                 self._states[key] = state
             due = state.next_due
         if now < due:

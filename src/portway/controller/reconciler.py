@@ -37,7 +37,7 @@ from portway.controller.plan import (
     Stop,
     plan_workload,
 )
-from portway.controller.probes import Prober
+from portway.controller.probes import Prober, recorded_run, run_of
 from portway.controller.records import (
     KIND_REPLICA,
     KIND_WORKLOAD,
@@ -219,7 +219,13 @@ class Reconciler:
             drain_seconds=max((r.drain_seconds for r in workload.spec.ingress), default=0.0),
             draining=_draining_of(record),
         )
-        observed, probe_dues = self._observe(drivers, desired, statuses)
+        # runs an earlier pass (maybe of a controller since restarted) found ready
+        ready_runs = frozenset(
+            recorded_run(view_.container_id, view_.started_at)
+            for view_ in (ReplicaView.from_status(r.status) for r in replicas.values())
+            if view_.ready and view_.state == ReplicaState.RUNNING.value and view_.container_id
+        )
+        observed, probe_dues = self._observe(drivers, desired, statuses, ready_runs)
         memory = {
             view_.index: view_.replica_memory()
             for view_ in (ReplicaView.from_status(r.status) for r in replicas.values())
@@ -497,9 +503,11 @@ class Reconciler:
         drivers: Mapping[str, Driver],
         desired: Desired,
         statuses: Sequence[ReplicaStatus],
+        ready_runs: frozenset[str] = frozenset(),
     ) -> tuple[list[Observed], list[float]]:
         """Fill in what a list call omits (exit details) and run due probes.
-        Returns the observations and when probes are next due."""
+        Returns the observations and when probes are next due. ``ready_runs``:
+        container runs (``probes.run_of``) the replica records say were ready."""
         dues: list[float] = []
 
         def one(status: ReplicaStatus) -> Observed | None:
@@ -512,7 +520,9 @@ class Reconciler:
             if status.generation != desired.generation or desired.deleting:
                 # old revisions count as ready while running: they served before
                 return Observed(status, ready=status.state is ReplicaState.RUNNING)
-            verdict = self._prober.evaluate(status, desired.spec.probes, driver)
+            verdict = self._prober.evaluate(
+                status, desired.spec.probes, driver, recorded_ready=run_of(status) in ready_runs
+            )
             if verdict.next_due is not None:
                 dues.append(verdict.next_due)
             return Observed(
