@@ -395,11 +395,14 @@ def test_bind_volume_is_mounted_read_only(ns: Namespace, tmp_path: Path) -> None
 def test_logs_keep_streams_apart_and_follow_until_stopped(ns: Namespace) -> None:
     driver = ns.driver
     handle = ns.run({"command": CHATTY})
-    deadline = time.monotonic() + 5
-    while not list(driver.logs(handle, tail=1)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
+    # dockerd copies stdout and stderr in goroutines of their own: under load
+    # one stream's first line can reach the log a moment after the other's
+    deadline = time.monotonic() + 10
     lines = list(driver.logs(handle))
+    while {line.stream for line in lines} != {"stdout", "stderr"}:
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.05)
+        lines = list(driver.logs(handle))
     stdout = [line.text for line in lines if line.stream == "stdout"]
     stderr = [line.text for line in lines if line.stream == "stderr"]
     assert stdout[0] == "out-first" and stderr[0] == "err-first"
