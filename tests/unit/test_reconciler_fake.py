@@ -68,6 +68,17 @@ class Env:
     def delete(self) -> None:
         self.store.mark_deleting(self.store.require(KIND_WORKLOAD, NS, NAME))
 
+    def restarted_reconciler(self) -> Reconciler:
+        """The reconciler of a new controller process: it remembers no probe
+        results, only what the store holds. The caller closes it."""
+        return Reconciler(
+            self.store,
+            self.pool,
+            Prober(self.clock),
+            settings=Settings(stop_timeout=0, action_workers=4),
+            clock=self.clock,
+        )
+
     # --- driving ----------------------------------------------------------
 
     def reconcile(self) -> float | None:
@@ -826,13 +837,7 @@ def test_a_restarted_controller_keeps_a_ready_replica_ready_while_its_probe_coun
     env.converge(env.running_ready(2))
     before = env.events()
 
-    restarted = Reconciler(
-        env.store,
-        env.pool,
-        Prober(env.clock),  # a new controller process remembers no probe results
-        settings=Settings(stop_timeout=0, action_workers=4),
-        clock=env.clock,
-    )
+    restarted = env.restarted_reconciler()
     try:
         for _ in range(5):
             restarted.reconcile(KEY)
@@ -862,13 +867,7 @@ def test_a_run_not_recorded_ready_counts_its_successes_after_a_controller_restar
     env.converge(env.running_ready(1))
     [record] = env.store.list(KIND_REPLICA, NS)
     env.store.update_status(record, {**record.status, "started_at": "2001-01-01T00:00:00+00:00"})
-    restarted = Reconciler(
-        env.store,
-        env.pool,
-        Prober(env.clock),
-        settings=Settings(stop_timeout=0, action_workers=4),
-        clock=env.clock,
-    )
+    restarted = env.restarted_reconciler()
     try:
         restarted.reconcile(KEY)
         assert env.replicas()[0]["ready"] is False  # one success of three
