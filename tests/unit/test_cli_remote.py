@@ -434,17 +434,49 @@ def test_a_compose_file_the_server_refuses_is_refused_with_every_reason_and_noth
     tmp_path: Path,
 ) -> None:
     """The namespace policy (baseline) is the server's to judge: both
-    violations come back at once, and no workload is recorded."""
+    violations come back at once, and nothing is recorded."""
     project = tmp_path / "bad"
     project.mkdir()
     compose = project / "compose.yaml"
+    (project / "token.txt").write_text("s3cret\n")
     compose.write_text(
         "services:\n  web:\n    image: portway/busybox:latest\n    privileged: true\n"
-        "    pid: host\n"
+        "    pid: host\n    secrets: [token]\nsecrets:\n  token: {file: ./token.txt}\n"
     )
     refused = remote("apply", "-f", str(compose))
     assert refused.exit_code == 2, refused.output
     text = " ".join(refused.output.split())
     assert "2 problems" in text
-    assert "privileged" in text and "hostPid" in text
+    # told in the user's file: the Compose key and its line, word for word as local mode
+    assert f"{compose}:4, services.web.privileged: privileged replicas" in text
+    assert f"{compose}:5, services.web.pid: sharing the host's namespaces" in text
+    assert "(spec.security.privileged)" in text and "(spec.security.hostPid)" in text
+    assert refused.output == remote("apply", "-f", str(compose), who="local").output
     assert api.app.store.get("Workload", "bad", "web") is None
+    # refused before anything was stored: the file's secret too
+    stored = json.loads(remote("secret", "ls", "-n", "bad", "-o", "json").output)
+    assert stored["items"] == []
+
+
+def test_manifests_the_server_refuses_name_the_users_documents_as_local_mode_does(
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The server numbers the translated documents it was sent (the Secret
+    is not among them); the refusal names the manifest's own document."""
+    manifests = tmp_path / "api.yaml"
+    privileged = MANIFESTS.replace(
+        "      containers:\n        - name: api\n",
+        "      containers:\n        - name: api\n          securityContext: {privileged: true}\n",
+    )
+    assert privileged != MANIFESTS
+    manifests.write_text(privileged.replace("team-k", "team-p"))
+    there = remote("apply", "-f", str(manifests))
+    here = remote("apply", "-f", str(manifests), who="local")
+    assert there.exit_code == here.exit_code == 2, (there.output, here.output)
+    text = " ".join(there.output.split())
+    assert f"{manifests}, document 2, spec.security.privileged: refused by policy" in text, text
+    assert api.app.store.get("Workload", "team-p", "api") is None
+    local = " ".join(here.output.split())
+    assert f"{manifests}, document 2, spec.security.privileged" in local, local

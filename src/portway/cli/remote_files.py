@@ -11,12 +11,13 @@ policy, placement and portability.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from portway.cli import output
 from portway.cli import remote as remote_cli
+from portway.errors import InputError, Issue
 
 if TYPE_CHECKING:
     from portway.cli.compose import ComposeArgs
@@ -40,6 +41,44 @@ def _documents(
     return [o.model_dump(mode="json", by_alias=True, exclude_none=True) for o in objects]
 
 
+def _submit(
+    client: PortwayClient,
+    file: Path,
+    workloads: Sequence[Sourced],
+    namespaces: Sequence[SourcedNamespace] = (),
+    locate: Callable[[Sourced, str, str], Issue] | None = None,
+) -> list[tuple[str, str, int]]:
+    """``remote.submit`` of what the file translates to. The server names
+    the translated documents it refused (``document 2, spec.security.hostPid``);
+    each of its issues is told in the user's file instead, as local mode
+    tells it: the manifest's own document, or with ``locate`` the Compose
+    key and line."""
+    try:
+        return remote_cli.submit(client, _documents(workloads, namespaces), str(file))
+    except InputError as exc:
+        sent: list[Sourced | SourcedNamespace] = [*namespaces, *workloads]
+        raise type(exc)([_in_file(issue, sent, locate) for issue in exc.issues]) from None
+
+
+def _in_file(
+    issue: Issue,
+    sent: Sequence[Sourced | SourcedNamespace],
+    locate: Callable[[Sourced, str, str], Issue] | None,
+) -> Issue:
+    from portway.service.workloads import Sourced as SourcedWorkload
+
+    number = issue.document
+    if number is None or not 1 <= number <= len(sent):
+        return issue  # not about one of the documents sent
+    origin = sent[number - 1]
+    if locate is not None and isinstance(origin, SourcedWorkload):
+        message = f"{issue.message} ({issue.path})" if issue.path else issue.message
+        return locate(origin, message, issue.path)
+    return Issue(
+        issue.message, file=origin.file, document=origin.document, path=issue.path, hint=issue.hint
+    )
+
+
 def apply_kubernetes(
     client: PortwayClient, file: Path, strict: bool, no_wait: bool, timeout: float
 ) -> int:
@@ -51,7 +90,7 @@ def apply_kubernetes(
     for secret in loaded.translated.secrets:
         client.put_secret(secret.namespace, secret.name, dict(secret.data), create_only=False)
         _say(f"secret/{secret.namespace}/{secret.name} stored")
-    keys = remote_cli.submit(client, _documents(loaded.workloads, loaded.namespaces), str(file))
+    keys = _submit(client, file, loaded.workloads, loaded.namespaces)
     if no_wait:
         return 0
     return remote_cli.report_wait(client, remote_cli.wait_for(client, keys, timeout))
@@ -69,17 +108,22 @@ def apply_compose(
     from portway.service import compose
 
     loaded = compose_cli.load(file, args)
-    rejected = compose.rejected_keys(loaded)
-    if rejected:
-        raise SpecError(rejected)
+
+    def locate(sourced: Sourced, message: str, field: str) -> Issue:
+        return compose.located(loaded, sourced, message, field)
+
+    refused = compose.rejected_keys(loaded) + _policy_refusals(client, file, loaded, locate)
+    if refused:
+        raise SpecError(refused)
     project = loaded.mapped.project
     for secret in loaded.mapped.secrets:
         client.put_secret(project, secret.name, {secret.key: secret.data}, create_only=False)
         _say(f"secret/{secret.name} stored")
     reads = remote_cli.RemoteReads(client)
     must_finish = compose_cli.must_complete(loaded)
+
     for level in loaded.by_level():
-        keys = remote_cli.submit(client, _documents(level), str(file))
+        keys = _submit(client, file, level, locate=locate)
         if no_wait:
             continue
         ready = [key for key in keys if key[1] not in must_finish]
@@ -99,6 +143,27 @@ def apply_compose(
             markup=False,
         )
     return 0
+
+
+def _policy_refusals(
+    client: PortwayClient,
+    file: Path,
+    loaded: Any,
+    locate: Callable[[Sourced, str, str], Issue],
+) -> list[Issue]:
+    """What the server's namespace policy refuses in the whole project, asked
+    (by a plan) before anything is stored or started, so that a refused
+    project leaves nothing behind, as in local mode; each placed at its
+    Compose key."""
+    answer = client.plan(_documents(loaded.workloads), str(file), [])
+    items = [item for item in answer.get("items") or [] if isinstance(item, dict)]
+    issues = []
+    for item, sourced in zip(items, loaded.workloads, strict=True):
+        for violation in item.get("policy") or []:
+            path = str(violation.get("path", ""))
+            message = f"{violation.get('message')} [{violation.get('rule')}] ({path})"
+            issues.append(locate(sourced, message, path))
+    return issues
 
 
 def plan_translated(

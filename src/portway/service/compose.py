@@ -93,21 +93,34 @@ def refusals(app: App, loaded: ComposeLoad) -> list[Issue]:
     """Every reason apply must refuse the project: keys the Compose table
     rejects and the namespace policy's violations, for every service."""
     issues = rejected_keys(loaded)
-    for item, sourced in zip(loaded.mapped.workloads, loaded.workloads, strict=True):
+    for sourced in loaded.workloads:
         for violation in judge(app, sourced.workload).violations:
-            owner = next(
-                (k for k in item.keys if k.rule.field and _under(violation.path, k.rule.field)),
-                None,
-            )
             issues.append(
-                Issue(
+                located(
+                    loaded,
+                    sourced,
                     f"{violation.message} [{violation.rule}] ({violation.path})",
-                    file=item.file,
-                    path=owner.path if owner else f"services.{item.service}",
-                    line=owner.line if owner else None,
+                    violation.path,
                 )
             )
     return issues
+
+
+def located(loaded: ComposeLoad, sourced: Sourced, message: str, field: str) -> Issue:
+    """An issue with a field of a translated workload (``spec.security.hostPid``),
+    placed at the Compose key it came from (``services.web.pid``, with its
+    line), or at the service when no key of it maps to that field."""
+    position = next(i for i, s in enumerate(loaded.workloads) if s is sourced)
+    item = loaded.mapped.workloads[position]
+    owner = next(
+        (k for k in item.keys if k.rule.field and field and _under(field, k.rule.field)), None
+    )
+    return Issue(
+        message,
+        file=item.file,
+        path=owner.path if owner else f"services.{item.service}",
+        line=owner.line if owner else None,
+    )
 
 
 def _extension_verdict(field: str, target: Mapping[str, Any]) -> tuple[str, str]:
