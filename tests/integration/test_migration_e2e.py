@@ -170,6 +170,9 @@ def test_hops_docker_podman_containerd_docker_with_checksums(env: Env) -> None:
         workload("keeper", namespace, "local-docker", 1, VOLUMES, STATEFUL), check=False
     )
     assert refused.returncode != 0 and "is being migrated" in refused.stderr
+    # and so is delete: it would leave the half-made copy and its volumes behind
+    kept = env.cli.run("delete", "keeper", "-n", namespace, check=False)
+    assert kept.returncode != 0 and "--abort`, then delete it" in kept.stderr, kept.stderr
     code, text = migrate(env, namespace, "--abort")
     assert code == 0, text
     from tests.integration.e2e import eventually

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,35 @@ def test_a_link_to_no_embedded_controller_takes_statuses_as_they_are() -> None:
     link = svc.ControllerLink(other="another-holder")
     link.notify(["team-a/web"])
     assert link.observed("team-a/web")
+
+
+def test_a_workload_being_migrated_is_not_deleted_until_the_migration_ends(app: App) -> None:
+    from portway.errors import ConflictError
+    from portway.service.migration_steps import KIND_MIGRATION, Migration, Step
+
+    app.store.create(KIND_WORKLOAD, "shop", "db", {}, _status("Ready"))
+    migration = Migration("m1", "shop", "db", "docker-a", "podman-b", 1, (), Step.SNAPSHOTTED)
+    record = app.store.create(KIND_MIGRATION, "shop", "db", migration.to_json())
+    with pytest.raises(ConflictError) as refused:
+        svc.delete(app, "shop", "db")
+    message = str(refused.value)
+    assert "being migrated to podman-b (migration m1, last step done: snapshotted)" in message
+    assert "`portway migrate db -n shop --resume`" in message and "--abort" in message
+    stored = app.store.get(KIND_WORKLOAD, "shop", "db")
+    assert stored is not None and not stored.deleting  # nothing changed
+    # a file's workloads (delete -f) are all checked before any is deleted
+    app.store.create(KIND_WORKLOAD, "shop", "web", {}, _status("Ready"))
+    with pytest.raises(ConflictError, match="shop/db is being migrated"):
+        svc.check_deletable(app, [("shop", "web"), ("shop", "db")])
+    svc.check_deletable(app, [("shop", "web")])
+
+    # past the switch it can only be finished
+    switched = Migration("m1", "shop", "db", "docker-a", "podman-b", 1, (), Step.SWITCHED)
+    record = app.store.update_spec(record, switched.to_json())
+    with pytest.raises(ConflictError, match="--resume`, then delete it") as refused:
+        svc.delete(app, "shop", "db")
+    assert "--abort" not in str(refused.value)
+
+    done = replace(switched, step=Step.DONE)
+    app.store.update_spec(record, done.to_json())
+    assert svc.delete(app, "shop", "db").deleting

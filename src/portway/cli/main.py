@@ -519,6 +519,7 @@ def _delete(
     if client is not None:
         raise typer.Exit(remote_cli.delete(client, keys, no_wait, timeout))
     service = _app()
+    svc.check_deletable(service, keys)
     with svc.controller_running(service, embed=not no_wait) as link:
         for ns, name in keys:
             svc.delete(service, ns, name)

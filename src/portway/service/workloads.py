@@ -40,7 +40,7 @@ from portway.service import namespaces as ns_policy
 from portway.service import preflight
 from portway.service import secrets as secret_service
 from portway.service.app import App
-from portway.service.migration_steps import KIND_MIGRATION
+from portway.service.migration_steps import KIND_MIGRATION, Migration, Step
 from portway.service.planning import degradations, extension_issues, gate, profile_of
 from portway.spec.model import Workload
 from portway.store import Record
@@ -351,16 +351,10 @@ def _refuse_during_migration(app: App, workload: Workload) -> None:
     aborted. After one, a file still placing the workload only where it was
     would start it there without its data (the volumes moved): refused too."""
     namespace, name = workload.metadata.namespace, workload.metadata.name
-    record = app.store.get(KIND_MIGRATION, namespace, name)
-    if record is None:
+    migration = _refuse_while_migrating(app, namespace, name, "apply")
+    if migration is None:
         return
-    step, destination = record.spec.get("step"), str(record.spec.get("destination"))
-    if step != "done":
-        raise ConflictError(
-            f"workload {namespace}/{name} is being migrated to {destination} (step {step}); "
-            f"finish with `portway migrate {name} -n {namespace} --resume` or `--abort`, "
-            "then apply"
-        )
+    record, destination = migration
     current = app.store.get(KIND_WORKLOAD, namespace, name)
     if current is None or current.created_at > record.updated_at:
         return  # a new workload of that name: the migration was of another
@@ -374,8 +368,41 @@ def _refuse_during_migration(app: App, workload: Workload) -> None:
         )
 
 
+def _refuse_while_migrating(
+    app: App, namespace: str, name: str, then: str
+) -> tuple[Record, str] | None:
+    """Refuse ``then`` (apply, delete) while a migration of the workload is in
+    progress: it owns the workload's copies on two targets and edits its
+    replicas and placement step by step, so the user decides how it ends
+    first. Returns the finished migration's record and destination (None:
+    never migrated)."""
+    record = app.store.get(KIND_MIGRATION, namespace, name)
+    if record is None:
+        return None
+    migration = Migration.from_json(dict(record.spec))
+    if migration.step is not Step.DONE:
+        command = f"portway migrate {name} -n {namespace}"
+        ways = f"finish it with `{command} --resume`"
+        if migration.step.position < Step.SWITCHED.position:
+            ways += f" or give it back to {migration.source} with `{command} --abort`"
+        raise ConflictError(
+            f"workload {namespace}/{name} is being migrated to {migration.destination} "
+            f"(migration {migration.id}, last step done: {migration.step.value}); {ways}, "
+            f"then {then}"
+        )
+    return record, migration.destination
+
+
+def check_deletable(app: App, keys: Sequence[tuple[str, str]]) -> None:
+    """Refuse before anything is deleted when any of ``keys`` is being
+    migrated (``delete -f`` of a file deletes all of its workloads or none)."""
+    for namespace, name in keys:
+        _refuse_while_migrating(app, namespace, name, "delete it")
+
+
 def delete(app: App, namespace: str, name: str) -> Record:
     record = app.store.require(KIND_WORKLOAD, namespace, name)
+    _refuse_while_migrating(app, namespace, name, "delete it")
     for _ in range(5):
         try:
             return app.store.mark_deleting(record)
