@@ -121,7 +121,6 @@ def apply_compose(
         _say(f"secret/{secret.name} stored")
     reads = remote_cli.RemoteReads(client)
     must_finish = compose_cli.must_complete(loaded)
-
     for level in loaded.by_level():
         keys = _submit(client, file, level, locate=locate)
         if no_wait:

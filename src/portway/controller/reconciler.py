@@ -219,17 +219,15 @@ class Reconciler:
             drain_seconds=max((r.drain_seconds for r in workload.spec.ingress), default=0.0),
             draining=_draining_of(record),
         )
+        recorded = [ReplicaView.from_status(r.status) for r in replicas.values()]
         # runs an earlier pass (maybe of a controller since restarted) found ready
         ready_runs = frozenset(
             recorded_run(view_.container_id, view_.started_at)
-            for view_ in (ReplicaView.from_status(r.status) for r in replicas.values())
+            for view_ in recorded
             if view_.ready and view_.state == ReplicaState.RUNNING.value and view_.container_id
         )
         observed, probe_dues = self._observe(drivers, desired, statuses, ready_runs)
-        memory = {
-            view_.index: view_.replica_memory()
-            for view_ in (ReplicaView.from_status(r.status) for r in replicas.values())
-        }
+        memory = {view_.index: view_.replica_memory() for view_ in recorded}
         with tracing.span("portway.plan", {"portway.workload": key}):
             plan = plan_workload(desired, observed, memory, self._clock())
             tracing.annotate(_plan_attributes(plan))

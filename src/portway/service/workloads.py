@@ -552,7 +552,7 @@ class ControllerLink:
     embedded: Controller | None = None  # one we run in this process
     other: str | None = None  # holder id of one running elsewhere
     #: per workload key, the embedded controller's pass mark when it was notified
-    _marks: dict[str, int] = field(default_factory=dict)
+    _marks: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def notify(self, keys: Sequence[str]) -> None:
         """Wake the embedded controller at once; another process's controller
