@@ -18,6 +18,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from tests.unit.app_support import offline_settings
+
 from portway.api import ServerConfig, create_app
 from portway.capabilities import matrix as matrix_module
 from portway.capabilities.matrix import DriverResults, FeatureResult, Matrix, Status
@@ -28,7 +30,7 @@ from portway.drivers.base import DriverCapabilities
 from portway.service import access as access_service
 from portway.service import planning
 from portway.service import workloads as svc
-from portway.service.app import App, Settings
+from portway.service.app import App
 
 DRIVER = "fake"
 
@@ -95,9 +97,7 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
     monkeypatch.setattr(matrix_module, "load_packaged", lambda: kept)
     monkeypatch.setattr(planning, "load_packaged", lambda: kept)
     monkeypatch.setattr(svc, "load_packaged", lambda: kept)
-    service = App(
-        Settings(home=tmp_path, docker_socket=str(tmp_path / "no.sock"), local_wasm=False)
-    )
+    service = App(offline_settings(tmp_path))
     service.store.create(
         KIND_TARGET,
         CLUSTER_NAMESPACE,

@@ -6,27 +6,16 @@ from __future__ import annotations
 
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.unit.app_support import offline_settings
 
 from portway.access import tokens
 from portway.access.rbac import ALL_NAMESPACES, Binding, Role
 from portway.errors import InputError, NotFoundError, UnauthenticatedError
 from portway.service import access
-from portway.service.app import App, Settings
-
-
-def _settings(home: Path) -> Settings:
-    return Settings(home=home, docker_socket=str(home / "no.sock"), local_wasm=False)
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[App]:
-    application = App(_settings(tmp_path))
-    yield application
-    application.close()
+from portway.service.app import App
 
 
 def bearer(token: str) -> str:
@@ -186,8 +175,8 @@ def test_cache_is_reused_for_half_a_second_only(app: App, monkeypatch: pytest.Mo
 
 
 def test_revocation_reaches_another_process_cache_within_one_second(tmp_path: Path) -> None:
-    server = App(_settings(tmp_path))
-    admin_cli = App(_settings(tmp_path))  # another process: its own cache
+    server = App(offline_settings(tmp_path))
+    admin_cli = App(offline_settings(tmp_path))  # another process: its own cache
     try:
         token, info = access.create_token(admin_cli, "alice", "ci", None, [("viewer", "team-a")])
         assert access.authenticate(server, bearer(token)).user == "alice"  # cached there
@@ -227,7 +216,7 @@ def test_binding_changes_reach_authenticated_principals(app: App) -> None:
 
 
 def test_only_the_hash_is_stored(tmp_path: Path) -> None:
-    app = App(_settings(tmp_path))
+    app = App(offline_settings(tmp_path))
     token, _ = access.create_token(app, "alice", "ci", 3600, [("deployer", "team-a")])
     secret = tokens.parse(token).secret
     app.close()

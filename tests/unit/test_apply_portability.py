@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from tests.fakes import FakeDriver
+from tests.unit.app_support import offline_settings
 
 from portway.capabilities import matrix as matrix_module
 from portway.capabilities.matrix import DriverResults, FeatureResult, Matrix, Status
@@ -19,7 +20,7 @@ from portway.drivers.base import DriverCapabilities
 from portway.errors import InputError
 from portway.service import planning
 from portway.service import workloads as svc
-from portway.service.app import App, Settings
+from portway.service.app import App
 from portway.spec.model import Workload
 
 NO_PIDS = frozenset(Feature) - {Feature.RESOURCES_PIDS}
@@ -64,9 +65,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
     monkeypatch.setattr(matrix_module, "load_packaged", lambda: kept)
     monkeypatch.setattr(planning, "load_packaged", lambda: kept)
     monkeypatch.setattr(svc, "load_packaged", lambda: kept)
-    application = App(
-        Settings(home=tmp_path, docker_socket=str(tmp_path / "no.sock"), local_wasm=False)
-    )
+    application = App(offline_settings(tmp_path))
     for name, driver in (("full", "fullfake"), ("nopids", "nopidsfake")):
         application.store.create(
             KIND_TARGET,

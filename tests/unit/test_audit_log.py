@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from portway.access.rbac import Binding, Principal, Role
 from portway.errors import InputError
 from portway.service import auditlog
-from portway.service.app import App, Settings
+from portway.service.app import App
 from portway.service.auditlog import AuditFilter, AuditRecord, Outcome
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[App]:
-    application = App(
-        Settings(home=tmp_path, docker_socket=str(tmp_path / "no.sock"), local_wasm=False)
-    )
-    yield application
-    application.close()
-
 
 ALICE = Principal("alice", "0123abcd", "ci", (Binding("alice", Role.DEPLOYER, "team-a"),))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import podman.errors
 import pytest
 import requests
@@ -36,33 +38,31 @@ def test_a_network_create_that_races_an_interface_removal_is_worth_retrying() ->
 def test_a_race_is_retried_a_moment_later_and_other_refusals_are_not() -> None:
     from portway.drivers import podman as podman_module
 
+    race = "route ip+net: no such network interface"
     calls: list[str] = []
 
-    def racing_twice() -> str:
-        calls.append("call")
-        if len(calls) < 3:
-            raise _api_error(500, "route ip+net: no such network interface")
-        return "made"
+    def engine(*answers: str) -> Callable[[], str]:
+        """A call that raises an HTTP 500 per message given, then answers "made"."""
+        pending = list(answers)
 
-    assert podman_module._retry_race("no such network interface", racing_twice) == "made"
+        def call() -> str:
+            calls.append("call")
+            if pending:
+                raise _api_error(500, pending.pop(0))
+            return "made"
+
+        return call
+
+    assert podman_module._retry_race("no such network interface", engine(race, race)) == "made"
     assert len(calls) == 3
 
     calls.clear()
-
-    def always_racing() -> str:
-        calls.append("call")
-        raise _api_error(500, "route ip+net: no such network interface")
-
+    endless = engine(*[race] * 10)
     with pytest.raises(podman.errors.APIError, match="no such network interface"):
-        podman_module._retry_race("no such network interface", always_racing)
+        podman_module._retry_race("no such network interface", endless)
     assert len(calls) == podman_module._RACE_RETRIES
 
     calls.clear()
-
-    def refused() -> str:
-        calls.append("call")
-        raise _api_error(500, "something else broke")
-
     with pytest.raises(podman.errors.APIError, match="something else"):
-        podman_module._retry_race("no such network interface", refused)
+        podman_module._retry_race("no such network interface", engine("something else broke"))
     assert calls == ["call"]

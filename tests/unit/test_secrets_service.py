@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from tests.fakes import FakeDriver
+from tests.unit.app_support import offline_settings
 
 from portway.capabilities import matrix as matrix_module
 from portway.capabilities.matrix import DriverResults, FeatureResult, Matrix, Status
@@ -20,7 +21,7 @@ from portway.errors import AlreadyExistsError, InputError, NotFoundError
 from portway.service import planning
 from portway.service import secrets as secrets_svc
 from portway.service import workloads as svc
-from portway.service.app import App, Settings
+from portway.service.app import App
 from portway.spec.model import Workload
 
 VALUE = b"plant-4f1c9e-value"
@@ -52,9 +53,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
     monkeypatch.setattr(matrix_module, "load_packaged", lambda: kept)
     monkeypatch.setattr(planning, "load_packaged", lambda: kept)
     monkeypatch.setattr(svc, "load_packaged", lambda: kept)
-    application = App(
-        Settings(home=tmp_path, docker_socket=str(tmp_path / "no.sock"), local_wasm=False)
-    )
+    application = App(offline_settings(tmp_path))
     application.store.create(
         KIND_TARGET,
         CLUSTER_NAMESPACE,

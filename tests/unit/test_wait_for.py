@@ -5,27 +5,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.api_support import Api, api, converge, engine, workload_doc  # noqa: F401
+from tests.unit.api_support import Api, converge, engine, workload_doc
 
 from portway.controller.records import KIND_WORKLOAD
 from portway.service import workloads as svc
-from portway.service.app import App, Settings
+from portway.service.app import App
 from portway.spec.model import Workload
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[App]:
-    application = App(
-        Settings(home=tmp_path, docker_socket=str(tmp_path / "no.sock"), local_wasm=False)
-    )
-    yield application
-    application.close()
 
 
 def _status(phase: str, generation: int = 1) -> dict[str, Any]:
@@ -101,7 +90,7 @@ def test_times_out_when_nothing_is_written(app: App) -> None:
 
 
 def test_an_unchanged_reapply_waits_for_a_pass_that_looked_at_the_engine_again(
-    api: Api,  # noqa: F811
+    api: Api,
 ) -> None:
     """An embedded controller runs only during a command: the Ready it wrote
     last time may be stale (the engine restarted and lost the containers), and
