@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,27 @@ IMAGE_V1 = "portway/busybox:latest"
 IMAGE_V2 = "portway/busybox:v2"
 
 
-def free_port_range(count: int, start: int = 20000, end: int = 40000) -> int:
-    """First port P such that P..P+count-1 are all free on 127.0.0.1."""
-    port = start + (os.getpid() * 7) % 5000
-    while port + count < end:
+def ephemeral_floor() -> int:
+    """The lowest port the kernel hands out for ``bind(0)`` and outgoing
+    connections (``net.ipv4.ip_local_port_range``)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_range(count: int, start: int = 20000, end: int | None = None) -> int:
+    """First port P such that P..P+count-1 are all free on 127.0.0.1, below
+    ``end`` and below the kernel's ephemeral range. Engines publish ports they
+    choose themselves in that range, and containerd's (CNI portmap: iptables
+    DNAT, no socket) holds no socket on them: a port free for bind() there may
+    still be redirected to a container. The start depends on the pid so that
+    parallel test workers begin apart."""
+    ceiling = min(end or 65536, ephemeral_floor())
+    if start + count >= ceiling:
+        raise ValueError(f"ports {start}+{count} reach the ephemeral range at {ceiling}")
+    port = start + (os.getpid() * 7) % max(1, min(5000, ceiling - start - count))
+    while port + count <= ceiling:
         ok = True
         for candidate in range(port, port + count):
             with socket.socket() as sock:
@@ -40,7 +58,25 @@ def free_port_range(count: int, start: int = 20000, end: int = 40000) -> int:
                     break
         if ok:
             return port
-    raise RuntimeError("no free port range on 127.0.0.1")
+    raise RuntimeError(f"no {count} free ports on 127.0.0.1 between {start} and {ceiling}")
+
+
+def free_port(avoid: Collection[int] = ()) -> int:
+    """One port free on 127.0.0.1 now, below the kernel's ephemeral range
+    (see ``free_port_range``), at random: successive calls rarely agree, and
+    never on a port in ``avoid``."""
+    ceiling = ephemeral_floor()
+    for _ in range(1000):
+        port = random.randrange(20000, ceiling)
+        if port in avoid:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port on 127.0.0.1 between 20000 and {ceiling}")
 
 
 def workload_yaml(

@@ -122,11 +122,11 @@ def test_a_user_clicks_through_the_dashboard(tmp_path: Path, namespace: str) -> 
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 errors: list[str] = []
                 page.on("pageerror", lambda error: errors.append(str(error)))
-                cancelled: list[str] = []
+                failed: list[str] = []  # "METHOD url: net::ERR_…", for a failure's report
                 page.on(
                     "requestfailed",
-                    lambda request: (
-                        cancelled.append(request.url) if "/logs" in request.url else None
+                    lambda request: failed.append(
+                        f"{request.method} {request.url}: {request.failure}"
                     ),
                 )
 
@@ -198,7 +198,7 @@ def test_a_user_clicks_through_the_dashboard(tmp_path: Path, namespace: str) -> 
                 expect(docker_row).to_contain_text("us")
                 expect(docker_row).to_contain_text("healthy")
                 expect(docker_row.locator("td").nth(7)).to_have_text("2")
-                assert any("/logs" in url for url in cancelled), "the log stream was not closed"
+                assert any("/logs" in entry for entry in failed), "the log stream was not closed"
 
                 page.click("nav >> text=Conformance")
                 header = page.locator("#conformance thead")
@@ -206,6 +206,13 @@ def test_a_user_clicks_through_the_dashboard(tmp_path: Path, namespace: str) -> 
                     expect(header).to_contain_text(backend)
                 expect(page.locator('#conformance tr[data-feature="env"]')).to_contain_text("pass")
                 assert errors == [], f"errors in the page: {errors}"
+            except AssertionError as exc:
+                # what the browser saw fail and what the server logged: a
+                # failure in CI is then explained by its report alone
+                raise AssertionError(
+                    f"{exc}\nrequests that failed in the browser: {failed}\n"
+                    f"server log (end):\n{server.log()[-3000:]}"
+                ) from exc
             finally:
                 browser.close()
         assert server.stop() == 0

@@ -43,6 +43,7 @@ from portway.errors import (
     ReplicaGoneError,
     TargetUnavailableError,
 )
+from tests.integration.e2e import free_port
 
 if TYPE_CHECKING:  # the fixture's type; conftest is not imported at run time
     from tests.integration.conftest import Namespace
@@ -72,16 +73,6 @@ def http_get(port: int, timeout: float = 5.0) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now, whose predecessor is a valid port."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port > 1:
-            return port
 
 
 # --- basics ---------------------------------------------------------------
@@ -253,7 +244,7 @@ def test_missing_image_is_reported_never_pulled(ns: Namespace) -> None:
 
 def test_port_in_use_fails_start_and_keeps_the_container(ns: Namespace) -> None:
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
+        taken.bind(("127.0.0.1", free_port()))
         taken.listen()
         port = int(taken.getsockname()[1])
         handle = ns.driver.create(

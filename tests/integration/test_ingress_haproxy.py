@@ -43,6 +43,7 @@ from portway.ingress import (
     Route,
 )
 from portway.ingress import manager as ingress_manager
+from tests.integration.e2e import free_port
 
 pytestmark = pytest.mark.haproxy
 
@@ -221,12 +222,6 @@ class Load:
 
 
 # --- fixtures -------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOCALHOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def _haproxy_pids(config: Path) -> list[int]:
@@ -439,7 +434,9 @@ def test_structural_change_reloads_without_failing_a_keepalive_request(
     state = web_state(port, a.endpoint(), b.endpoint())
     manager.apply(state)
     workers = set()
-    extra_ports = [free_port() for _ in range(5)]
+    extra_ports: list[int] = []
+    for _ in range(5):
+        extra_ports.append(free_port(avoid=[port, *extra_ports]))
     with Load(port) as load:
         load.wait_for(100)
         for number, extra in enumerate(extra_ports, start=1):

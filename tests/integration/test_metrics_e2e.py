@@ -42,7 +42,7 @@ PER_REPLICA = (
 
 class Server:
     def __init__(self, pw: Portway) -> None:
-        self.port = free_port_range(1, start=41000, end=50000)
+        self.port = free_port_range(1, start=30500)
         self.log_path = pw.home / "server.log"
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(

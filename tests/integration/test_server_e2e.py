@@ -6,7 +6,9 @@ And HTTPS with a self-signed certificate made by openssl."""
 from __future__ import annotations
 
 import json
+import socket
 import ssl
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,3 +141,32 @@ def test_https_with_a_self_signed_certificate(tmp_path: Path) -> None:
         with pytest.raises(httpx.RemoteProtocolError):
             httpx.get(server.url.replace("https", "http") + "/healthz", timeout=10)
         assert server.stop() == 0
+
+
+def _healthz_on(sock: socket.socket) -> bytes:
+    """One keep-alive GET /healthz on an open connection: the whole answer,
+    or b"" when the server had closed the connection."""
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
+def test_idle_connections_outlive_the_clients_keep_alive(tmp_path: Path) -> None:
+    """A connection left idle longer than httpx keeps one (5 s, also uvicorn's
+    own default) still answers; --keep-alive shortens the wait."""
+    with serving(tmp_path / "default", "--no-controller") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            assert _healthz_on(sock).startswith(b"HTTP/1.1 200")
+            time.sleep(6)
+            assert _healthz_on(sock).startswith(b"HTTP/1.1 200")
+    with serving(tmp_path / "short", "--no-controller", "--keep-alive", "1") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            assert _healthz_on(sock).startswith(b"HTTP/1.1 200")
+            assert sock.recv(1) == b""  # closed by the server after a second

@@ -28,6 +28,12 @@ log = logging.getLogger("portway.server")
 
 #: how long open streams (watches, followed logs) may keep a stopping server
 SHUTDOWN_GRACE_SECONDS = 5
+#: how long an idle connection stays open. Longer than clients keep idle
+#: connections for reuse (httpx, portway's client: 5 s), so that the client,
+#: not the server, closes them: when both wait the same time (uvicorn's own
+#: default is 5 s) a request sent on a connection the server is closing at
+#: that moment fails without an answer. 75 s is nginx's default.
+KEEP_ALIVE_SECONDS = 75
 #: event loops ``--loop`` accepts. asyncio is the default on purpose: under a
 #: burst of new connections while the loop is busy, uvloop left hundreds of
 #: them in the listen queue until their clients gave up (benchmark P7 at 1,000
@@ -75,6 +81,10 @@ def server(
     loop: Annotated[
         str, typer.Option(help="Event loop: asyncio (default, fair accepts) or uvloop.")
     ] = "asyncio",
+    keep_alive: Annotated[
+        int,
+        typer.Option("--keep-alive", help="Seconds an idle client connection stays open.", min=1),
+    ] = KEEP_ALIVE_SECONDS,
     otlp_endpoint: Annotated[
         str | None,
         typer.Option(
@@ -102,6 +112,7 @@ def server(
             log_level,
             loop,
             observe,
+            keep_alive,
         )
 
     _guard(go)
@@ -142,6 +153,7 @@ def _serve(
     log_level: str,
     loop: str = "asyncio",
     observe: MetricsOptions | None = None,
+    keep_alive: int = KEEP_ALIVE_SECONDS,
 ) -> None:
     import uvicorn
 
@@ -224,6 +236,7 @@ def _serve(
             log_level=log_level,
             access_log=log_level == "debug",
             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+            timeout_keep_alive=keep_alive,
             backlog=2048,  # P7 opens 1,000 connections at once
             loop=loop,
             ssl_certfile=str(cert) if cert else None,

@@ -7,7 +7,7 @@ as its stdio, so the shim starts this module (through that small wrapper, see
 * the container's stdout pipe as fd 3, its stderr pipe as fd 4, and a "ready"
   pipe as fd 5 that the shim blocks on until it is closed;
 * the URI's query as arguments, ``key value`` pairs in no fixed order
-  (here ``path LOG``);
+  (here ``path LOG`` and, for a replica that publishes ports, ``hold PORTS``);
 * only ``CONTAINER_ID`` and ``CONTAINER_NAMESPACE`` in the environment, and the
   task's bundle directory (which holds runc's ``init.pid``) as working directory.
 
@@ -28,6 +28,17 @@ pipes are drained (it watches that process with a pidfd). It exits when both
 pipes close, or shortly after SIGTERM (the shim closes the pipes, sends SIGTERM
 and waits when the task is deleted).
 
+Ports. ``hold`` lists the replica's published host ports
+(``tcp:0.0.0.0:34567,udp:127.0.0.1:5353``). CNI's portmap publishes them
+with iptables DNAT alone: no socket is bound, so the kernel would hand such
+a port to the next program that asks for a free one, or let one bind it, and
+that program's connections would silently go to the container. The logger
+lives as long as the task, so it binds each of them (``_Logger.hold``),
+without listening, as Podman's conmon and Docker's proxy hold theirs:
+another program's bind() then fails with "address in use". SO_REUSEPORT
+lets the logger of the task that replaces this one bind them while this one
+is still exiting.
+
 Only the standard library is used here: the logger runs as a plain script
 (``python -I _logger.py``), without importing the driver, grpc or protobuf.
 
@@ -43,6 +54,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import sys
 import time
 from datetime import UTC, datetime
@@ -240,6 +252,7 @@ class _Logger:
         self.init_fd: int | None = None
         self.searching_init = True
         self.search_until = time.monotonic() + INIT_PID_SEARCH_SECONDS
+        self.held: list[socket.socket] = []  # the replica's host ports, see hold()
 
     # -- set-up
 
@@ -262,6 +275,26 @@ class _Logger:
                 if time.monotonic() >= deadline:  # a logger of an earlier task lingers
                     break
                 time.sleep(0.01)
+
+    def hold(self, spec: str) -> None:
+        """Bind every ``protocol:host_ip:port`` of ``spec`` (comma-separated)
+        for as long as the logger runs. A port that cannot be bound is reported
+        and skipped: the container runs either way."""
+        for item in filter(None, spec.split(",")):
+            protocol, _, address = item.partition(":")
+            host, _, port = address.rpartition(":")
+            kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
+            sock = socket.socket(socket.AF_INET, kind)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.bind((host or "0.0.0.0", int(port)))  # noqa: S104 - held, never listening
+            except (OSError, ValueError) as exc:
+                sock.close()
+                self.complain(
+                    f"cannot hold host port {item}: {exc}: another program may get its traffic"
+                )
+                continue
+            self.held.append(sock)
 
     def complain(self, message: str) -> None:
         """Errors go beside the log: the shim gives the logger no stderr."""
@@ -404,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, terminate)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logger.open()
+    logger.hold(arguments.get("hold", ""))
     with contextlib.suppress(OSError):
         os.close(READY_FD)  # the shim goes on: the task is created
     try:

@@ -63,6 +63,12 @@ def decode_ports(text: str) -> list[PortMapping]:
     return [p for p in out if p is not None]
 
 
+def held_ports(ports: list[PortMapping]) -> str:
+    """The logger's ``hold`` argument: the host side of each mapping, which
+    the task's logger keeps bound (``_logger``, "Ports")."""
+    return ",".join(f"{p.protocol}:{p.host_ip}:{p.host_port}" for p in ports)
+
+
 def netns_name(container_id: str) -> str:
     return "pw-" + hashlib.sha256(container_id.encode()).hexdigest()[:12]
 

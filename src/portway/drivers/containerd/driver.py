@@ -557,7 +557,8 @@ class ContainerdDriver(ContainerdVolumes):
                     with self._engine(f"network for {container_id}"):
                         created.append("network")
                         _net.setup(container_id, ports)
-            self._create_task(container_id, runtime, mounts)
+            held = [] if spec.security.host_network else ports
+            self._create_task(container_id, runtime, held, mounts)
         except BaseException:
             self._rollback(container_id, created, ports)
             secret_files.remove(secret_files.Scope(self.name, self.target), container_id)
@@ -760,11 +761,16 @@ class ContainerdDriver(ContainerdVolumes):
             )
 
     def _create_task(
-        self, container_id: str, runtime: Any, mounts: list[Any] | None = None
+        self,
+        container_id: str,
+        runtime: Any,
+        ports: list[_net.PortMapping],
+        mounts: list[Any] | None = None,
     ) -> None:
         """``runtime`` is the container record's: its options (runsc for a
         sandboxed replica) go to the shim with every new task, so a restart
-        after a controller restart runs in the same tier."""
+        after a controller restart runs in the same tier. The task's logger
+        keeps the published host ``ports`` bound while the task exists."""
         api = self._client()
         if mounts is None:
             with self._engine(f"mounts of {container_id}"):
@@ -781,7 +787,8 @@ class ContainerdDriver(ContainerdVolumes):
             # stdout and stderr pipes: no copier in this process, output
             # survives us, and the streams stay apart. The shim takes the URI
             # from stdout (both are set alike); its query arrives as arguments.
-            uri = f"binary://{quote(str(self._logger_binary()))}?{urlencode({'path': str(log)})}"
+            query = {"path": str(log), **({"hold": _net.held_ports(ports)} if ports else {})}
+            uri = f"binary://{quote(str(self._logger_binary()))}?{urlencode(query)}"
             api.call(
                 api.tasks.Create,
                 _api.tasks.CreateTaskRequest(
@@ -858,11 +865,13 @@ class ContainerdDriver(ContainerdVolumes):
             self._delete_task(handle.id)  # exited: a new task restarts it
             task = None
         if task is None:
-            if not _on_host_network(container) and not Path(_net.netns_path(handle.id)).exists():
+            ports: list[_net.PortMapping] = []
+            if not _on_host_network(container):
                 ports = _net.decode_ports(_api.map_value(container.labels).get(LABEL_PORTS, ""))
-                with self._engine(f"network for {handle.id}"):
-                    _net.setup(handle.id, ports)
-            self._create_task(handle.id, container.runtime)
+                if not Path(_net.netns_path(handle.id)).exists():
+                    with self._engine(f"network for {handle.id}"):
+                        _net.setup(handle.id, ports)
+            self._create_task(handle.id, container.runtime, ports)
         api = self._client()
         # taken before the start, so that started_at <= finished_at always
         begun = datetime.now(UTC)
