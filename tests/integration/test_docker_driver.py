@@ -194,11 +194,13 @@ def test_out_of_memory_is_reported(ns: Namespace, engine: docker.APIClient) -> N
         {
             # tail is OOM-killed; the shell lives on a moment and exits with
             # its status (137), so dockerd records the cgroup's OOM event
-            # before the container ends (on a loaded host it could come late)
+            # before the container ends (on a loaded host it could come late).
+            # It waits a second before it grows: dockerd misses a kill in the
+            # first moments (OOM_MISSED_AT_START)
             "command": [
                 "sh",
                 "-c",
-                "dd if=/dev/zero bs=1M count=64 | tail; s=$?; sleep 1; exit $s",
+                "sleep 1; dd if=/dev/zero bs=1M count=64 | tail; s=$?; sleep 1; exit $s",
             ],
             "resources": {"memory": "8Mi"},
         }

@@ -88,7 +88,8 @@ def _hog(namespace: str) -> str:
         replicas=1,
         restart="never",
         readiness=False,
-        command=["sh", "-c", "dd if=/dev/zero bs=1M count=64 | tail"],
+        # a second first: Docker misses an OOM kill in the first moments
+        command=["sh", "-c", "sleep 1; dd if=/dev/zero bs=1M count=64 | tail"],
     ).replace("  replicas: 1\n", "  replicas: 1\n  resources: {memory: 8Mi}\n", 1)
     return _placed(text, "local-docker")
 

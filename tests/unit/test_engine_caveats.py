@@ -7,11 +7,14 @@ from __future__ import annotations
 from portway.capabilities.matrix import DriverResults, FeatureResult, Status
 from portway.capabilities.planner import TargetProfile, Verdict, plan_for_target
 from portway.capabilities.vocabulary import Feature
-from portway.drivers.docker import NETWORK_RULES_REWRITTEN, DockerDriver
+from portway.drivers.docker import NETWORK_RULES_REWRITTEN, OOM_MISSED_AT_START, DockerDriver
 from portway.spec.model import WorkloadSpec
 
 ALL = frozenset(Feature)
-CAVEATS = {Feature.NETWORKS_NAMED: NETWORK_RULES_REWRITTEN}
+CAVEATS = {
+    Feature.NETWORKS_NAMED: NETWORK_RULES_REWRITTEN,
+    Feature.RESOURCES_MEMORY: OOM_MISSED_AT_START,
+}
 NOTE = f"networks.named: {NETWORK_RULES_REWRITTEN}"
 
 
@@ -27,11 +30,18 @@ def _spec(**fields: object) -> WorkloadSpec:
     return WorkloadSpec.model_validate({"image": "portway/busybox:latest", **fields})
 
 
-def test_the_docker_driver_declares_the_rule_rewrite_caveat_on_named_networks() -> None:
+def test_the_docker_driver_declares_its_caveats() -> None:
     capabilities = DockerDriver("t", "docker:///nonexistent/docker.sock").capabilities()
     assert Feature.NETWORKS_NAMED in capabilities.features
     assert capabilities.caveats == CAVEATS
     assert "security boundary" in NETWORK_RULES_REWRITTEN and "39 of 539" in NETWORK_RULES_REWRITTEN
+    assert "OOMKilled" in OOM_MISSED_AT_START and "2 of 110" in OOM_MISSED_AT_START
+
+
+def test_a_memory_limit_on_docker_carries_the_oom_caveat() -> None:
+    note = f"resources.memory: {OOM_MISSED_AT_START}"
+    assert note in plan_for_target(_spec(resources={"memory": "64Mi"}), _profile()).notes
+    assert note not in plan_for_target(_spec(), _profile()).notes
 
 
 def test_named_networks_honored_with_the_drivers_caveat_in_the_plan() -> None:
