@@ -27,6 +27,9 @@ from portway.client.config import Context
 from portway.client.http import PortwayClient
 from portway.controller.runner import Controller
 from portway.drivers.base import ExecResult
+from portway.service import auditlog
+from portway.service.migration_steps import KIND_MIGRATION, Migration, Step
+from portway.spec.model import KIND_WORKLOAD
 
 WORKLOAD = textwrap.dedent(
     """\
@@ -206,6 +209,45 @@ def test_logs_exec_delete(
 
     gone = remote("delete", "web", "-n", "team-a", "--no-wait")
     assert gone.exit_code == 0 and "workload/web deleted" in gone.output
+
+
+def test_delete_of_a_file_deletes_nothing_while_one_of_its_workloads_is_refused(
+    remote: Callable[..., Result],
+    api: Api,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(WORKLOAD + "---\n" + WORKLOAD.replace("name: web", "name: db"))
+    assert remote("apply", "-f", str(spec), "--no-wait").exit_code == 0
+    migration = Migration("m1", "team-a", "db", "fake-1", "fake-2", 1, (), Step.SNAPSHOTTED)
+    api.app.store.create(KIND_MIGRATION, "team-a", "db", migration.to_json())
+
+    # the server's dry run: checked, nothing changes
+    checked = api.client.delete(
+        "/v1/namespaces/team-a/workloads/web?dryRun=true", headers=api.headers()
+    )
+    assert checked.status_code == 200 and checked.json()["deleting"] is False
+    refused_check = api.client.delete(
+        "/v1/namespaces/team-a/workloads/db?dryRun=true", headers=api.headers()
+    )
+    assert refused_check.status_code == 409, refused_check.text
+    missing = api.client.delete(
+        "/v1/namespaces/team-a/workloads/ghost?dryRun=true", headers=api.headers()
+    )
+    assert missing.status_code == 404
+    audited = [(e.verb, e.name, e.status) for e in auditlog.entries(api.app)][-3:]
+    assert audited == [
+        ("delete (dry run)", "web", 200),
+        ("delete (dry run)", "db", 409),
+        ("delete (dry run)", "ghost", 404),
+    ]
+
+    refused = remote("delete", "-f", str(spec), "--no-wait")
+    assert refused.exit_code != 0
+    assert "team-a/db is being migrated" in refused.output
+    for name in ("web", "db"):  # web, first in the file, is not deleted either
+        record = api.app.store.get(KIND_WORKLOAD, "team-a", name)
+        assert record is not None and not record.deleting, name
 
 
 def test_errors_keep_local_exit_codes(

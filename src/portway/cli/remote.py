@@ -8,6 +8,7 @@ command, each printing the lines its local twin prints.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import threading
@@ -359,6 +360,13 @@ def plan_items(client: PortwayClient, file: Path, targets: Sequence[str]) -> lis
 def delete(
     client: PortwayClient, keys: Sequence[tuple[str, str]], no_wait: bool, timeout: float
 ) -> int:
+    if len(keys) > 1:
+        # as in local mode, no workload of a file is deleted while another is
+        # refused (not allowed, being migrated): the server checks each first.
+        # A missing one is told in the deletes below, again as local mode does.
+        for namespace, name in keys:
+            with contextlib.suppress(NotFoundError):
+                client.delete_workload(namespace, name, dry_run=True)
     for namespace, name in keys:
         client.delete_workload(namespace, name)
         _say(f"workload/{name} deleted")

@@ -189,9 +189,12 @@ class PortwayClient:
         body = {"documents": list(documents), "file": file, "targets": list(targets)}
         return cast(JSON, self.request("POST", "/v1/plan", body=body))
 
-    def delete_workload(self, namespace: str, name: str) -> Any:
+    def delete_workload(self, namespace: str, name: str, *, dry_run: bool = False) -> Any:
+        """``dry_run``: the server checks the delete and changes nothing."""
         return self.request(
-            "DELETE", f"/v1/namespaces/{_segment(namespace)}/workloads/{_segment(name)}"
+            "DELETE",
+            f"/v1/namespaces/{_segment(namespace)}/workloads/{_segment(name)}",
+            params={"dryRun": "true"} if dry_run else None,
         )
 
     def replicas(self, namespace: str | None, workload: str | None = None) -> list[JSON]:

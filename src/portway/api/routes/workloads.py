@@ -128,7 +128,8 @@ def apply(
         verb = Verb.UPDATE if exists else Verb.CREATE
         access.check(verb, Resource.WORKLOADS, meta.namespace, meta.name)
     note = note_of(request)
-    note.verb, note.resource = "apply", Resource.WORKLOADS.value
+    note.verb = "apply (dry run)" if body.dry_run else "apply"
+    note.resource = Resource.WORKLOADS.value
     note.namespace = ",".join(sorted({w.workload.metadata.namespace for w in workloads}))
     note.name = ",".join(w.workload.metadata.name for w in workloads)[:253]
     written, applied = svc.apply_all(ctx.app, workloads, namespaces, dry_run=body.dry_run)
@@ -173,10 +174,23 @@ def delete_workload(
     request: Request,
     wait: WaitQuery = False,
     timeout: TimeoutQuery = None,
+    dry_run: Annotated[
+        bool,
+        Query(
+            alias="dryRun",
+            description="Check only (kubectl's --dry-run=server): the workload exists, the "
+            "caller may delete it and nothing refuses it; nothing changes (deleting is false).",
+        ),
+    ] = False,
 ) -> DeleteResponse:
     """Mark the workload deleting; the controller removes its replicas."""
     ctx = context_of(request)
     access.check(Verb.DELETE, Resource.WORKLOADS, namespace, name)
+    if dry_run:
+        note_of(request).verb = "delete (dry run)"  # the audit log must not read as a delete
+        svc.get_workload(ctx.app, namespace, name)  # 404 as the delete would
+        svc.check_deletable(ctx.app, [(namespace, name)])
+        return DeleteResponse(namespace=namespace, name=name, deleting=False)
     record = svc.delete(ctx.app, namespace, name)
     ctx.wake([record.key])
     response = DeleteResponse(namespace=namespace, name=name, deleting=True)
