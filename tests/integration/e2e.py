@@ -35,6 +35,16 @@ def ephemeral_floor() -> int:
         return 32768
 
 
+def bindable(port: int) -> bool:
+    """Whether a program could bind 127.0.0.1:``port`` now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port_range(count: int, start: int = 20000, end: int | None = None) -> int:
     """First port P such that P..P+count-1 are all free on 127.0.0.1, below
     ``end`` and below the kernel's ephemeral range. Engines publish ports they
@@ -47,17 +57,10 @@ def free_port_range(count: int, start: int = 20000, end: int | None = None) -> i
         raise ValueError(f"ports {start}+{count} reach the ephemeral range at {ceiling}")
     port = start + (os.getpid() * 7) % max(1, min(5000, ceiling - start - count))
     while port + count <= ceiling:
-        ok = True
-        for candidate in range(port, port + count):
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", candidate))
-                except OSError:
-                    ok = False
-                    port = candidate + 1
-                    break
-        if ok:
+        taken = next((p for p in range(port, port + count) if not bindable(p)), None)
+        if taken is None:
             return port
+        port = taken + 1
     raise RuntimeError(f"no {count} free ports on 127.0.0.1 between {start} and {ceiling}")
 
 
@@ -68,14 +71,8 @@ def free_port(avoid: Collection[int] = ()) -> int:
     ceiling = ephemeral_floor()
     for _ in range(1000):
         port = random.randrange(20000, ceiling)
-        if port in avoid:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
+        if port not in avoid and bindable(port):
+            return port
     raise RuntimeError(f"no free port on 127.0.0.1 between 20000 and {ceiling}")
 
 

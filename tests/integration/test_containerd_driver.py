@@ -39,7 +39,7 @@ from portway.drivers.base import (
 from portway.drivers.registry import open_driver
 from portway.errors import ImageNotFoundError, PortInUseError, ReplicaGoneError
 from tests.integration.driver_ns import Namespace
-from tests.integration.e2e import free_port
+from tests.integration.e2e import bindable, free_port
 
 pytestmark = pytest.mark.containerd
 
@@ -266,15 +266,6 @@ def test_fixed_host_port_and_conflict(ns: Namespace) -> None:
     ns.driver.destroy(handle)
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def test_published_ports_are_held_while_the_replica_exists(ns: Namespace) -> None:
     """portmap's DNAT binds nothing: the task's logger holds the host port, so
     no other program is handed it (as Docker's and Podman's are held), through
@@ -283,14 +274,14 @@ def test_published_ports_are_held_while_the_replica_exists(ns: Namespace) -> Non
     published = ns.driver.inspect(handle).host_port_for(8080)
     assert published is not None
     port = published.host_port
-    assert not _bindable(port)
+    assert not bindable(port)
     assert http_get(port) == "hello from portway\n"  # held, and still forwarded
     ns.driver.stop(handle, 5)
     ns.driver.start(handle)  # a new task, with a new logger
-    assert not _bindable(port)
+    assert not bindable(port)
     assert http_get(port) == "hello from portway\n"
     ns.driver.destroy(handle)
-    assert _bindable(port)
+    assert bindable(port)
 
 
 def test_logs_streams_times_tail_since(ns: Namespace) -> None:

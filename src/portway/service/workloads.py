@@ -400,9 +400,13 @@ def check_deletable(app: App, keys: Sequence[tuple[str, str]]) -> None:
         _refuse_while_migrating(app, namespace, name, "delete it")
 
 
-def delete(app: App, namespace: str, name: str) -> Record:
+def delete(app: App, namespace: str, name: str, *, dry_run: bool = False) -> Record:
+    """Mark the workload deleting (the controller removes its replicas).
+    ``dry_run``: every check (it exists, no migration refuses it), no change."""
     record = app.store.require(KIND_WORKLOAD, namespace, name)
     _refuse_while_migrating(app, namespace, name, "delete it")
+    if dry_run:
+        return record
     for _ in range(5):
         try:
             return app.store.mark_deleting(record)

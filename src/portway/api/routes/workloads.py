@@ -188,10 +188,9 @@ def delete_workload(
     access.check(Verb.DELETE, Resource.WORKLOADS, namespace, name)
     if dry_run:
         note_of(request).verb = "delete (dry run)"  # the audit log must not read as a delete
-        svc.get_workload(ctx.app, namespace, name)  # 404 as the delete would
-        svc.check_deletable(ctx.app, [(namespace, name)])
+    record = svc.delete(ctx.app, namespace, name, dry_run=dry_run)
+    if dry_run:
         return DeleteResponse(namespace=namespace, name=name, deleting=False)
-    record = svc.delete(ctx.app, namespace, name)
     ctx.wake([record.key])
     response = DeleteResponse(namespace=namespace, name=name, deleting=True)
     if wait:

@@ -54,7 +54,6 @@ import json
 import os
 import selectors
 import signal
-import socket
 import sys
 import time
 from datetime import UTC, datetime
@@ -252,7 +251,7 @@ class _Logger:
         self.init_fd: int | None = None
         self.searching_init = True
         self.search_until = time.monotonic() + INIT_PID_SEARCH_SECONDS
-        self.held: list[socket.socket] = []  # the replica's host ports, see hold()
+        self.held: list[object] = []  # sockets on the replica's host ports, see hold()
 
     # -- set-up
 
@@ -280,6 +279,12 @@ class _Logger:
         """Bind every ``protocol:host_ip:port`` of ``spec`` (comma-separated)
         for as long as the logger runs. A port that cannot be bound is reported
         and skipped: the container runs either way."""
+        if not spec:
+            return
+        # here, not at the top: 2.5 ms of the start the shim waits for, paid
+        # only by a replica that publishes ports
+        import socket
+
         for item in filter(None, spec.split(",")):
             protocol, _, address = item.partition(":")
             host, _, port = address.rpartition(":")
